@@ -1,0 +1,65 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "KernelCoverage",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "CoverageAPI", targets: ["CoverageAPI"]),
+        .library(name: "LinuxBackend", targets: ["LinuxBackend"]),
+        .executable(name: "kcovctl", targets: ["kcovctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C conventions at the syscall boundary: ioctl with an unsigned long, the fork-enable-exec child.
+        .target(name: "CKernelShim"),
+        // The seam every line of Swift above it is tested through: a protocol and its Glibc implementation.
+        .target(name: "KernelSeam", dependencies: ["CKernelShim"], swiftSettings: swiftSettings),
+        // Clients' front door (sessions, traces, errors) and the backend protocol drivers implement.
+        .target(name: "CoverageAPI", swiftSettings: swiftSettings),
+        .target(name: "LinuxBackend", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
+        // Builds and caches the project's own kcov test kernel from Debian's linux-source-6.12.
+        .target(name: "TestKernel", swiftSettings: swiftSettings),
+        // Boots a kernel under QEMU with the host root over 9p and runs one command in the guest.
+        .target(name: "VirtualMachine", swiftSettings: swiftSettings),
+        // Simulated kcov drivers behind the seam, written from shared/reference: the models the
+        // conformance suite is measured against.
+        .target(name: "ReferenceModels", dependencies: ["KernelSeam"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "kcovctl",
+            dependencies: [
+                "CoverageAPI", "LinuxBackend", "TestKernel", "VirtualMachine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CoverageAPITests",
+            dependencies: ["CoverageAPI", "LinuxBackend", "KernelSeam", "ReferenceModels"],
+            swiftSettings: swiftSettings
+        ),
+        // Run inside the test kernel only (GuestSuiteTests boots it): the real /sys/kernel/debug/kcov.
+        .testTarget(
+            name: "RealKernelTests",
+            dependencies: ["CoverageAPI", "LinuxBackend"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GuestSuiteTests",
+            dependencies: ["TestKernel", "VirtualMachine"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ReferenceModelTests",
+            dependencies: ["ReferenceModels", "KernelSeam"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

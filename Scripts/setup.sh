@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what KernelCoverage needs from Debian's packages, skipping what is already there:
+# QEMU, the kernel source and its build tools (for the test kernel).
+set -euo pipefail
+
+packages=(
+  qemu-system-x86          # boots the test kernel
+  linux-source-6.12        # the test kernel's source
+  build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils  # to build it
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: run as root (or with sudo) to install packages" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

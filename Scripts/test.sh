@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every test: set up, build the test kernel (or reuse the cache), run the host tests and the
+# real-kernel suites inside QEMU, and build and run the downstream example package in the guest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./Scripts/setup.sh
+swift build --build-tests
+.build/debug/kcovctl vm build
+swift test
+
+echo "== Examples/TraceOneSyscall: a downstream package importing the library products"
+swift build --package-path Examples/TraceOneSyscall
+example="$(swift build --package-path Examples/TraceOneSyscall --show-bin-path)/trace-one-syscall"
+.build/debug/kcovctl vm run -- "$example" | tee /dev/stderr | grep -q "^read(-1) covered [1-9][0-9]* kernel PCs"
+echo "example: passed"

@@ -1,0 +1,46 @@
+#ifndef CKERNELSHIM_H
+#define CKERNELSHIM_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/// ioctl with an integer argument passed by value (glibc's ioctl is variadic, so Swift cannot call it).
+int kcs_ioctl_value(int fd, unsigned long request, unsigned long argument);
+
+/// ioctl with an argument passed by pointer.
+int kcs_ioctl_pointer(int fd, unsigned long request, void *argument);
+
+/// The calling thread's kernel thread id.
+int kcs_gettid(void);
+
+/// A cheap syscall with a small, stable kernel path: read(-1, NULL, 0). Returns its result.
+long kcs_probe_syscall(void);
+
+/// Where a spawned child failed before running the command.
+enum kcs_spawn_stage {
+    KCS_SPAWN_OK = 0,
+    KCS_SPAWN_ENABLE = 1,
+    KCS_SPAWN_EXEC = 2,
+    KCS_SPAWN_FORK = 3,
+    KCS_SPAWN_PIPE = 4,
+};
+
+/// How the child turns coverage on: one ioctl, its argument by value or by pointer to an int.
+struct kcs_enable_call {
+    unsigned long request;
+    unsigned long argument;
+    int argument_by_pointer;
+};
+
+/// Forks; the child enables coverage on `fd` (inherited, already initialised and mapped by the
+/// parent), stores 0 into `counter` with a relaxed atomic store, and execs `path`. Only
+/// async-signal-safe calls run in the child. Returns the child's pid, or -1 with `*stage` and
+/// `*error` saying which step failed (for ENABLE and EXEC, the child's errno; the child is reaped).
+pid_t kcs_spawn_enabled(const char *path, char *const argv[], char *const envp[], int fd,
+                        struct kcs_enable_call enable, uint64_t *counter,
+                        int *stage, int *error);
+
+/// Waits for `pid`; returns 0 and the raw wait status, or -1 with errno.
+int kcs_wait(pid_t pid, int *status);
+
+#endif

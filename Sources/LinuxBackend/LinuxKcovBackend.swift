@@ -1,0 +1,329 @@
+public import CoverageAPI
+package import KernelSeam
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Linux kcov through `/sys/kernel/debug/kcov`: per-thread, ordered PC traces and comparison
+/// records, remote coverage through common and USB handles.
+///
+/// The corresponding ioctls are KCOV_INIT_TRACE, KCOV_ENABLE, KCOV_DISABLE and KCOV_REMOTE_ENABLE.
+public struct LinuxKcovBackend: CoverageBackend {
+    package let kernel: any KernelInterface
+    /// Where the kcov file is.
+    public let devicePath: String
+
+    /// The real kernel's kcov at `devicePath`.
+    public init(devicePath: String = LinuxKcovABI.devicePath) {
+        self.init(kernel: SystemKernel(), devicePath: devicePath)
+    }
+
+    /// A backend over any implementation of the seam, such as a reference model.
+    package init(kernel: any KernelInterface, devicePath: String = LinuxKcovABI.devicePath) {
+        self.kernel = kernel
+        self.devicePath = devicePath
+    }
+
+    public var name: String { "linux" }
+
+    public var capabilities: BackendCapabilities {
+        BackendCapabilities(
+            supportedModes: [.pc, .comparisons], pcKind: .kernelAddress, granularity: .basicBlock,
+            perThread: true, orderedTrace: true, remote: [.commonHandle, .usbBus],
+            requiresMapBeforeEnable: false, remapAfterDisable: false,
+            bufferWords: LinuxKcovABI.bufferWords, bufferWordMultiple: Self.pageSize / 8, wordSize: 8)
+    }
+
+    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    public func availability() -> Availability {
+        let fd = kernel.open(devicePath, flags: O_RDWR | O_CLOEXEC)
+        if fd >= 0 {
+            _ = kernel.close(fd)
+            return Availability(available: true, reason: "\(devicePath) opened read-write")
+        }
+        return Availability(available: false, reason: openError(errno).message)
+    }
+
+    // MARK: Device
+
+    public func openDevice() throws(CoverageError) -> Int32 {
+        let fd = kernel.open(devicePath, flags: O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw openError(errno) }
+        return fd
+    }
+
+    /// Why opening the kcov file failed, with what to do about it.
+    func openError(_ code: Int32) -> CoverageError {
+        let call = "open(\(devicePath))"
+        switch code {
+        case ENOENT:
+            guard debugfsMounted else {
+                return CoverageError(
+                    .deviceMissing,
+                    "debugfs is not mounted: run `mount -t debugfs none /sys/kernel/debug`",
+                    syscall: call, errno: code)
+            }
+            return CoverageError(
+                .deviceMissing,
+                "\(devicePath) does not exist: this kernel was built without CONFIG_KCOV (use a kernel with CONFIG_KCOV=y, or the kprobe backend)",
+                syscall: call, errno: code)
+        case EACCES:
+            return CoverageError(
+                .permissionDenied, "no permission to open \(devicePath): run as root (the file is 0600 root)",
+                syscall: call, errno: code)
+        case EPERM:
+            return CoverageError(
+                .permissionDenied,
+                "the kernel refused \(devicePath): debugfs is locked down (lockdown=integrity or confidentiality); boot without lockdown",
+                syscall: call, errno: code)
+        default:
+            return systemError(call, code)
+        }
+    }
+
+    /// Whether a debugfs is mounted at the directory that holds the device.
+    var debugfsMounted: Bool {
+        guard let mounts = kernel.readTextFile("/proc/mounts") else { return false }
+        let directory = String(devicePath[..<(devicePath.lastIndex(of: "/") ?? devicePath.startIndex)])
+        return mounts.split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 2 && fields[1] == directory && fields[2] == "debugfs"
+        }
+    }
+
+    public func closeDevice(_ fd: Int32) {
+        let result = kernel.close(fd)
+        precondition(result == 0 || errno != EBADF, "closed kcov fd \(fd) twice")
+    }
+
+    // MARK: Buffer
+
+    public func initialize(_ fd: Int32, words: Int) throws(CoverageError) {
+        try initTrace(fd, words: UInt(clamping: words))
+    }
+
+    /// KCOV_INIT_TRACE with any word count, for misuse checks.
+    package func initTrace(_ fd: Int32, words: UInt) throws(CoverageError) {
+        guard kernel.ioctl(fd, LinuxKcovABI.initTrace, value: words) != 0 else { return }
+        let code = errno
+        let call = "ioctl(KCOV_INIT_TRACE, \(words))"
+        switch code {
+        case EINVAL:
+            throw CoverageError(
+                .bufferSize,
+                "the kernel refused a buffer of \(words) words: use \(LinuxKcovABI.bufferWords.lowerBound)…\(LinuxKcovABI.bufferWords.upperBound) words",
+                syscall: call, errno: code)
+        case EBUSY:
+            throw CoverageError(
+                .busy, "this kcov fd is already initialised: INIT_TRACE is allowed once per open; open the device again",
+                syscall: call, errno: code)
+        case ENOMEM:
+            throw CoverageError(.outOfMemory, "the kernel could not allocate \(words) words: use a smaller buffer", syscall: call, errno: code)
+        default:
+            throw ioctlError(call, code)
+        }
+    }
+
+    public func mapBuffer(_ fd: Int32, words: Int) throws(CoverageError) -> UnsafeMutableRawPointer {
+        try map(fd, bytes: words * 8)
+    }
+
+    /// mmap of `bytes` at offset 0, for misuse checks.
+    package func map(_ fd: Int32, bytes: Int) throws(CoverageError) -> UnsafeMutableRawPointer {
+        if let address = kernel.mmap(
+            length: bytes, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd: fd, offset: 0) {
+            return address
+        }
+        let code = errno
+        let call = "mmap(\(bytes) bytes)"
+        switch code {
+        case EINVAL where bytes % Self.pageSize != 0:
+            throw CoverageError(
+                .bufferSize, "\(bytes) bytes is not a whole number of \(Self.pageSize)-byte pages: kcov can only map a page-multiple buffer",
+                syscall: call, errno: code)
+        case EINVAL:
+            throw CoverageError(
+                .invalidState, "the kernel refused the mapping: initialise the fd first and map exactly its buffer size",
+                syscall: call, errno: code)
+        case EACCES:
+            throw CoverageError(.permissionDenied, "a shared writable mapping needs the fd opened O_RDWR", syscall: call, errno: code)
+        case ENOMEM:
+            throw CoverageError(.outOfMemory, "no address space for \(bytes) bytes: use a smaller buffer", syscall: call, errno: code)
+        default:
+            throw systemError(call, code)
+        }
+    }
+
+    public func unmapBuffer(_ address: UnsafeMutableRawPointer, words: Int) {
+        let result = kernel.munmap(address, length: words * 8)
+        precondition(result == 0, "munmap of a kcov buffer failed: errno \(errno)")
+    }
+
+    // MARK: Collection
+
+    public func enable(_ fd: Int32, mode: CoverageMode) throws(CoverageError) {
+        try enable(fd, rawMode: LinuxKcovABI.modeArgument(mode))
+    }
+
+    /// KCOV_ENABLE with any argument, for misuse checks.
+    package func enable(_ fd: Int32, rawMode: UInt) throws(CoverageError) {
+        guard kernel.ioctl(fd, LinuxKcovABI.enable, value: rawMode) != 0 else { return }
+        throw enableError("ioctl(KCOV_ENABLE, \(rawMode))", errno, rawMode: rawMode)
+    }
+
+    /// What an ENABLE errno means; the same table serves the forked child's ENABLE.
+    func enableError(_ call: String, _ code: Int32, rawMode: UInt) -> CoverageError {
+        switch code {
+        case EINVAL where rawMode > LinuxKcovABI.traceCMP:
+            return CoverageError(.invalidArgument, "\(rawMode) is not a kcov mode: use 0 (PC) or 1 (CMP)", syscall: call, errno: code)
+        case EINVAL:
+            return CoverageError(
+                .invalidState,
+                "the fd is not initialised, or coverage is already enabled on it (by this or another thread): one enabled thread per fd",
+                syscall: call, errno: code)
+        case EBUSY:
+            return CoverageError(
+                .busy, "this thread already has kcov enabled on another fd: disable that one first",
+                syscall: call, errno: code)
+        case LinuxKcovABI.enotsupp, EOPNOTSUPP:
+            return CoverageError(
+                .unsupportedMode,
+                "this kernel was built without CONFIG_KCOV_ENABLE_COMPARISONS: comparison mode is unavailable; use PC mode",
+                syscall: call, errno: code)
+        default:
+            return ioctlError(call, code)
+        }
+    }
+
+    public func disable(_ fd: Int32) throws(CoverageError) {
+        try disable(fd, argument: 0)
+    }
+
+    /// KCOV_DISABLE with any argument, for misuse checks.
+    package func disable(_ fd: Int32, argument: UInt) throws(CoverageError) {
+        guard kernel.ioctl(fd, LinuxKcovABI.disable, value: argument) != 0 else { return }
+        let code = errno
+        let call = "ioctl(KCOV_DISABLE, \(argument))"
+        if code == EINVAL && argument != 0 {
+            throw CoverageError(.invalidArgument, "KCOV_DISABLE takes 0 as its argument", syscall: call, errno: code)
+        }
+        if code == EINVAL {
+            throw CoverageError(
+                .notOwner, "coverage on this fd is not enabled by the calling thread: disable from the thread that enabled it",
+                syscall: call, errno: code)
+        }
+        throw ioctlError(call, code)
+    }
+
+    public func enableRemote(_ fd: Int32, mode: CoverageMode, _ request: RemoteRequest) throws(CoverageError) {
+        var common: UInt64 = 0
+        var handles: [UInt64] = []
+        for target in request.targets {
+            switch target {
+            case .common(let instance):
+                guard common == 0 else {
+                    throw CoverageError(.invalidArgument, "Linux takes one common handle per remote enable")
+                }
+                common = LinuxKcovABI.remoteHandle(subsystem: LinuxKcovABI.subsystemCommon, instance: instance)
+            case .usbBus(let bus):
+                handles.append(LinuxKcovABI.remoteHandle(subsystem: LinuxKcovABI.subsystemUSB, instance: bus))
+            case .vhciPort:
+                throw CoverageError(.unsupportedOperation, "VHCI ports are NetBSD's remote targets; on Linux use a common handle or a USB bus")
+            }
+        }
+        try remoteEnable(
+            fd, mode: LinuxKcovABI.modeArgument(mode), sectionWords: UInt32(clamping: request.sectionWords),
+            common: common, handles: handles)
+    }
+
+    /// KCOV_REMOTE_ENABLE with raw handles, for misuse checks. Layout: `trace_mode` u32,
+    /// `area_size` u32, `num_handles` u32, padding, `common_handle` u64, `handles[]` u64.
+    package func remoteEnable(
+        _ fd: Int32, mode: UInt, sectionWords: UInt32, common: UInt64, handles: [UInt64]
+    ) throws(CoverageError) {
+        var argument = [UInt64](repeating: 0, count: 3 + handles.count)
+        argument[0] = UInt64(UInt32(truncatingIfNeeded: mode)) | UInt64(sectionWords) << 32
+        argument[1] = UInt64(UInt32(truncatingIfNeeded: handles.count))
+        argument[2] = common
+        for (index, handle) in handles.enumerated() { argument[3 + index] = handle }
+        let result = argument.withUnsafeMutableBytes {
+            kernel.ioctl(fd, LinuxKcovABI.remoteEnable, pointer: $0.baseAddress!)
+        }
+        guard result != 0 else { return }
+        let code = errno
+        let call = "ioctl(KCOV_REMOTE_ENABLE, \(handles.count) handles)"
+        switch code {
+        case EINVAL where handles.count > LinuxKcovABI.maxRemoteHandles:
+            throw CoverageError(
+                .invalidArgument, "\(handles.count) remote handles is more than the kernel's \(LinuxKcovABI.maxRemoteHandles)",
+                syscall: call, errno: code)
+        case EINVAL:
+            throw CoverageError(
+                .invalidArgument,
+                "the kernel refused remote coverage: the fd must be initialised and not enabled, and each handle well-formed (USB handles in the list, a non-zero common instance)",
+                syscall: call, errno: code)
+        case EEXIST:
+            throw CoverageError(.handleInUse, "a remote handle is already taken by another kcov fd (or listed twice)", syscall: call, errno: code)
+        case EBUSY:
+            throw CoverageError(.busy, "this thread already has kcov enabled on another fd: disable that one first", syscall: call, errno: code)
+        case LinuxKcovABI.enotsupp, EOPNOTSUPP:
+            throw CoverageError(
+                .unsupportedMode, "this kernel was built without CONFIG_KCOV_ENABLE_COMPARISONS: use PC mode",
+                syscall: call, errno: code)
+        default:
+            throw ioctlError(call, code)
+        }
+    }
+
+    /// Any request number, for misuse checks.
+    package func rawIoctl(_ fd: Int32, request: UInt, value: UInt) throws(CoverageError) {
+        guard kernel.ioctl(fd, request, value: value) != 0 else { return }
+        throw ioctlError("ioctl(0x\(String(request, radix: 16)))", errno)
+    }
+
+    public func currentThreadID() -> Int32 { kernel.currentThreadID() }
+
+    public func probe() { kernel.probeSyscall() }
+
+    public func runEnabled(
+        _ fd: Int32, mode: CoverageMode, counter: UnsafeMutableRawPointer, command: Command
+    ) throws(CoverageError) -> CommandExit {
+        let argument = LinuxKcovABI.modeArgument(mode)
+        let outcome = kernel.spawnEnabled(
+            path: command.path, arguments: command.arguments, environment: command.environment, fd: fd,
+            enable: EnableCall(request: LinuxKcovABI.enable, argument: argument, byPointer: false), counter: counter)
+        switch outcome {
+        case .running(let pid):
+            switch kernel.waitForExit(pid) {
+            case .exited(let status): return .exited(status)
+            case .signaled(let signal): return .signaled(signal)
+            }
+        case .enableFailed(let code):
+            throw enableError("ioctl(KCOV_ENABLE) in the child", code, rawMode: argument)
+        case .execFailed(let code):
+            throw CoverageError(
+                .commandFailed, "cannot run \(command.path): \(String(cString: strerror(code)))", syscall: "execve", errno: code)
+        case .forkFailed(let code):
+            throw systemError("fork", code)
+        }
+    }
+
+    // MARK: Errors
+
+    /// Errors any ioctl can give; EFAULT and EBADF can only be this library's fault.
+    func ioctlError(_ call: String, _ code: Int32) -> CoverageError {
+        precondition(code != EFAULT && code != EBADF, "\(call) failed with \(code == EFAULT ? "EFAULT" : "EBADF"): a bug in KernelCoverage")
+        if code == ENOTTY {
+            return CoverageError(
+                .unsupportedOperation, "the kernel does not know this kcov request (too old, or not Linux kcov)",
+                syscall: call, errno: code)
+        }
+        return systemError(call, code)
+    }
+
+    func systemError(_ call: String, _ code: Int32) -> CoverageError {
+        CoverageError(.system, "\(call) failed: \(String(cString: strerror(code)))", syscall: call, errno: code)
+    }
+}

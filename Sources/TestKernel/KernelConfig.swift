@@ -1,0 +1,63 @@
+/// The project's test-kernel configuration: merged over `make tinyconfig` for x86_64.
+///
+/// Changing any line changes the cache key, so the next `kcovctl vm build` rebuilds.
+public enum KernelConfig {
+    /// Options on top of tinyconfig: a 9p-rooted SMP guest with kcov (both modes), debugfs,
+    /// kprobes and perf events, and a serial console.
+    public static let fragment = """
+        CONFIG_64BIT=y
+        CONFIG_SMP=y
+        CONFIG_X86_MPPARSE=y
+        CONFIG_NR_CPUS=4
+        CONFIG_PRINTK=y
+        CONFIG_TTY=y
+        CONFIG_SERIAL_8250=y
+        CONFIG_SERIAL_8250_CONSOLE=y
+        CONFIG_BINFMT_ELF=y
+        CONFIG_BINFMT_SCRIPT=y
+        CONFIG_MULTIUSER=y
+        CONFIG_FUTEX=y
+        CONFIG_EPOLL=y
+        CONFIG_SIGNALFD=y
+        CONFIG_TIMERFD=y
+        CONFIG_EVENTFD=y
+        CONFIG_SHMEM=y
+        CONFIG_AIO=y
+        CONFIG_FILE_LOCKING=y
+        CONFIG_POSIX_TIMERS=y
+        CONFIG_HIGH_RES_TIMERS=y
+        CONFIG_PROC_FS=y
+        CONFIG_PROC_SYSCTL=y
+        CONFIG_SYSFS=y
+        CONFIG_TMPFS=y
+        CONFIG_DEVTMPFS=y
+        CONFIG_UNIX=y
+        CONFIG_NET=y
+        CONFIG_PCI=y
+        CONFIG_VIRTIO_MENU=y
+        CONFIG_VIRTIO=y
+        CONFIG_VIRTIO_PCI=y
+        CONFIG_NET_9P=y
+        CONFIG_NET_9P_VIRTIO=y
+        CONFIG_NETWORK_FILESYSTEMS=y
+        CONFIG_9P_FS=y
+        CONFIG_DEBUG_KERNEL=y
+        CONFIG_DEBUG_FS=y
+        CONFIG_KCOV=y
+        CONFIG_KCOV_ENABLE_COMPARISONS=y
+        CONFIG_KCOV_INSTRUMENT_ALL=y
+        CONFIG_KALLSYMS=y
+        CONFIG_KALLSYMS_ALL=y
+        CONFIG_KPROBES=y
+        CONFIG_FTRACE=y
+        CONFIG_KPROBE_EVENTS=y
+        CONFIG_PERF_EVENTS=y
+
+        """
+
+    /// Options the built `.config` must contain; the build fails if olddefconfig dropped one.
+    public static var required: [String] {
+        ["CONFIG_KCOV=y", "CONFIG_KCOV_ENABLE_COMPARISONS=y", "CONFIG_DEBUG_FS=y", "CONFIG_9P_FS=y",
+         "CONFIG_NET_9P_VIRTIO=y", "CONFIG_KPROBES=y", "CONFIG_KPROBE_EVENTS=y", "CONFIG_PERF_EVENTS=y"]
+    }
+}

@@ -1,0 +1,165 @@
+public import Foundation
+
+/// A built test kernel in the cache.
+public struct TestKernel: Sendable, Hashable {
+    /// The bootable image.
+    public var bzImage: String
+    /// The unstripped kernel, for symbolization.
+    public var vmlinux: String
+    /// The kernel's build tree (sources and `.config`).
+    public var buildTree: String
+}
+
+/// Why the test kernel could not be built.
+public struct TestKernelError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// Builds the test kernel from Debian's `linux-source-6.12` with ``KernelConfig/fragment`` into a
+/// cache keyed by the fragment and the source tarball, and reuses it while neither changes.
+public struct TestKernelBuilder: Sendable {
+    /// The tarball Debian's `linux-source-6.12` package installs.
+    public var sourceTarball: String
+    /// Where built kernels are kept, one folder per key.
+    public var cacheDirectory: String
+    /// Parallel make jobs.
+    public var jobs: Int
+
+    public init(
+        sourceTarball: String = "/usr/src/linux-source-6.12.tar.xz",
+        cacheDirectory: String = TestKernelBuilder.defaultCacheDirectory,
+        jobs: Int = ProcessInfo.processInfo.activeProcessorCount + 1
+    ) {
+        self.sourceTarball = sourceTarball
+        self.cacheDirectory = cacheDirectory
+        self.jobs = jobs
+    }
+
+    /// `$KCOV_CACHE_DIR`, else `$XDG_CACHE_HOME/kernel-coverage`, else `~/.cache/kernel-coverage`.
+    public static var defaultCacheDirectory: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let explicit = environment["KCOV_CACHE_DIR"], !explicit.isEmpty { return explicit }
+        let base = environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (NSHomeDirectory() + "/.cache")
+        return base + "/kernel-coverage"
+    }
+
+    /// The cache key: the fragment, this recipe's version, and the tarball's size and mtime.
+    public func cacheKey() throws -> String {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: sourceTarball) else {
+            throw TestKernelError(description:
+                "\(sourceTarball) is missing: install Debian's linux-source-6.12 (Scripts/setup.sh does)")
+        }
+        let size = (attributes[.size] as? NSNumber)?.int64Value ?? 0
+        let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        let identity = "recipe 1\n\(KernelConfig.fragment)\n\(size) \(Int64(modified))"
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
+        for byte in identity.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        return String(hash, radix: 16)
+    }
+
+    /// The folder for this key.
+    public func directory() throws -> String {
+        cacheDirectory + "/kernel-" + (try cacheKey())
+    }
+
+    /// The cached kernel for the current key, if it was built completely.
+    public func cached() throws -> TestKernel? {
+        let folder = try directory()
+        guard FileManager.default.fileExists(atPath: folder + "/complete") else { return nil }
+        return kernel(in: folder)
+    }
+
+    private func kernel(in folder: String) -> TestKernel {
+        TestKernel(bzImage: folder + "/bzImage", vmlinux: folder + "/vmlinux", buildTree: folder + "/src")
+    }
+
+    /// Returns the cached kernel, building it first if needed. `progress` receives a line now and
+    /// then while the build runs (it takes minutes). Concurrent callers wait for one build.
+    public func build(progress: @escaping @Sendable (String) -> Void) throws -> TestKernel {
+        let folder = try directory()
+        try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
+        let lock = open(cacheDirectory + "/kernel.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard lock >= 0 else { throw TestKernelError(description: "cannot create a lock in \(cacheDirectory): errno \(errno)") }
+        defer { close(lock) }
+        flock(lock, LOCK_EX)
+        if let kernel = try cached() { return kernel }
+
+        let started = Date()
+        try? FileManager.default.removeItem(atPath: folder)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let log = folder + "/build.log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        defer { try? logHandle.close() }
+        let fragment = folder + "/kcov.config"
+        try KernelConfig.fragment.write(toFile: fragment, atomically: true, encoding: .utf8)
+
+        progress("unpacking \(sourceTarball)")
+        try run(["tar", "-xf", sourceTarball, "-C", folder], in: folder, log: logHandle, progress: progress)
+        let unpacked = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix("linux-source") }
+        guard let top = unpacked.first else { throw TestKernelError(description: "\(sourceTarball) held no linux-source folder") }
+        try FileManager.default.moveItem(atPath: folder + "/" + top, toPath: folder + "/src")
+        let tree = folder + "/src"
+
+        progress("configuring: tinyconfig + \(fragment)")
+        try run(["make", "ARCH=x86_64", "tinyconfig"], in: tree, log: logHandle, progress: progress)
+        try run(["./scripts/kconfig/merge_config.sh", "-m", ".config", fragment], in: tree, log: logHandle, progress: progress)
+        try run(["make", "ARCH=x86_64", "olddefconfig"], in: tree, log: logHandle, progress: progress)
+        let config = try String(contentsOfFile: tree + "/.config", encoding: .utf8)
+        let lines = Set(config.split(separator: "\n").map(String.init))
+        let missing = KernelConfig.required.filter { !lines.contains($0) }
+        guard missing.isEmpty else {
+            throw TestKernelError(description: "the merged .config lacks \(missing.joined(separator: ", ")); see \(log)")
+        }
+
+        progress("compiling with make -j\(jobs) (about 4–5 minutes on 2 cores); log: \(log)")
+        try run(["make", "ARCH=x86_64", "-j\(jobs)", "bzImage"], in: tree, log: logHandle, progress: progress, countCompiles: true)
+        try FileManager.default.copyItem(atPath: tree + "/arch/x86/boot/bzImage", toPath: folder + "/bzImage")
+        try FileManager.default.copyItem(atPath: tree + "/vmlinux", toPath: folder + "/vmlinux")
+        _ = FileManager.default.createFile(atPath: folder + "/complete", contents: Data())
+        progress(String(format: "built in %.0f s", Date().timeIntervalSince(started)))
+        return kernel(in: folder)
+    }
+
+    /// Runs a build step, appending its output to the log; with `countCompiles`, reports how many
+    /// files were compiled every 20 seconds.
+    private func run(
+        _ arguments: [String], in directory: String, log: FileHandle,
+        progress: @escaping @Sendable (String) -> Void, countCompiles: Bool = false
+    ) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        do {
+            try process.run()
+        } catch {
+            throw TestKernelError(description: "cannot run \(arguments[0]): \(error); run Scripts/setup.sh to install the kernel build tools")
+        }
+        let reader = pipe.fileHandleForReading
+        var compiled = 0
+        var lastReport = Date()
+        while true {
+            let chunk = reader.availableData
+            if chunk.isEmpty { break }
+            log.write(chunk)
+            guard countCompiles else { continue }
+            compiled += String(decoding: chunk, as: UTF8.self).split(separator: "\n").count { $0.hasPrefix("  CC ") }
+            if Date().timeIntervalSince(lastReport) >= 20 {
+                progress("compiling: \(compiled) files so far")
+                lastReport = Date()
+            }
+        }
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw TestKernelError(description:
+                "`\(arguments.joined(separator: " "))` failed with status \(process.terminationStatus); see \(directory)/../build.log")
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import ArgumentParser
+import CoverageAPI
+import Foundation
+
+/// `kcovctl backends`: what each backend needs, whether it is usable here and why not.
+struct BackendsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backends", abstract: "List every backend, whether it is available here and why not, and its capabilities.")
+
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case text, json
+    }
+
+    @Option(help: "Output format: text or json.")
+    var format: Format = .text
+
+    struct Entry: Encodable {
+        var name: String
+        var available: Bool
+        var reason: String
+        var capabilities: BackendCapabilities
+    }
+
+    struct Report: Encodable {
+        var environment: HostEnvironment
+        var backends: [Entry]
+    }
+
+    func run() throws {
+        let entries = BackendChoice.allBackends().map { backend in
+            let availability = backend.availability()
+            return Entry(
+                name: backend.name, available: availability.available, reason: availability.reason,
+                capabilities: backend.capabilities)
+        }
+        let report = Report(environment: HostEnvironment.current(), backends: entries)
+        switch format {
+        case .json:
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        case .text:
+            let environment = report.environment
+            print("host: \(environment.os) \(environment.kernelRelease) (\(environment.machine))\(environment.insideGVisor ? ", inside gVisor" : "")")
+            for entry in entries {
+                print("\(entry.name): \(entry.available ? "available" : "unavailable") — \(entry.reason)")
+                let capabilities = entry.capabilities
+                print("  modes: \(capabilities.supportedModes.map(\.rawValue).sorted().joined(separator: ", ")); PCs: \(capabilities.pcKind.rawValue); granularity: \(capabilities.granularity.rawValue)")
+                print("  per thread: \(capabilities.perThread); ordered trace: \(capabilities.orderedTrace); remote: \(capabilities.remote.isEmpty ? "none" : capabilities.remote.map(\.rawValue).sorted().joined(separator: ", "))")
+                print("  buffer: \(capabilities.bufferWords.lowerBound)…\(capabilities.bufferWords.upperBound) words, multiple of \(capabilities.bufferWordMultiple); map before enable: \(capabilities.requiresMapBeforeEnable); remap after disable: \(capabilities.remapAfterDisable)")
+            }
+        }
+    }
+}
+
+/// What `backends` reports about the machine it runs on.
+struct HostEnvironment: Encodable {
+    var os: String
+    var kernelRelease: String
+    var kernelVersion: String
+    var machine: String
+    var insideGVisor: Bool
+    var debugfsMounted: Bool
+
+    static func current() -> HostEnvironment {
+        var name = utsname()
+        uname(&name)
+        func field<T>(_ value: T) -> String {
+            withUnsafeBytes(of: value) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        }
+        let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
+        let version = field(name.version)
+        return HostEnvironment(
+            os: field(name.sysname), kernelRelease: field(name.release), kernelVersion: version, machine: field(name.machine),
+            // gVisor reports a fixed fake version string; issue-level detection lives in the gVisor backend.
+            insideGVisor: version == "#1 SMP Sun Jan 10 15:06:54 PST 2016",
+            debugfsMounted: mounts.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(2).first == "debugfs" })
+    }
+}

@@ -1,0 +1,33 @@
+import ArgumentParser
+import CoverageAPI
+import Foundation
+
+/// Exit statuses scripts can rely on.
+enum ExitStatus {
+    static let failure = ExitCode(1)
+    static let unavailable = ExitCode(2)
+    static let usage = ExitCode.validationFailure  // 64
+}
+
+/// Prints a one-line error and returns the exit code it deserves.
+func fail(_ error: any Error) -> ExitCode {
+    let line: String
+    let code: ExitCode
+    switch error {
+    case let coverage as CoverageError:
+        line = coverage.description
+        code = coverage.meansUnavailable ? ExitStatus.unavailable : ExitStatus.failure
+    case let exit as ExitCode:
+        return exit
+    default:
+        line = String(describing: error)
+        code = ExitStatus.failure
+    }
+    FileHandle.standardError.write(Data("kcovctl: error: \(line)\n".utf8))
+    return code
+}
+
+/// Writes a progress line to standard error.
+@Sendable func note(_ line: String) {
+    FileHandle.standardError.write(Data("kcovctl: \(line)\n".utf8))
+}

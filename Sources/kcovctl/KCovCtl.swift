@@ -1,0 +1,12 @@
+import ArgumentParser
+
+@main
+struct KCovCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kcovctl",
+        abstract: "Kernel code coverage through one API: Linux kcov, and more backends to come.",
+        discussion: """
+            Exit status: 0 success, 1 failure, 2 backend unavailable here, 64 usage error.
+            """,
+        subcommands: [BackendsCommand.self, TraceCommand.self, VMCommand.self])
+}

@@ -1,0 +1,112 @@
+import ArgumentParser
+import CoverageAPI
+import Foundation
+
+/// `kcovctl trace`: runs a command with coverage enabled on its main thread and writes what it covered.
+struct TraceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trace",
+        abstract: "Run a command with kernel coverage enabled on its main thread and write what it covered.",
+        discussion: """
+            The coverage device is opened, sized and mapped here; a forked child enables coverage for \
+            itself and execs the command, so the trace holds the kernel code the command's main thread \
+            ran (threads it starts are not recorded). Exits 0 when coverage was collected, whatever the \
+            command's own status, which the summary and JSON report.
+            """)
+
+    @Option(help: "Backend: \(BackendChoice.allValueStrings.joined(separator: ", ")).")
+    var backend: BackendChoice = .auto
+
+    @Option(help: "What to record: pc (covered blocks) or cmp (comparison operands).")
+    var mode: ModeOption = .pc
+
+    /// 16 Mi words (128 MiB): `cat /proc/version` alone records 2.3 M PCs in the test kernel,
+    /// most of them exec and the dynamic loader.
+    static let defaultBufferWords = 1 << 24
+
+    @Option(help: "Buffer size in 64-bit words, count word included (default 16 Mi words, 128 MiB: a whole program's exec and run).")
+    var bufferWords: Int = TraceCommand.defaultBufferWords
+
+    @Option(help: "Output: summary, rawcover (one 0x%016x PC a line, trace order) or json.")
+    var format: TraceFormat = .summary
+
+    @Option(help: "Write the result to this file instead of standard output.")
+    var output: String?
+
+    @Flag(help: "Run this trace inside the project's test kernel under QEMU.")
+    var vm = false
+
+    @Flag(help: "With --vm: use KVM instead of software emulation (may hang on some hosts).")
+    var kvm = false
+
+    @Argument(parsing: .postTerminator, help: "The command to trace, after --.")
+    var command: [String] = []
+
+    func validate() throws {
+        guard !command.isEmpty else { throw ValidationError("name a command to trace after --, for example: kcovctl trace -- /bin/true") }
+        guard bufferWords >= 2 else { throw ValidationError("--buffer-words must be at least 2 (one count word and one entry)") }
+        if kvm && !vm { throw ValidationError("--kvm only applies with --vm") }
+    }
+
+    func run() throws {
+        if vm { return try runInGuest() }
+        do {
+            let chosen = try backend.resolve()
+            let program = try resolveProgram(command[0])
+            var session = try CoverageSession(backend: chosen, mode: mode.mode, bufferWords: bufferWords)
+            let result = try session.run(Command(
+                path: program, arguments: command,
+                environment: ProcessInfo.processInfo.environment.map { "\($0)=\($1)" }))
+            let text = TraceReport(
+                backend: chosen.name, command: command, exit: result.exit, trace: result.trace, bufferWords: bufferWords
+            ).render(format)
+            try write(text)
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    /// Re-runs this subcommand, minus `--vm`, `--kvm` and `--output`, in the test kernel.
+    private func runInGuest() throws {
+        var arguments = ["trace", "--backend", backend.rawValue, "--mode", mode.rawValue,
+                         "--buffer-words", String(bufferWords), "--format", format.rawValue, "--"]
+        arguments += command
+        do {
+            let result = try GuestLauncher(kvm: kvm).run([try GuestLauncher.selfPath()] + arguments)
+            FileHandle.standardError.write(result.standardError)
+            guard result.exitStatus == 0 else { throw ExitCode(result.exitStatus) }
+            try write(String(decoding: result.standardOutput, as: UTF8.self))
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    private func write(_ text: String) throws {
+        if let output {
+            do {
+                try text.write(toFile: output, atomically: true, encoding: .utf8)
+            } catch {
+                throw CoverageError(.system, "cannot write \(output): \(error.localizedDescription)")
+            }
+        } else {
+            print(text, terminator: "")
+        }
+    }
+}
+
+/// Finds a program the way a shell would: a path with a slash as is, else the first match on `PATH`.
+func resolveProgram(_ name: String) throws(CoverageError) -> String {
+    let manager = FileManager.default
+    if name.contains("/") {
+        let path = name.hasPrefix("/") ? name : manager.currentDirectoryPath + "/" + name
+        guard manager.isExecutableFile(atPath: path) else {
+            throw CoverageError(.commandFailed, "\(name) is not an executable file")
+        }
+        return path
+    }
+    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        let candidate = "\(directory)/\(name)"
+        if manager.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    throw CoverageError(.commandFailed, "command not found: \(name) (not an executable on PATH)")
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import TestKernel
+import VirtualMachine
+
+/// `kcovctl vm`: the project's test kernel and the QEMU runner.
+struct VMCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vm", abstract: "Build the test kernel, or run a command in it under QEMU.",
+        subcommands: [Build.self, Run.self])
+
+    struct Build: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Build the test kernel from Debian's linux-source-6.12, or reuse the cached one.")
+
+        func run() throws {
+            do {
+                let kernel = try TestKernelBuilder().build(progress: note)
+                print("bzImage: \(kernel.bzImage)")
+                print("vmlinux: \(kernel.vmlinux)")
+            } catch {
+                throw fail(error)
+            }
+        }
+    }
+
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a command in the test kernel (host root shared read-only) and exit with its status.")
+
+        @Flag(help: "Use KVM instead of software emulation (may hang on some hosts).")
+        var kvm = false
+
+        @Argument(parsing: .postTerminator, help: "The command to run in the guest, after --.")
+        var command: [String] = []
+
+        func validate() throws {
+            guard !command.isEmpty else { throw ValidationError("name a command after --, for example: kcovctl vm run -- uname -a") }
+        }
+
+        func run() throws {
+            let result: GuestResult
+            do {
+                result = try GuestLauncher(kvm: kvm).run(command)
+            } catch {
+                throw fail(error)
+            }
+            FileHandle.standardOutput.write(result.standardOutput)
+            FileHandle.standardError.write(result.standardError)
+            note(String(format: "guest ran `%@` in %.1f s (boot included), status %d", command.joined(separator: " "), result.seconds, result.exitStatus))
+            if result.exitStatus != 0 { throw ExitCode(result.exitStatus) }
+        }
+    }
+}
+
+/// Builds or reuses the test kernel and runs one command in it.
+struct GuestLauncher {
+    var kvm: Bool
+
+    func run(_ command: [String]) throws -> GuestResult {
+        let builder = TestKernelBuilder()
+        let kernel = try builder.build(progress: note)
+        let machine = VirtualMachine(
+            kernelImage: kernel.bzImage, workDirectory: builder.cacheDirectory + "/vm",
+            accelerator: kvm ? .kvm : .tcg)
+        return try machine.run(command)
+    }
+
+    /// This executable's absolute path, which the guest sees too through the shared root.
+    static func selfPath() throws -> String {
+        try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+    }
+}

@@ -1,0 +1,33 @@
+import Foundation
+import TestKernel
+import Testing
+import VirtualMachine
+
+/// Boots the project's test kernel under QEMU and runs the real-kernel suites inside it, from this
+/// very test binary. Never skipped: a missing QEMU or kernel source fails here.
+@Suite(.serialized) struct GuestSuiteTests {
+    /// The suites that need the real device.
+    static let guestSuites = ["RealKernelCollectionTests", "RealKernelMisuseTests"]
+
+    @Test(.timeLimit(.minutes(30)))
+    func realKernelSuitesPassInTheTestKernel() throws {
+        // This process's test binary, visible to the guest through the read-only 9p root.
+        let binary = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let builder = TestKernelBuilder()
+        let kernel = try builder.build { print("test kernel: \($0)") }
+        let machine = VirtualMachine(kernelImage: kernel.bzImage, workDirectory: builder.cacheDirectory + "/vm")
+        var command = [binary, "--testing-library", "swift-testing"]
+        for suite in Self.guestSuites { command += ["--filter", suite] }
+        let result = try machine.run(command)
+        let output = String(decoding: result.standardOutput, as: UTF8.self)
+        print(output)
+        print(String(decoding: result.standardError, as: UTF8.self))
+        print("guest run: \(String(format: "%.1f", result.seconds)) s, boot included")
+        #expect(result.exitStatus == 0, "the real-kernel suites failed in the guest")
+        // Every guest suite ran (none was skipped for want of the device) and passed.
+        for suite in Self.guestSuites {
+            #expect(output.contains("Suite \(suite) passed"), "\(suite) did not run and pass in the guest")
+        }
+        #expect(!output.contains("skipped"), "a real-kernel test was skipped inside the guest")
+    }
+}

@@ -1,0 +1,207 @@
+import CoverageAPI
+import Foundation
+import LinuxBackend
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized, .enabled(if: Guest.isGuest, "needs the real kcov device: runs inside the test kernel via GuestSuiteTests"))
+struct RealKernelCollectionTests {
+    let backend = LinuxKcovBackend()
+
+    @Test func probeSyscallCoverageHoldsKernelAddresses() throws {
+        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 16)
+        let trace = try session.collect { backend.probe() }
+        #expect(trace.pcs.count > 0)
+        #expect(!trace.truncated)
+        #expect(trace.pcs.allSatisfy { $0 >= kernelTextStart }, "every PC is a kernel text address")
+    }
+
+    @Test func sameSyscallGivesTheSameTraceTwice() throws {
+        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 16)
+        let first = try session.collect { backend.probe() }
+        let second = try session.collect { backend.probe() }
+        #expect(Set(first.pcs) == Set(second.pcs), "read(-1) takes one short path")
+    }
+
+    @Test func comparisonModeYieldsDecodableRecords() throws {
+        var session = try CoverageSession(backend: backend, mode: .comparisons, bufferWords: 1 << 16)
+        let trace = try session.collect {
+            _ = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+        }
+        #expect(trace.comparisons.count > 0)
+        #expect(trace.comparisons.allSatisfy { $0.isWellFormed })
+        #expect(trace.comparisons.allSatisfy { [1, 2, 4, 8].contains($0.operandSize) })
+        #expect(trace.comparisons.allSatisfy { $0.pc >= kernelTextStart })
+        #expect(trace.comparisons.contains { $0.isConstant })
+    }
+
+    @Test func anotherThreadsSyscallsNeverAppear() throws {
+        // What uname runs that read(-1) does not, measured on a thread of its own.
+        let unameOnly = Box<Set<UInt64>>()
+        onNewThread {
+            var session = try! CoverageSession(backend: LinuxKcovBackend(), mode: .pc, bufferWords: 1 << 16)
+            var name = utsname()
+            let unameTrace = try! session.collect { for _ in 0..<50 { uname(&name) } }
+            let readTrace = try! session.collect { for _ in 0..<50 { LinuxKcovBackend().probe() } }
+            unameOnly.set(Set(unameTrace.pcs).subtracting(readTrace.pcs))
+        }
+        let foreign = try #require(unameOnly.value)
+        #expect(!foreign.isEmpty)
+
+        // The worker exists before coverage is enabled and is released through an atomic, so this
+        // thread makes no syscall while enabled: anything of uname's in its trace would be a leak.
+        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 16)
+        let go = Atomic<Bool>(false)
+        let finished = Atomic<Bool>(false)
+        let worker = Thread {
+            while !go.load(ordering: .acquiring) {}
+            var name = utsname()
+            for _ in 0..<2000 { uname(&name) }
+            finished.store(true, ordering: .releasing)
+        }
+        worker.start()
+        try session.enable()
+        go.store(true, ordering: .releasing)
+        while !finished.load(ordering: .acquiring) {}
+        let trace = session.read()
+        try session.disable()
+        let leaked = Set(trace.pcs).intersection(foreign)
+        #expect(leaked.isEmpty, "uname PCs of another thread in this thread's trace: \(leaked.map { "0x" + String($0, radix: 16) })")
+    }
+
+    @Test func disableStopsCollection() throws {
+        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 16)
+        try session.enable()
+        backend.probe()
+        try session.disable()
+        let afterDisable = session.read()
+        for _ in 0..<20 { backend.probe() }
+        #expect(session.read() == afterDisable)
+        #expect(afterDisable.pcs.count > 0)
+    }
+
+    @Test func reenableAfterDisableCollectsAgain() throws {
+        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 16)
+        let first = try session.collect { backend.probe() }
+        let second = try session.collect { backend.probe() }
+        #expect(first.pcs.count > 0 && second.pcs.count > 0)
+    }
+
+    @Test func smallestMappableBufferOverflowsAsTruncated() throws {
+        // 512 words is the smallest buffer a 4 KiB-page kernel can map; 100 probes need ~10x more.
+        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 512)
+        let trace = try session.collect { for _ in 0..<100 { backend.probe() } }
+        #expect(trace.truncated)
+        #expect(trace.pcs.count == 511, "the kernel saturates the count at size - 1")
+    }
+
+    @Test func comparisonOverflowIsTruncated() throws {
+        var session = try CoverageSession(backend: backend, mode: .comparisons, bufferWords: 512)
+        let trace = try session.collect {
+            for _ in 0..<20 { _ = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) }
+        }
+        #expect(trace.truncated)
+        #expect(trace.comparisons.count == (512 - 1) / 4)
+    }
+
+    @Test func sixtyFourWordBufferCannotBeMapped() throws {
+        // INIT_TRACE accepts 64 words, but mmap needs whole pages: the kernel refuses the mapping.
+        try withDevice(backend) { fd in
+            try backend.initTrace(fd, words: 64)
+            let error = coverageError { _ = try backend.mapBuffer(fd, words: 64) }
+            #expect(error?.code == .bufferSize)
+            #expect(error?.errno == EINVAL)
+        }
+        // The session refuses it before any syscall, with the same code.
+        let early = coverageError { _ = try CoverageSession(backend: backend, bufferWords: 64) }
+        #expect(early?.code == .bufferSize)
+    }
+
+    @Test func remoteEnableWithCommonHandle() throws {
+        let instance = UInt32.random(in: 1...0x7fff_ffff)
+        let request = RemoteRequest(targets: [.common(instance: instance)], sectionWords: 512)
+        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 12)
+        try session.enableRemote(request)
+        // The same handle from another fd on another thread is taken.
+        let second = Box<CoverageError>()
+        onNewThread {
+            var other = try! CoverageSession(backend: LinuxKcovBackend(), mode: .pc, bufferWords: 1 << 12)
+            if let error = coverageError({ try other.enableRemote(request) }) { second.set(error) }
+        }
+        #expect(second.value?.code == .handleInUse)
+        #expect(second.value?.errno == EEXIST)
+        // The remote-enabled thread's own syscalls are not recorded.
+        for _ in 0..<10 { backend.probe() }
+        #expect(session.read().pcs.isEmpty)
+        try session.disable()
+    }
+
+    @Test func forkedChildTracesTheCommand() throws {
+        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 18)
+        let result = try session.run(Command(path: "/bin/true", arguments: ["true"], environment: []))
+        #expect(result.exit == .exited(0))
+        #expect(result.trace.pcs.count > 1000, "exec and the dynamic loader run a lot of kernel code")
+        #expect(result.trace.pcs.allSatisfy { $0 >= kernelTextStart })
+        // After the child exited its enable is gone: this thread may enable the same fd.
+        let again = try session.collect { backend.probe() }
+        #expect(again.pcs.count > 0)
+    }
+
+    @Test func missingCommandIsACommandError() throws {
+        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 12)
+        let error = coverageError { _ = try session.run(Command(path: "/nonexistent/tool", arguments: ["tool"], environment: [])) }
+        #expect(error?.code == .commandFailed)
+        #expect(error?.errno == ENOENT)
+    }
+
+    @Test func sessionsReleaseDescriptorAndMappingOnEveryPath() throws {
+        let before = try processResources()
+        for _ in 0..<5 {
+            var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 12)
+            _ = try session.collect { backend.probe() }
+        }
+        // Fails after open (mmap refused): the fd must still be closed.
+        _ = coverageError { _ = try CoverageSession(backend: UnmappableBackend(), bufferWords: 512) }
+        // Dropped while enabled.
+        do {
+            var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 12)
+            try session.enable()
+        }
+        let after = try processResources()
+        #expect(after.fds == before.fds)
+        #expect(after.kcovMappings == 0)
+        // And the thread is free to enable again: the dropped session disabled itself.
+        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 12)
+        try session.enable()
+        try session.disable()
+    }
+}
+
+/// The real Linux backend, except that it maps a buffer one page too large, which the kernel refuses.
+struct UnmappableBackend: CoverageBackend {
+    let real = LinuxKcovBackend()
+    var name: String { real.name }
+    var capabilities: BackendCapabilities { real.capabilities }
+    func availability() -> Availability { real.availability() }
+    func openDevice() throws(CoverageError) -> Int32 { try real.openDevice() }
+    func closeDevice(_ fd: Int32) { real.closeDevice(fd) }
+    func initialize(_ fd: Int32, words: Int) throws(CoverageError) { try real.initialize(fd, words: words) }
+    func mapBuffer(_ fd: Int32, words: Int) throws(CoverageError) -> UnsafeMutableRawPointer {
+        try real.mapBuffer(fd, words: words + 512)
+    }
+    func unmapBuffer(_ address: UnsafeMutableRawPointer, words: Int) { real.unmapBuffer(address, words: words) }
+    func enable(_ fd: Int32, mode: CoverageMode) throws(CoverageError) { try real.enable(fd, mode: mode) }
+    func enableRemote(_ fd: Int32, mode: CoverageMode, _ request: RemoteRequest) throws(CoverageError) {
+        try real.enableRemote(fd, mode: mode, request)
+    }
+    func disable(_ fd: Int32) throws(CoverageError) { try real.disable(fd) }
+    func currentThreadID() -> Int32 { real.currentThreadID() }
+    func probe() { real.probe() }
+    func runEnabled(_ fd: Int32, mode: CoverageMode, counter: UnsafeMutableRawPointer, command: Command) throws(CoverageError) -> CommandExit {
+        try real.runEnabled(fd, mode: mode, counter: counter, command: command)
+    }
+}

@@ -1,0 +1,186 @@
+import CoverageAPI
+import LinuxBackend
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Each misuse of the reference's Part D, rows 6, 9, 11, 12, 19, 21, 22, 23, 25, 28, 29, 31 and 32,
+/// against the real kernel: the typed error and the errno behind it.
+@Suite(.serialized, .enabled(if: Guest.isGuest, "needs the real kcov device: runs inside the test kernel via GuestSuiteTests"))
+struct RealKernelMisuseTests {
+    let backend = LinuxKcovBackend()
+
+    /// Asserts `body` fails with `code` and `errno`.
+    func expectFailure(
+        _ code: CoverageError.Code, errno expected: Int32, sourceLocation: SourceLocation = #_sourceLocation,
+        _ body: () throws -> Void
+    ) {
+        let error = coverageError(body)
+        #expect(error?.code == code, sourceLocation: sourceLocation)
+        #expect(error?.errno == expected, sourceLocation: sourceLocation)
+    }
+
+    @Test(arguments: [UInt(0), 1])
+    func row6InitTraceTooSmall(words: UInt) throws {
+        try withDevice(backend) { fd in
+            expectFailure(.bufferSize, errno: EINVAL) { try backend.initTrace(fd, words: words) }
+        }
+    }
+
+    @Test func row6InitTraceTooLarge() throws {
+        try withDevice(backend) { fd in
+            expectFailure(.bufferSize, errno: EINVAL) { try backend.initTrace(fd, words: 268_435_456) }
+        }
+    }
+
+    @Test func row9InitTraceTwiceIsBusyButSizeIsCheckedFirst() throws {
+        try withDevice(backend) { fd in
+            try backend.initTrace(fd, words: 512)
+            expectFailure(.busy, errno: EBUSY) { try backend.initTrace(fd, words: 512) }
+            expectFailure(.bufferSize, errno: EINVAL) { try backend.initTrace(fd, words: 1) }
+        }
+    }
+
+    @Test func row11MapBeforeInit() throws {
+        try withDevice(backend) { fd in
+            expectFailure(.invalidState, errno: EINVAL) { _ = try backend.mapBuffer(fd, words: 512) }
+        }
+    }
+
+    @Test func row12MapWrongLength() throws {
+        try withDevice(backend) { fd in
+            try backend.initTrace(fd, words: 1024)
+            expectFailure(.invalidState, errno: EINVAL) { _ = try backend.mapBuffer(fd, words: 512) }
+            expectFailure(.invalidState, errno: EINVAL) { _ = try backend.mapBuffer(fd, words: 2048) }
+            let mapping = try backend.mapBuffer(fd, words: 1024)
+            backend.unmapBuffer(mapping, words: 1024)
+        }
+    }
+
+    @Test func row19EnableBeforeInit() throws {
+        try withDevice(backend) { fd in
+            expectFailure(.invalidState, errno: EINVAL) { try backend.enable(fd, mode: .pc) }
+        }
+    }
+
+    @Test func row20EnableWithoutMapSucceeds() throws {
+        try withDevice(backend) { fd in
+            try backend.initTrace(fd, words: 512)
+            try backend.enable(fd, mode: .pc)
+            try backend.disable(fd)
+        }
+    }
+
+    @Test func row21EnableTwiceOnOneThread() throws {
+        try withDevice(backend) { fd in
+            try backend.initTrace(fd, words: 512)
+            try backend.enable(fd, mode: .pc)
+            expectFailure(.invalidState, errno: EINVAL) { try backend.enable(fd, mode: .pc) }
+            try backend.disable(fd)
+        }
+    }
+
+    @Test func row22EnableFromSecondThreadWhileEnabled() throws {
+        try withDevice(backend) { fd in
+            try backend.initTrace(fd, words: 512)
+            try backend.enable(fd, mode: .pc)
+            let error = Box<CoverageError>()
+            onNewThread {
+                if let failure = coverageError({ try LinuxKcovBackend().enable(fd, mode: .pc) }) { error.set(failure) }
+            }
+            #expect(error.value?.code == .invalidState)
+            #expect(error.value?.errno == EINVAL)
+            try backend.disable(fd)
+        }
+    }
+
+    @Test func row23EnableWhileThreadOwnsAnotherFd() throws {
+        try withDevice(backend) { first in
+            try withDevice(backend) { second in
+                try backend.initTrace(first, words: 512)
+                try backend.initTrace(second, words: 512)
+                try backend.enable(first, mode: .pc)
+                expectFailure(.busy, errno: EBUSY) { try backend.enable(second, mode: .pc) }
+                try backend.disable(first)
+                try backend.enable(second, mode: .pc)
+                try backend.disable(second)
+            }
+        }
+    }
+
+    @Test(arguments: [UInt(2), 7, 256, 1 << 32])
+    func row25UnknownModeLeavesStateUnchanged(mode: UInt) throws {
+        try withDevice(backend) { fd in
+            try backend.initTrace(fd, words: 512)
+            expectFailure(.invalidArgument, errno: EINVAL) { try backend.enable(fd, rawMode: mode) }
+            try backend.enable(fd, mode: .pc)
+            try backend.disable(fd)
+        }
+    }
+
+    @Test func row28DisableWithNonZeroArgument() throws {
+        try withDevice(backend) { fd in
+            try backend.initTrace(fd, words: 512)
+            try backend.enable(fd, mode: .pc)
+            expectFailure(.invalidArgument, errno: EINVAL) { try backend.disable(fd, argument: 1) }
+            try backend.disable(fd)
+        }
+    }
+
+    @Test func row29DisableWhenNotEnabled() throws {
+        try withDevice(backend) { fd in
+            try backend.initTrace(fd, words: 512)
+            expectFailure(.notOwner, errno: EINVAL) { try backend.disable(fd) }
+        }
+    }
+
+    @Test func row29DisableFromNonOwnerThread() throws {
+        try withDevice(backend) { fd in
+            try backend.initTrace(fd, words: 512)
+            try backend.enable(fd, mode: .pc)
+            let error = Box<CoverageError>()
+            onNewThread {
+                if let failure = coverageError({ try LinuxKcovBackend().disable(fd) }) { error.set(failure) }
+            }
+            #expect(error.value?.code == .notOwner)
+            #expect(error.value?.errno == EINVAL)
+            try backend.disable(fd)
+        }
+    }
+
+    @Test func row31InitTraceAfterDisable() throws {
+        try withDevice(backend) { fd in
+            try backend.initTrace(fd, words: 512)
+            try backend.enable(fd, mode: .pc)
+            try backend.disable(fd)
+            expectFailure(.busy, errno: EBUSY) { try backend.initTrace(fd, words: 512) }
+        }
+    }
+
+    @Test(arguments: [UInt(0x6366), 0x6367, 0x6368, 0x4008_6367, 0xdead_beef])
+    func row32UnknownIoctl(request: UInt) throws {
+        try withDevice(backend) { fd in
+            expectFailure(.unsupportedOperation, errno: ENOTTY) { try backend.rawIoctl(fd, request: request, value: 0) }
+        }
+    }
+
+    @Test func remoteOnUninitialisedFdIsRefused() throws {
+        try withDevice(backend) { fd in
+            expectFailure(.invalidArgument, errno: EINVAL) {
+                try backend.remoteEnable(fd, mode: 0, sectionWords: 512, common: 0, handles: [])
+            }
+        }
+    }
+
+    @Test func remoteWithTooManyHandles() throws {
+        try withDevice(backend) { fd in
+            try backend.initTrace(fd, words: 512)
+            let handles = (0..<257).map { LinuxKcovABI.remoteHandle(subsystem: LinuxKcovABI.subsystemUSB, instance: UInt32($0)) }
+            expectFailure(.invalidArgument, errno: EINVAL) {
+                try backend.remoteEnable(fd, mode: 0, sectionWords: 512, common: 0, handles: handles)
+            }
+        }
+    }
+}
