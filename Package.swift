@@ -51,6 +51,8 @@ let package = Package(
             dependencies: ["CoverageAPI", "LinuxBackend"],
             swiftSettings: swiftSettings
         ),
+        // Runs the built kcovctl: exit statuses, errors, and the --vm path.
+        .testTarget(name: "KCovCtlTests", dependencies: ["kcovctl", "CoverageAPI"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GuestSuiteTests",
             dependencies: ["TestKernel", "VirtualMachine"],

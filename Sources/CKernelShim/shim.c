@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,7 +33,7 @@ static void report_and_exit(int fd, int stage) {
 }
 
 pid_t kcs_spawn_enabled(const char *path, char *const argv[], char *const envp[], int fd,
-                        struct kcs_enable_call enable, uint64_t *counter,
+                        struct kcs_enable_call enable, void *buffer, size_t buffer_bytes,
                         int *stage, int *error) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) {
@@ -40,10 +41,14 @@ pid_t kcs_spawn_enabled(const char *path, char *const argv[], char *const envp[]
         *error = errno;
         return -1;
     }
+    __atomic_store_n((uint64_t *)buffer, 0, __ATOMIC_RELAXED);
+    int excluded = madvise(buffer, buffer_bytes, MADV_DONTFORK) == 0;
     pid_t pid = fork();
+    int fork_error = errno;
+    if (pid != 0 && excluded) madvise(buffer, buffer_bytes, MADV_DOFORK);
     if (pid < 0) {
         *stage = KCS_SPAWN_FORK;
-        *error = errno;
+        *error = fork_error;
         close(report[0]);
         close(report[1]);
         return -1;
@@ -55,8 +60,6 @@ pid_t kcs_spawn_enabled(const char *path, char *const argv[], char *const envp[]
             ? ioctl(fd, enable.request, &mode)
             : ioctl(fd, enable.request, enable.argument);
         if (result != 0) report_and_exit(report[1], KCS_SPAWN_ENABLE);
-        /* ENABLE's own tail was recorded: start the trace empty. */
-        __atomic_store_n(counter, 0, __ATOMIC_RELAXED);
         execve(path, argv, envp);
         report_and_exit(report[1], KCS_SPAWN_EXEC);
     }

@@ -44,10 +44,11 @@ public protocol CoverageBackend: Sendable {
     func currentThreadID() -> Int32
     /// Makes a short, deterministic syscall (the probe) on the calling thread.
     func probe()
-    /// Forks a child that enables coverage on `fd` in `mode`, resets the count at `counter`, and
-    /// runs the program at `path`; waits for it. The parent must have initialised and mapped `fd`.
+    /// Empties the buffer mapped at `buffer` (`words` long), forks a child that does not inherit
+    /// that mapping, enables coverage on `fd` in `mode` in the child and runs `command`; waits for it.
+    /// The parent must have initialised and mapped `fd`.
     func runEnabled(
-        _ fd: Int32, mode: CoverageMode, counter: UnsafeMutableRawPointer, command: Command
+        _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command
     ) throws(CoverageError) -> CommandExit
 }
 

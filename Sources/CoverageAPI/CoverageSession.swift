@@ -136,13 +136,15 @@ public struct CoverageSession: ~Copyable {
 
     /// Runs `command` in a child that enables coverage on this session's buffer before exec (the
     /// kcov fork pattern: this process opened, sized and mapped; the child only enables), waits,
-    /// and returns how it ended and what its thread covered.
+    /// and returns how it ended and what its thread covered. The child does not inherit the
+    /// mapping, so the trace starts with the return path of its ENABLE (a few PCs) rather than
+    /// with exec tearing down the whole buffer mapping.
     public mutating func run(_ command: Command) throws(CoverageError) -> (exit: CommandExit, trace: Trace) {
         guard enabledThread == nil else {
             throw CoverageError(.invalidState, "disable coverage on this session before running a command")
         }
         try remapIfStale()
-        let exit = try backend.runEnabled(fd, mode: mode, counter: buffer.countAddress, command: command)
+        let exit = try backend.runEnabled(fd, mode: mode, buffer: mapping!, words: bufferWords, command: command)
         return (exit, read())
     }
 }

@@ -27,13 +27,14 @@ package protocol KernelInterface: Sendable {
     func currentThreadID() -> CInt
     /// Makes the probe syscall, `read(-1, NULL, 0)`: a short, deterministic kernel path.
     func probeSyscall()
-    /// Forks a child that enables coverage with `enable`, resets the counter word at `counter`, and
-    /// execs `path`; see ``SpawnOutcome``.
+    /// Resets the count word of the coverage buffer at `buffer` (a mapping of `bufferBytes` bytes)
+    /// to 0, then forks a child that does not inherit that mapping, enables coverage on `fd` with
+    /// `enable` and execs `path`; see ``SpawnOutcome``. The trace starts with the child's ENABLE return path.
     func spawnEnabled(
         path: String, arguments: [String], environment: [String], fd: CInt,
-        enable: EnableCall, counter: UnsafeMutableRawPointer
+        enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int
     ) -> SpawnOutcome
-    /// waitpid(2) for a child from ``spawnEnabled(path:arguments:environment:fd:enable:counter:)``.
+    /// waitpid(2) for a child from ``spawnEnabled(path:arguments:environment:fd:enable:buffer:bufferBytes:)``.
     func waitForExit(_ pid: CInt) -> ExitStatus
     /// The contents of a small text file such as `/proc/mounts`, or `nil` with `errno`.
     func readTextFile(_ path: String) -> String?

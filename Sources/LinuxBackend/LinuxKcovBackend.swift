@@ -84,7 +84,7 @@ public struct LinuxKcovBackend: CoverageBackend {
     }
 
     /// Whether a debugfs is mounted at the directory that holds the device.
-    var debugfsMounted: Bool {
+    public var debugfsMounted: Bool {
         guard let mounts = kernel.readTextFile("/proc/mounts") else { return false }
         let directory = String(devicePath[..<(devicePath.lastIndex(of: "/") ?? devicePath.startIndex)])
         return mounts.split(separator: "\n").contains { line in
@@ -226,6 +226,10 @@ public struct LinuxKcovBackend: CoverageBackend {
                 guard common == 0 else {
                     throw CoverageError(.invalidArgument, "Linux takes one common handle per remote enable")
                 }
+                guard instance != 0 else {
+                    // The kernel reads a zero common handle as "none" and would attach to nothing.
+                    throw CoverageError(.invalidArgument, "a common handle needs a non-zero instance (0 means no handle)")
+                }
                 common = LinuxKcovABI.remoteHandle(subsystem: LinuxKcovABI.subsystemCommon, instance: instance)
             case .usbBus(let bus):
                 handles.append(LinuxKcovABI.remoteHandle(subsystem: LinuxKcovABI.subsystemUSB, instance: bus))
@@ -288,12 +292,13 @@ public struct LinuxKcovBackend: CoverageBackend {
     public func probe() { kernel.probeSyscall() }
 
     public func runEnabled(
-        _ fd: Int32, mode: CoverageMode, counter: UnsafeMutableRawPointer, command: Command
+        _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command
     ) throws(CoverageError) -> CommandExit {
         let argument = LinuxKcovABI.modeArgument(mode)
         let outcome = kernel.spawnEnabled(
             path: command.path, arguments: command.arguments, environment: command.environment, fd: fd,
-            enable: EnableCall(request: LinuxKcovABI.enable, argument: argument, byPointer: false), counter: counter)
+            enable: EnableCall(request: LinuxKcovABI.enable, argument: argument, byPointer: false),
+            buffer: buffer, bufferBytes: words * 8)
         switch outcome {
         case .running(let pid):
             switch kernel.waitForExit(pid) {

@@ -3,7 +3,8 @@
 /// Changing any line changes the cache key, so the next `kcovctl vm build` rebuilds.
 public enum KernelConfig {
     /// Options on top of tinyconfig: a 9p-rooted SMP guest with kcov (both modes), debugfs,
-    /// kprobes and perf events, and a serial console.
+    /// kprobes and perf events, a serial console, and the syscalls ordinary programs and the fork
+    /// path expect (madvise keeps a traced child from inheriting, and tearing down, the buffer).
     public static let fragment = """
         CONFIG_64BIT=y
         CONFIG_SMP=y
@@ -24,6 +25,10 @@ public enum KernelConfig {
         CONFIG_SHMEM=y
         CONFIG_AIO=y
         CONFIG_FILE_LOCKING=y
+        CONFIG_ADVISE_SYSCALLS=y
+        CONFIG_INOTIFY_USER=y
+        CONFIG_MEMBARRIER=y
+        CONFIG_RSEQ=y
         CONFIG_POSIX_TIMERS=y
         CONFIG_HIGH_RES_TIMERS=y
         CONFIG_PROC_FS=y
@@ -57,7 +62,7 @@ public enum KernelConfig {
 
     /// Options the built `.config` must contain; the build fails if olddefconfig dropped one.
     public static var required: [String] {
-        ["CONFIG_KCOV=y", "CONFIG_KCOV_ENABLE_COMPARISONS=y", "CONFIG_DEBUG_FS=y", "CONFIG_9P_FS=y",
+        ["CONFIG_KCOV=y", "CONFIG_ADVISE_SYSCALLS=y", "CONFIG_KCOV_ENABLE_COMPARISONS=y", "CONFIG_DEBUG_FS=y", "CONFIG_9P_FS=y",
          "CONFIG_NET_9P_VIRTIO=y", "CONFIG_KPROBES=y", "CONFIG_KPROBE_EVENTS=y", "CONFIG_PERF_EVENTS=y"]
     }
 }

@@ -121,7 +121,17 @@ public struct TestKernelBuilder: Sendable {
         try FileManager.default.copyItem(atPath: tree + "/vmlinux", toPath: folder + "/vmlinux")
         _ = FileManager.default.createFile(atPath: folder + "/complete", contents: Data())
         progress(String(format: "built in %.0f s", Date().timeIntervalSince(started)))
+        removeStaleKernels(keeping: folder)
         return kernel(in: folder)
+    }
+
+    /// Deletes kernels built for other keys: each keeps a build tree of about 1.5 GB.
+    private func removeStaleKernels(keeping folder: String) {
+        let current = URL(fileURLWithPath: folder).lastPathComponent
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: cacheDirectory)) ?? []
+        for entry in entries where entry.hasPrefix("kernel-") && entry != current && entry != "kernel.lock" {
+            try? FileManager.default.removeItem(atPath: cacheDirectory + "/" + entry)
+        }
     }
 
     /// Runs a build step, appending its output to the log; with `countCompiles`, reports how many

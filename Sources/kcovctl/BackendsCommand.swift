@@ -1,6 +1,7 @@
 import ArgumentParser
 import CoverageAPI
 import Foundation
+import LinuxBackend
 
 /// `kcovctl backends`: what each backend needs, whether it is usable here and why not.
 struct BackendsCommand: ParsableCommand {
@@ -68,12 +69,11 @@ struct HostEnvironment: Encodable {
         func field<T>(_ value: T) -> String {
             withUnsafeBytes(of: value) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         }
-        let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
         let version = field(name.version)
         return HostEnvironment(
             os: field(name.sysname), kernelRelease: field(name.release), kernelVersion: version, machine: field(name.machine),
             // gVisor reports a fixed fake version string; issue-level detection lives in the gVisor backend.
             insideGVisor: version == "#1 SMP Sun Jan 10 15:06:54 PST 2016",
-            debugfsMounted: mounts.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(2).first == "debugfs" })
+            debugfsMounted: LinuxKcovBackend().debugfsMounted)
     }
 }

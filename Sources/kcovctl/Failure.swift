@@ -16,7 +16,7 @@ func fail(_ error: any Error) -> ExitCode {
     switch error {
     case let coverage as CoverageError:
         line = coverage.description
-        code = coverage.meansUnavailable ? ExitStatus.unavailable : ExitStatus.failure
+        code = exitCode(for: coverage)
     case let exit as ExitCode:
         return exit
     default:
@@ -25,6 +25,14 @@ func fail(_ error: any Error) -> ExitCode {
     }
     FileHandle.standardError.write(Data("kcovctl: error: \(line)\n".utf8))
     return code
+}
+
+/// A request the backend's capabilities rule out before any syscall is a usage error; a kernel
+/// that lacks the device or the mode makes the backend unavailable; anything else is a failure.
+func exitCode(for error: CoverageError) -> ExitCode {
+    let refusedByCapabilities = error.syscall == nil && [.bufferSize, .unsupportedMode, .unsupportedOperation].contains(error.code)
+    if refusedByCapabilities { return ExitStatus.usage }
+    return error.meansUnavailable ? ExitStatus.unavailable : ExitStatus.failure
 }
 
 /// Writes a progress line to standard error.

@@ -20,11 +20,10 @@ struct TraceCommand: ParsableCommand {
     @Option(help: "What to record: pc (covered blocks) or cmp (comparison operands).")
     var mode: ModeOption = .pc
 
-    /// 16 Mi words (128 MiB): `cat /proc/version` alone records 2.3 M PCs in the test kernel,
-    /// most of them exec and the dynamic loader.
-    static let defaultBufferWords = 1 << 24
+    /// 4 Mi words (32 MiB): a whole program's exec, dynamic loading and run.
+    static let defaultBufferWords = 1 << 22
 
-    @Option(help: "Buffer size in 64-bit words, count word included (default 16 Mi words, 128 MiB: a whole program's exec and run).")
+    @Option(help: "Buffer size in 64-bit words, count word included (default 4 Mi words, 32 MiB: a whole program's exec and run).")
     var bufferWords: Int = TraceCommand.defaultBufferWords
 
     @Option(help: "Output: summary, rawcover (one 0x%016x PC a line, trace order) or json.")
@@ -51,8 +50,8 @@ struct TraceCommand: ParsableCommand {
     func run() throws {
         if vm { return try runInGuest() }
         do {
-            let chosen = try backend.resolve()
             let program = try resolveProgram(command[0])
+            let chosen = try backend.resolve()
             var session = try CoverageSession(backend: chosen, mode: mode.mode, bufferWords: bufferWords)
             let result = try session.run(Command(
                 path: program, arguments: command,

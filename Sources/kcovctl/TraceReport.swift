@@ -20,10 +20,21 @@ struct TraceReport {
 
     func render(_ format: TraceFormat) -> String {
         switch format {
-        case .rawcover: pcs.map { hex($0) + "\n" }.joined()
+        case .rawcover: rawcover()
         case .json: json()
         case .summary: summary()
         }
+    }
+
+    /// One `0x%016x` PC a line. Written byte by byte: traces of whole programs hold millions of PCs.
+    func rawcover() -> String {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(pcs.count * 19)
+        for pc in pcs {
+            appendHex(pc, to: &bytes)
+            bytes.append(UInt8(ascii: "\n"))
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     var exitDescription: String {
@@ -47,48 +58,73 @@ struct TraceReport {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    struct JSONComparison: Encodable {
-        var pc: String
-        var type: UInt64
-        var size: Int
-        var const: Bool
-        var arg1: String
-        var arg2: String
-    }
-
-    struct JSONTrace: Encodable {
-        var backend: String
-        var mode: String
-        var truncated: Bool
-        var count: Int
-        var pcs: [String]
-        var comparisons: [JSONComparison]?
-        var command: [String]
-        var exitStatus: Int32?
-        var signal: Int32?
-    }
-
+    /// `{"backend", "mode", "truncated", "count", "pcs", "comparisons"?, "command", "exitStatus" | "signal"}`,
+    /// PCs and operands as hex strings (kernel addresses do not fit a JSON double).
     func json() -> String {
-        var value = JSONTrace(
-            backend: backend, mode: trace.mode.rawValue, truncated: trace.truncated, count: trace.count,
-            pcs: pcs.map(hex), command: command)
-        if trace.mode == .comparisons {
-            value.comparisons = trace.comparisons.map {
-                JSONComparison(pc: hex($0.pc), type: $0.type, size: $0.operandSize, const: $0.isConstant, arg1: hex($0.first), arg2: hex($0.second))
-            }
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(pcs.count * 24 + 256)
+        func append(_ text: String) { bytes.append(contentsOf: text.utf8) }
+        func appendQuotedHex(_ value: UInt64) {
+            bytes.append(UInt8(ascii: "\""))
+            appendHex(value, to: &bytes)
+            bytes.append(UInt8(ascii: "\""))
         }
+        append("{\n  \"backend\": \(jsonString(backend)),\n  \"mode\": \(jsonString(trace.mode.rawValue)),\n")
+        append("  \"truncated\": \(trace.truncated),\n  \"count\": \(trace.count),\n")
+        append("  \"command\": [\(command.map(jsonString).joined(separator: ", "))],\n")
         switch exit {
-        case .exited(let status): value.exitStatus = status
-        case .signaled(let signal): value.signal = signal
+        case .exited(let status): append("  \"exitStatus\": \(status),\n")
+        case .signaled(let signal): append("  \"signal\": \(signal),\n")
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try! encoder.encode(value), as: UTF8.self) + "\n"
+        if trace.mode == .comparisons {
+            append("  \"comparisons\": [")
+            for (index, record) in trace.comparisons.enumerated() {
+                append(index == 0 ? "\n    {\"pc\": " : ",\n    {\"pc\": ")
+                appendQuotedHex(record.pc)
+                append(", \"type\": \(record.type), \"size\": \(record.operandSize), \"const\": \(record.isConstant), \"arg1\": ")
+                appendQuotedHex(record.first)
+                append(", \"arg2\": ")
+                appendQuotedHex(record.second)
+                append("}")
+            }
+            append(trace.comparisons.isEmpty ? "],\n" : "\n  ],\n")
+        }
+        append("  \"pcs\": [")
+        for (index, pc) in pcs.enumerated() {
+            append(index == 0 ? "\n    " : ",\n    ")
+            appendQuotedHex(pc)
+        }
+        append(pcs.isEmpty ? "]\n}\n" : "\n  ]\n}\n")
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
-/// `0x%016x`.
-func hex(_ value: UInt64) -> String {
-    let digits = String(value, radix: 16)
-    return "0x" + String(repeating: "0", count: max(0, 16 - digits.count)) + digits
+/// A JSON string literal.
+func jsonString(_ text: String) -> String {
+    var result = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": result += "\\\""
+        case "\\": result += "\\\\"
+        case "\n": result += "\\n"
+        case "\t": result += "\\t"
+        case "\r": result += "\\r"
+        case _ where scalar.value < 0x20: result += String(format: "\\u%04x", scalar.value)
+        default: result.unicodeScalars.append(scalar)
+        }
+    }
+    return result + "\""
+}
+
+private let hexDigits = Array("0123456789abcdef".utf8)
+
+/// Appends `0x%016x` of `value`.
+func appendHex(_ value: UInt64, to bytes: inout [UInt8]) {
+    bytes.append(UInt8(ascii: "0"))
+    bytes.append(UInt8(ascii: "x"))
+    var shift = 60
+    while shift >= 0 {
+        bytes.append(hexDigits[Int((value >> UInt64(shift)) & 0xf)])
+        shift -= 4
+    }
 }

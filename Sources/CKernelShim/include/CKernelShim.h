@@ -32,12 +32,14 @@ struct kcs_enable_call {
     int argument_by_pointer;
 };
 
-/// Forks; the child enables coverage on `fd` (inherited, already initialised and mapped by the
-/// parent), stores 0 into `counter` with a relaxed atomic store, and execs `path`. Only
-/// async-signal-safe calls run in the child. Returns the child's pid, or -1 with `*stage` and
-/// `*error` saying which step failed (for ENABLE and EXEC, the child's errno; the child is reaped).
+/// Resets the count word at `buffer` to 0, then forks with the buffer's mapping excluded from the
+/// child (MADV_DONTFORK: exec would otherwise tear down, and trace, every page of it). The child
+/// enables coverage on the inherited `fd` and execs `path`, so the trace starts with the return
+/// path of the child's ENABLE. Only async-signal-safe calls run in the child. Returns the child's
+/// pid, or -1 with `*stage` and `*error` saying which step failed (for ENABLE and EXEC, the child's
+/// errno; the child is reaped).
 pid_t kcs_spawn_enabled(const char *path, char *const argv[], char *const envp[], int fd,
-                        struct kcs_enable_call enable, uint64_t *counter,
+                        struct kcs_enable_call enable, void *buffer, size_t buffer_bytes,
                         int *stage, int *error);
 
 /// Waits for `pid`; returns 0 and the raw wait status, or -1 with errno.

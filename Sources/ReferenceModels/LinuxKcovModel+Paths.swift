@@ -1,0 +1,122 @@
+/// The fixed kernel paths the Linux model "executes", as the PCs and comparison records kcov would
+/// write for them.
+///
+/// The addresses are invented: they look like KASLR-stripped x86_64 vmlinux return addresses
+/// (0xffffffff81xxxxxx, §A5.1) but belong to no real kernel build, so they must never be
+/// symbolized against a real vmlinux.
+extension LinuxKcovModel {
+    /// One comparison record as kcov writes it in CMP mode: four u64 words (§A5.2).
+    package struct Comparison: Sendable, Hashable {
+        /// bit 0 is KCOV_CMP_CONST, bits 1–2 are log2 of the operand size in bytes.
+        package var type: UInt64
+        /// The first operand (the compile-time constant for a `const_cmp`), zero-extended.
+        package var first: UInt64
+        /// The second operand, zero-extended.
+        package var second: UInt64
+        /// Where the comparison is.
+        package var pc: UInt64
+
+        package init(type: UInt64, first: UInt64, second: UInt64, pc: UInt64) {
+            self.type = type
+            self.first = first
+            self.second = second
+            self.pc = pc
+        }
+
+        /// The type word for an operand of `bytes` bytes (1, 2, 4 or 8), with or without the
+        /// KCOV_CMP_CONST bit.
+        package static func type(bytes: Int, constant: Bool) -> UInt64 {
+            let log2: UInt64 = switch bytes {
+            case 1: 0
+            case 2: 1
+            case 4: 2
+            default: 3
+            }
+            return log2 << 1 | (constant ? 1 : 0)
+        }
+
+        /// The record's four words in buffer order.
+        package var words: [UInt64] { [type, first, second, pc] }
+    }
+
+    /// A stretch of kernel execution: the PCs PC mode records for it, in execution order, and the
+    /// comparison records CMP mode records for it.
+    package struct KernelPath: Sendable, Hashable {
+        package var pcs: [UInt64]
+        package var comparisons: [Comparison]
+    }
+
+    // Return addresses shared by several paths.
+    static let syscallEntryPC: UInt64 = 0xffff_ffff_8100_2c3e
+    static let syscallExitPC: UInt64 = 0xffff_ffff_8100_2d07
+
+    /// The probe syscall `read(-1, NULL, 0)`: syscall entry, the read entry points, the fd lookup
+    /// (its loop head runs twice, so one PC repeats), the EBADF return and the exit to user space.
+    /// Nine PCs in execution order.
+    package static let probePCs: [UInt64] = [
+        syscallEntryPC,
+        0xffff_ffff_813f_5a1e,  // read entry
+        0xffff_ffff_813f_4e85,  // ksys_read-like body
+        0xffff_ffff_8141_8b23,  // fd lookup, loop head
+        0xffff_ffff_8141_8b4f,  // fd table bound check
+        0xffff_ffff_8141_8b23,  // loop head again: the repeat
+        0xffff_ffff_813f_4ec9,  // -EBADF
+        0xffff_ffff_8115_c0a1,  // exit work
+        syscallExitPC,
+    ]
+
+    /// The probe syscall's comparisons in CMP mode: four records.
+    package static let probeComparisons: [Comparison] = [
+        // fd < 0: a 4-byte comparison against the constant 0.
+        Comparison(type: Comparison.type(bytes: 4, constant: true), first: 0, second: 0xffff_ffff, pc: 0xffff_ffff_813f_4e9a),
+        // count > MAX_RW_COUNT: 8 bytes, both operands runtime values.
+        Comparison(type: Comparison.type(bytes: 8, constant: false), first: 0, second: 0x7fff_f000, pc: 0xffff_ffff_813f_4eb0),
+        // a 1-byte flag test against a constant.
+        Comparison(type: Comparison.type(bytes: 1, constant: true), first: 0, second: 1, pc: 0xffff_ffff_8141_8b41),
+        // one switch case: the case constant first, the switch value second.
+        Comparison(type: Comparison.type(bytes: 4, constant: true), first: 9, second: 0xffff_fff7, pc: 0xffff_ffff_8115_c08c),
+    ]
+
+    /// The probe syscall as a path.
+    package static let probePath = KernelPath(pcs: probePCs, comparisons: probeComparisons)
+
+    /// The start of every ioctl, up to kcov's own handler: what KCOV_DISABLE records before it
+    /// stops coverage (§A3.3). Three PCs, one comparison.
+    package static let ioctlEntryPath = KernelPath(
+        pcs: [syscallEntryPC, 0xffff_ffff_813f_d0e1, 0xffff_ffff_8127_a4c9],
+        comparisons: [
+            Comparison(type: Comparison.type(bytes: 4, constant: true), first: 0x6364, second: 0x6365, pc: 0xffff_ffff_8127_a4d2),
+        ])
+
+    /// The end of every ioctl, from kcov's handler to user space: what KCOV_ENABLE records after
+    /// it starts coverage (§A3.2). Three PCs, one comparison.
+    package static let ioctlExitPath = KernelPath(
+        pcs: [0xffff_ffff_8127_a5f3, 0xffff_ffff_813f_d14a, syscallExitPC],
+        comparisons: [
+            Comparison(type: Comparison.type(bytes: 8, constant: false), first: 0, second: 0, pc: 0xffff_ffff_813f_d139),
+        ])
+
+    /// Any other syscall the seam makes (open, close, mmap, munmap, gettid, reading a file, fork,
+    /// wait, execve, exit): entry, one body PC, exit. Three PCs, one comparison.
+    package static let syscallPath = KernelPath(
+        pcs: [syscallEntryPC, 0xffff_ffff_8100_0f5e, syscallExitPC],
+        comparisons: [
+            Comparison(type: Comparison.type(bytes: 8, constant: true), first: 0x1c3, second: 0x10, pc: 0xffff_ffff_8100_2c51),
+        ])
+
+    /// What a remote section (§A7, `kcov_remote_start` … `kcov_remote_stop`) executes, for example a
+    /// USB hub event: five PCs, two comparisons.
+    package static let remoteSectionPath = KernelPath(
+        pcs: [
+            0xffff_ffff_81a3_c210, 0xffff_ffff_81a3_c2b4, 0xffff_ffff_81a3_9e07, 0xffff_ffff_81a3_c2b4,
+            0xffff_ffff_81a3_c391,
+        ],
+        comparisons: [
+            Comparison(type: Comparison.type(bytes: 2, constant: true), first: 0x0100, second: 0x0101, pc: 0xffff_ffff_81a3_c228),
+            Comparison(type: Comparison.type(bytes: 8, constant: false), first: 3, second: 7, pc: 0xffff_ffff_81a3_9e1c),
+        ])
+
+    /// The words of CONFIG_KCOV_IRQ_AREA_SIZE's default: the buffer a softirq remote section
+    /// records into (§A7).
+    package static let irqAreaWords = 0x40000
+}

@@ -1,0 +1,127 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+package import KernelSeam
+import Synchronization
+
+extension LinuxKcovModel {
+    /// Runs `body` on a new real thread (its own kernel tid), runs the model's thread-exit path
+    /// for that tid when `body` returns (§A6: coverage it enabled is disabled, its fd goes back to
+    /// INIT with the buffer), waits for the thread and returns `body`'s result.
+    package func runOnNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
+        let result = ResultBox<T>()
+        runOnRealThread { [self] in
+            let tid = Self.threadID()
+            result.value = body()
+            threadExited(tid)
+        }
+        return result.value!
+    }
+
+    /// A simulated `fork` + ENABLE + `execve` (§A6 "fork/clone", "exec").
+    ///
+    /// A model cannot fork into itself, so the child is a new real thread of this process that
+    /// takes the forked child's steps, in the child's order, through this model:
+    /// 0. (In the parent) a relaxed atomic store of 0 to the count word at `buffer`; the child
+    ///    does not inherit the mapping, so it cannot reset the count itself.
+    /// 1. ENABLE on the inherited `fd` with `enable` (by value, or by pointer to an `int`); a
+    ///    failure is ``SpawnOutcome/enableFailed(errno:)`` (the child is reaped). ENABLE's
+    ///    return path (``ioctlExitPath``) stays in the trace.
+    /// 3. `execve(path)`: records ``syscallPath``; if `path` is not an existing regular file with
+    ///    execute permission (`stat`, `access(X_OK)`) the child reports
+    ///    ``SpawnOutcome/execFailed(errno:)`` (ENOENT, EACCES, …) after recording one more
+    ///    ``syscallPath`` (its report), and exits.
+    /// 4. The new image makes one ``probeSyscall()`` and exits: ``syscallPath`` for `exit_group`,
+    ///    then the thread-exit path, which disables coverage (§A6 "Thread exit").
+    ///
+    /// So a successful child leaves exactly `ioctlExitPath + syscallPath + probePath + syscallPath`
+    /// in the buffer.
+    /// As in the C shim, ENABLE comes first: an fd that cannot be enabled is reported as
+    /// `.enableFailed` even when `path` could not be executed either.
+    /// `arguments` and `environment` are not used: nothing is really executed. The parent blocks
+    /// until the simulated child has finished (a legal schedule of a real fork), then returns
+    /// ``SpawnOutcome/running(pid:)`` with a synthetic pid that ``waitForExit(_:)`` reaps as
+    /// `.exited(0)`. The parent's own call records one ``syscallPath`` if it is tracing.
+    package func spawnEnabled(
+        path: String, arguments: [String], environment: [String], fd: CInt,
+        enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int
+    ) -> SpawnOutcome {
+        let parent = Self.threadID()
+        buffer.assumingMemoryBound(to: Atomic<UInt64>.self)[0].store(0, ordering: .relaxed)
+        recordSyscall(for: parent)
+        let child: ChildOutcome = runOnNewThread { [self] in
+            let enabled: CInt
+            if enable.byPointer {
+                var mode = CInt(truncatingIfNeeded: enable.argument)
+                enabled = withUnsafeMutableBytes(of: &mode) { ioctl(fd, enable.request, pointer: $0.baseAddress!) }
+            } else {
+                enabled = ioctl(fd, enable.request, value: enable.argument)
+            }
+            if enabled != 0 { return .enableFailed(errno) }
+            let tid = Self.threadID()
+            recordSyscall(for: tid)  // execve
+            if let error = Self.execError(path) {
+                recordSyscall(for: tid)  // the failure report
+                return .execFailed(error)
+            }
+            probeSyscall()
+            recordSyscall(for: tid)  // exit_group
+            return .exited
+        }
+        switch child {
+        case .enableFailed(let code): return .enableFailed(errno: code)
+        case .execFailed(let code): return .execFailed(errno: code)
+        case .exited: return .running(pid: finishChild())
+        }
+    }
+
+    /// waitpid(2) for a simulated child: `.exited(0)`. A pid this model did not hand out, or one
+    /// already reaped, is a programmer error (as ECHILD is for ``SystemKernel``).
+    package func waitForExit(_ pid: CInt) -> ExitStatus {
+        recordSyscall(for: Self.threadID())
+        let status = reapChild(pid)
+        precondition(status != nil, "waitpid(\(pid)): not a child of this model")
+        return status!
+    }
+
+    // MARK: Helpers
+
+    private enum ChildOutcome: Sendable {
+        case enableFailed(CInt)
+        case execFailed(CInt)
+        case exited
+    }
+
+    /// Why `execve(path)` would fail, or `nil` if it would run.
+    private static func execError(_ path: String) -> CInt? {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return errno }
+        guard status.st_mode & 0o170000 == 0o100000 else { return EACCES }
+        guard access(path, X_OK) == 0 else { return errno }
+        return nil
+    }
+}
+
+/// A value written by one thread and read by another after a join.
+private final class ResultBox<T>: @unchecked Sendable {
+    var value: T?
+}
+
+private final class ThreadStart {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+}
+
+/// Runs `body` on a new pthread and joins it.
+private func runOnRealThread(_ body: @escaping @Sendable () -> Void) {
+    let start = Unmanaged.passRetained(ThreadStart(body)).toOpaque()
+    var thread = pthread_t()
+    let created = pthread_create(&thread, nil, { raw in
+        Unmanaged<ThreadStart>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+    }, start)
+    precondition(created == 0, "pthread_create failed: \(created)")
+    precondition(pthread_join(thread, nil) == 0, "pthread_join failed")
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+
+/// kcovctl on the host: exit statuses scripts rely on, one-line errors, and `--vm` plumbing.
+@Suite struct KCovCtlHostTests {
+    static let hostHasKcov = FileManager.default.fileExists(atPath: "/sys/kernel/debug/kcov")
+
+    @Test(arguments: [
+        ["trace", "--buffer-words", "0", "--", "true"],
+        ["trace", "--backend", "nosuch", "--", "true"],
+        ["trace", "--mode", "edges", "--", "true"],
+        ["trace"],
+        ["trace", "--kvm", "--", "true"],
+        ["vm", "run"],
+    ])
+    func usageErrorsExit64(arguments: [String]) throws {
+        let result = try KCovCtlProcess.run(arguments)
+        #expect(result.status == 64)
+        #expect(result.standardError.contains("Error:"))
+    }
+
+    @Test func bufferTheBackendCannotMapIsAUsageError() throws {
+        let result = try KCovCtlProcess.run(["trace", "--backend", "linux", "--buffer-words", "1000", "--", "true"])
+        #expect(result.status == 64)
+        #expect(result.standardError == "kcovctl: error: a buffer of 1000 words cannot be mapped: use a multiple of 512 words (4096 bytes)\n")
+    }
+
+    @Test func missingCommandIsOneLineAndExit1() throws {
+        let result = try KCovCtlProcess.run(["trace", "--", "/nonexistent/tool"])
+        #expect(result.status == 1)
+        #expect(result.standardError == "kcovctl: error: /nonexistent/tool is not an executable file\n")
+        let onPath = try KCovCtlProcess.run(["trace", "--", "no-such-command-anywhere"])
+        #expect(onPath.status == 1)
+        #expect(onPath.standardError.hasPrefix("kcovctl: error: command not found: no-such-command-anywhere"))
+    }
+
+    @Test func traceWithoutDeviceIsUnavailable() throws {
+        let result = try KCovCtlProcess.run(["trace", "--", "true"])
+        if Self.hostHasKcov {
+            #expect(result.status == 0)
+        } else {
+            #expect(result.status == 2)
+            #expect(result.standardError.split(separator: "\n").count == 1, "one line")
+            #expect(result.standardError.contains("debugfs is not mounted") || result.standardError.contains("CONFIG_KCOV"))
+        }
+    }
+
+    @Test func backendsJSONDescribesHostAndLinux() throws {
+        let result = try KCovCtlProcess.run(["backends", "--format", "json"])
+        #expect(result.status == 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
+        let environment = try #require(json["environment"] as? [String: Any])
+        #expect(environment["os"] as? String == "Linux")
+        #expect((environment["kernelRelease"] as? String)?.isEmpty == false)
+        #expect(environment["insideGVisor"] as? Bool == false)
+        let backends = try #require(json["backends"] as? [[String: Any]])
+        let linux = try #require(backends.first { $0["name"] as? String == "linux" })
+        #expect(linux["available"] as? Bool == Self.hostHasKcov)
+        #expect((linux["reason"] as? String)?.isEmpty == false)
+        let capabilities = try #require(linux["capabilities"] as? [String: Any])
+        #expect(capabilities["supportedModes"] as? [String] == ["cmp", "pc"])
+        #expect(capabilities["pcKind"] as? String == "kernelAddress")
+    }
+
+    @Test(.timeLimit(.minutes(20)))
+    func vmRunPassesTheGuestExitStatusThrough() throws {
+        let result = try KCovCtlProcess.run(["vm", "run", "--", "sh", "-c", "echo in-guest; uname -r; exit 3"])
+        #expect(result.status == 3)
+        #expect(result.standardOutput.hasPrefix("in-guest\n6.12."))
+    }
+
+    @Test(.timeLimit(.minutes(20)))
+    func traceInTheVMWritesRawcoverToAFile() throws {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("kcovctl-\(UUID()).rawcover").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let result = try KCovCtlProcess.run(["trace", "--vm", "--format", "rawcover", "--output", output, "--", "/bin/true"])
+        #expect(result.status == 0, "\(result.standardError)")
+        let text = try String(contentsOfFile: output, encoding: .utf8)
+        let lines = text.split(separator: "\n")
+        #expect(lines.count > 1000, "exec of /bin/true runs thousands of kernel blocks")
+        #expect(malformedRawcoverLines(text).isEmpty)
+        #expect(lines.allSatisfy { $0.hasPrefix("0xffffffff8") }, "kernel text addresses")
+    }
+}
