@@ -18,8 +18,9 @@ public struct VirtualMachineError: Error, CustomStringConvertible {
 /// Boots a kernel under QEMU with the host's root shared read-only over 9p and runs one command in
 /// the guest as PID 1's child, with the host's working directory, `PATH` and the given environment.
 ///
-/// The guest mounts proc, sysfs, debugfs, devtmpfs and a tmpfs on `/tmp`, and a writable 9p share
-/// (the job folder) where the command's output and exit status land. When the command exits, init
+/// The guest mounts proc, sysfs, debugfs, tracefs, devtmpfs, a tmpfs on `/dev/shm` (its `TMPDIR`
+/// and `HOME`: the host's `/tmp` stays visible, read-only, so a checkout there still runs), and a
+/// writable 9p share (the job folder) where the command's output and exit status land. When the command exits, init
 /// exits, the kernel panics and reboots, and `-no-reboot` ends QEMU.
 public struct VirtualMachine: Sendable {
     /// How QEMU executes guest code.
@@ -31,7 +32,7 @@ public struct VirtualMachine: Sendable {
     }
 
     public var kernelImage: String
-    /// Parent of the per-run job folders; must not be under `/tmp` (the guest mounts a tmpfs there).
+    /// Parent of the per-run job folders.
     public var workDirectory: String
     public var accelerator: Accelerator
     public var cpus: Int
@@ -76,7 +77,10 @@ public struct VirtualMachine: Sendable {
         try FileManager.default.createDirectory(atPath: jobPath, withIntermediateDirectories: false)
         defer { try? FileManager.default.removeItem(atPath: jobPath) }
 
-        var variables = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOME": "/tmp", "KCOV_GUEST": "1"]
+        var variables = [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+            "HOME": "/dev/shm", "TMPDIR": "/dev/shm", "KCOV_GUEST": "1",
+        ]
         variables.merge(environment) { _, new in new }
         let script = Self.initScript(
             command: command, environment: variables, workingDirectory: workingDirectory, jobPath: jobPath)
@@ -149,7 +153,8 @@ public struct VirtualMachine: Sendable {
             mount -t debugfs debugfs /sys/kernel/debug
             mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
             mount -t devtmpfs devtmpfs /dev
-            mount -t tmpfs tmpfs /tmp
+            mkdir -p /dev/shm
+            mount -t tmpfs tmpfs /dev/shm
             mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 kcovjob \(shellQuote(jobPath))
             \(exports.joined(separator: "\n"))
             cd \(shellQuote(workingDirectory)) || cd /

@@ -66,7 +66,7 @@ func processResources() throws -> (fds: Int, kcovMappings: Int) {
 /// status and output. (Foundation's `Process` hangs in the guest: CoreFoundation cannot create
 /// its wakeup socket pair there, so it never learns the child exited.)
 func spawnCapturingOutput(_ command: [String]) throws -> (status: Int32, output: Data) {
-    let outputPath = "/tmp/spawn-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let outputPath = NSTemporaryDirectory() + "/spawn-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     defer { unlink(outputPath) }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
