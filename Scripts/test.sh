@@ -11,5 +11,7 @@ swift test --disable-xctest
 echo "== Examples/TraceOneSyscall: a downstream package importing the library products"
 swift build --package-path Examples/TraceOneSyscall
 example="$(swift build --package-path Examples/TraceOneSyscall --show-bin-path)/trace-one-syscall"
-.build/debug/kcovctl vm run -- "$example" | tee /dev/stderr | grep -q "^read(-1) covered [1-9][0-9]* kernel PCs"
+output="$(.build/debug/kcovctl vm run -- "$example")"
+printf '%s\n' "$output"
+grep -q "^read(-1) covered [1-9][0-9]* kernel PCs" <<<"$output" || { echo "example: FAILED: no kernel PCs reported" >&2; exit 1; }
 echo "example: passed"
