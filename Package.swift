@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "CoverageAPI", targets: ["CoverageAPI"]),
         .library(name: "LinuxBackend", targets: ["LinuxBackend"]),
+        .library(name: "Conformance", targets: ["Conformance"]),
         .executable(name: "kcovctl", targets: ["kcovctl"]),
     ],
     dependencies: [
@@ -25,6 +26,8 @@ let package = Package(
         // Clients' front door (sessions, traces, errors) and the backend protocol drivers implement.
         .target(name: "CoverageAPI", swiftSettings: swiftSettings),
         .target(name: "LinuxBackend", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
+        // Named checks every backend must pass, run from tests, kcovctl and the guest alike (no XCTest/Testing).
+        .target(name: "Conformance", dependencies: ["CoverageAPI"], swiftSettings: swiftSettings),
         // Builds and caches the project's own kcov test kernel from Debian's linux-source-6.12.
         .target(name: "TestKernel", swiftSettings: swiftSettings),
         // Boots a kernel under QEMU with the host root over 9p and runs one command in the guest.
@@ -35,7 +38,7 @@ let package = Package(
         .executableTarget(
             name: "kcovctl",
             dependencies: [
-                "CoverageAPI", "LinuxBackend", "TestKernel", "VirtualMachine",
+                "CoverageAPI", "LinuxBackend", "Conformance", "ReferenceModels", "TestKernel", "VirtualMachine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -56,6 +59,11 @@ let package = Package(
         .testTarget(
             name: "GuestSuiteTests",
             dependencies: ["TestKernel", "VirtualMachine"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConformanceTests",
+            dependencies: ["Conformance", "CoverageAPI", "LinuxBackend", "ReferenceModels", "KernelSeam"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

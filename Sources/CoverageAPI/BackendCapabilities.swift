@@ -39,6 +39,13 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
     public var requiresMapBeforeEnable: Bool
     /// DISABLE drops the buffer: a new mapping is needed before the next ENABLE.
     public var remapAfterDisable: Bool
+    /// A mapping must be exactly the buffer's size; otherwise any length is accepted.
+    public var mapLengthMustMatch: Bool
+    /// A thread can have only one instance enabled at a time (a second ENABLE is `.busy`).
+    public var oneEnabledInstancePerThread: Bool
+    /// Closing the last descriptor of an enabled instance leaves collection running until the
+    /// thread exits (and the thread busy); otherwise closing stops collection at once.
+    public var collectsAfterClose: Bool
     /// Buffer sizes INIT accepts, in words.
     public var bufferWords: ClosedRange<Int>
     /// A size must be a multiple of this many words to be mappable.
@@ -49,6 +56,7 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
     public init(
         supportedModes: Set<CoverageMode>, pcKind: PCKind, granularity: Granularity, perThread: Bool,
         orderedTrace: Bool, remote: Set<RemoteKind>, requiresMapBeforeEnable: Bool, remapAfterDisable: Bool,
+        mapLengthMustMatch: Bool, oneEnabledInstancePerThread: Bool, collectsAfterClose: Bool,
         bufferWords: ClosedRange<Int>, bufferWordMultiple: Int, wordSize: Int
     ) {
         self.supportedModes = supportedModes
@@ -59,6 +67,9 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
         self.remote = remote
         self.requiresMapBeforeEnable = requiresMapBeforeEnable
         self.remapAfterDisable = remapAfterDisable
+        self.mapLengthMustMatch = mapLengthMustMatch
+        self.oneEnabledInstancePerThread = oneEnabledInstancePerThread
+        self.collectsAfterClose = collectsAfterClose
         self.bufferWords = bufferWords
         self.bufferWordMultiple = bufferWordMultiple
         self.wordSize = wordSize
@@ -66,7 +77,8 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case supportedModes, pcKind, granularity, perThread, orderedTrace, remote, requiresMapBeforeEnable,
-             remapAfterDisable, bufferWords, bufferWordMultiple, wordSize
+             remapAfterDisable, mapLengthMustMatch, oneEnabledInstancePerThread, collectsAfterClose, bufferWords,
+             bufferWordMultiple, wordSize
     }
 
     /// Encodes sets sorted, so the same capabilities always print the same JSON.
@@ -80,6 +92,9 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
         try container.encode(remote.sorted { $0.rawValue < $1.rawValue }, forKey: .remote)
         try container.encode(requiresMapBeforeEnable, forKey: .requiresMapBeforeEnable)
         try container.encode(remapAfterDisable, forKey: .remapAfterDisable)
+        try container.encode(mapLengthMustMatch, forKey: .mapLengthMustMatch)
+        try container.encode(oneEnabledInstancePerThread, forKey: .oneEnabledInstancePerThread)
+        try container.encode(collectsAfterClose, forKey: .collectsAfterClose)
         try container.encode(bufferWords, forKey: .bufferWords)
         try container.encode(bufferWordMultiple, forKey: .bufferWordMultiple)
         try container.encode(wordSize, forKey: .wordSize)

@@ -40,6 +40,9 @@ public protocol CoverageBackend: Sendable {
     func enableRemote(_ fd: Int32, mode: CoverageMode, _ request: RemoteRequest) throws(CoverageError)
     /// Stops collection; must be called by the thread that enabled it.
     func disable(_ fd: Int32) throws(CoverageError)
+    /// Sends a request number this backend's kernel does not define, which a conforming kernel
+    /// refuses as `.unsupportedOperation` (for the conformance suite).
+    func sendUndefinedRequest(_ fd: Int32) throws(CoverageError)
     /// The calling thread's kernel thread id.
     func currentThreadID() -> Int32
     /// Makes a short, deterministic syscall (the probe) on the calling thread.

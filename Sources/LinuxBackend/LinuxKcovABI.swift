@@ -19,6 +19,9 @@ public enum LinuxKcovABI {
     /// KCOV_REMOTE_ENABLE = `_IOW('c', 102, struct kcov_remote_arg)` (24 bytes before the handles).
     public static let remoteEnable = ioc(direction: write, type: "c", number: 102, size: 24)
 
+    /// `_IO('c', 127)`: a request in kcov's group that no kernel defines.
+    public static let undefinedRequest = ioc(direction: 0, type: "c", number: 127, size: 0)
+
     /// KCOV_TRACE_PC, the ENABLE argument for PC mode.
     public static let tracePC: UInt = 0
     /// KCOV_TRACE_CMP, the ENABLE argument for comparison mode.

@@ -31,7 +31,8 @@ public struct LinuxKcovBackend: CoverageBackend {
         BackendCapabilities(
             supportedModes: [.pc, .comparisons], pcKind: .kernelAddress, granularity: .basicBlock,
             perThread: true, orderedTrace: true, remote: [.commonHandle, .usbBus],
-            requiresMapBeforeEnable: false, remapAfterDisable: false,
+            requiresMapBeforeEnable: false, remapAfterDisable: false, mapLengthMustMatch: true,
+            oneEnabledInstancePerThread: true, collectsAfterClose: true,
             bufferWords: LinuxKcovABI.bufferWords, bufferWordMultiple: Self.pageSize / 8, wordSize: 8)
     }
 
@@ -285,6 +286,10 @@ public struct LinuxKcovBackend: CoverageBackend {
     package func rawIoctl(_ fd: Int32, request: UInt, value: UInt) throws(CoverageError) {
         guard kernel.ioctl(fd, request, value: value) != 0 else { return }
         throw ioctlError("ioctl(0x\(String(request, radix: 16)))", errno)
+    }
+
+    public func sendUndefinedRequest(_ fd: Int32) throws(CoverageError) {
+        try rawIoctl(fd, request: LinuxKcovABI.undefinedRequest, value: 0)
     }
 
     public func currentThreadID() -> Int32 { kernel.currentThreadID() }

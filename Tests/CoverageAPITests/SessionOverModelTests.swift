@@ -247,6 +247,7 @@ struct WrongSizeMapping: CoverageBackend {
     func enable(_ fd: Int32, mode: CoverageMode) throws(CoverageError) { try real.enable(fd, mode: mode) }
     func enableRemote(_ fd: Int32, mode: CoverageMode, _ request: RemoteRequest) throws(CoverageError) { try real.enableRemote(fd, mode: mode, request) }
     func disable(_ fd: Int32) throws(CoverageError) { try real.disable(fd) }
+    func sendUndefinedRequest(_ fd: Int32) throws(CoverageError) { try real.sendUndefinedRequest(fd) }
     func currentThreadID() -> Int32 { real.currentThreadID() }
     func probe() { real.probe() }
     func runEnabled(_ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command) throws(CoverageError) -> CommandExit {

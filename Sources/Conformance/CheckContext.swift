@@ -1,0 +1,111 @@
+public import CoverageAPI
+
+/// What a check works with: the backend under test and small helpers that turn surprises into
+/// ``ConformanceFailure``s with a useful message. Every instance a check opens through
+/// ``withInstance(words:map:_:)`` is closed, and every mapping unmapped, whatever happens.
+public struct CheckContext: Sendable {
+    public let backend: any CoverageBackend
+
+    public init(backend: any CoverageBackend) {
+        self.backend = backend
+    }
+
+    public var capabilities: BackendCapabilities { backend.capabilities }
+
+    /// The smallest buffer the backend can map: `bufferWordMultiple`, raised to the lower bound.
+    public var smallestMappableWords: Int {
+        let multiple = capabilities.bufferWordMultiple
+        let lower = capabilities.bufferWords.lowerBound
+        return (lower + multiple - 1) / multiple * multiple
+    }
+
+    /// Fails unless `condition` holds.
+    public func expect(_ condition: Bool, _ message: @autoclosure () -> String) throws {
+        if !condition { throw ConformanceFailure(message()) }
+    }
+
+    /// Fails unless `body` throws a ``CoverageError`` with `code` (and, if `beforeAnySyscall`,
+    /// one raised by the backend itself rather than by the kernel).
+    public func expectError(
+        _ code: CoverageError.Code, _ what: String, beforeAnySyscall: Bool = false,
+        _ body: () throws(CoverageError) -> Void
+    ) throws {
+        do {
+            try body()
+        } catch {
+            guard error.code == code else {
+                throw ConformanceFailure("\(what): expected \(code.rawValue), got \(error.code.rawValue) (\(error))")
+            }
+            if beforeAnySyscall && error.syscall != nil {
+                throw ConformanceFailure("\(what): the backend asked the kernel (\(error)) instead of refusing from its capabilities")
+            }
+            return
+        }
+        throw ConformanceFailure("\(what): expected \(code.rawValue), but it succeeded")
+    }
+
+    /// Runs `body`, turning a ``CoverageError`` into a failure that says what was being done.
+    public func must<T>(_ what: String, _ body: () throws(CoverageError) -> T) throws -> T {
+        do {
+            return try body()
+        } catch {
+            throw ConformanceFailure("\(what) failed: \(error)")
+        }
+    }
+
+    /// An open instance: its descriptor, and its mapping once mapped.
+    public struct Instance {
+        public let fd: Int32
+        public let words: Int
+        public fileprivate(set) var mapping: UnsafeMutableRawPointer?
+
+        /// The buffer over the mapping.
+        public var buffer: CoverageBuffer? { mapping.map { CoverageBuffer(address: $0, wordCount: words) } }
+    }
+
+    /// Opens an instance, initialises it with `words` (if given) and maps it (if `map`), runs
+    /// `body`, and releases everything.
+    public func withInstance<T>(
+        words: Int? = nil, map: Bool = true, _ body: (inout Instance) throws -> T
+    ) throws -> T {
+        let fd = try must("open") { () throws(CoverageError) in try backend.openDevice() }
+        var instance = Instance(fd: fd, words: words ?? 0, mapping: nil)
+        defer {
+            if let mapping = instance.mapping { backend.unmapBuffer(mapping, words: instance.words) }
+            backend.closeDevice(fd)
+        }
+        if let words {
+            try must("initialize(\(words) words)") { () throws(CoverageError) in try backend.initialize(fd, words: words) }
+            if map {
+                instance.mapping = try must("map(\(words) words)") { () throws(CoverageError) in
+                    try backend.mapBuffer(fd, words: words)
+                }
+            }
+        }
+        return try body(&instance)
+    }
+
+    /// Maps `instance` again (after a backend dropped the buffer at DISABLE), unmapping the old mapping.
+    public func remap(_ instance: inout Instance) throws {
+        let fresh = try must("map again") { () throws(CoverageError) in try backend.mapBuffer(instance.fd, words: instance.words) }
+        if let old = instance.mapping { backend.unmapBuffer(old, words: instance.words) }
+        instance.mapping = fresh
+    }
+
+    /// Enables `instance` in `mode` and empties its buffer.
+    public func enable(_ instance: Instance, _ mode: CoverageMode = .pc) throws {
+        try must("enable(\(mode.rawValue))") { () throws(CoverageError) in try backend.enable(instance.fd, mode: mode) }
+        instance.buffer?.reset()
+    }
+
+    /// Disables `instance`.
+    public func disable(_ instance: Instance) throws {
+        try must("disable") { () throws(CoverageError) in try backend.disable(instance.fd) }
+    }
+
+    /// Runs `body` on a new thread and waits for it; its error, if any, is rethrown here.
+    public func onAnotherThread(_ body: @escaping @Sendable () throws -> Void) throws {
+        let outcome = ThreadRunner.run(body)
+        if let outcome { throw outcome }
+    }
+}

@@ -1,0 +1,27 @@
+public import CoverageAPI
+
+/// The shared checks, and running them against any backend over any device, real or model.
+public enum ConformanceSuite {
+    /// Every shared check, in a stable order.
+    public static let checks: [ConformanceCheck] =
+        LifecycleChecks.all + IsolationChecks.all + CollectionChecks.all + ModeAndRemoteChecks.all
+
+    /// Runs `checks` against `backend`, each on a fresh thread (coverage state is per thread, so
+    /// one check cannot inherit another's).
+    public static func run(on backend: any CoverageBackend, checks: [ConformanceCheck] = checks) -> [CheckResult] {
+        checks.map { check in
+            if let reason = check.notApplicable(backend.capabilities) {
+                return CheckResult(id: check.id, status: .notApplicable, detail: reason)
+            }
+            let context = CheckContext(backend: backend)
+            switch ThreadRunner.run({ try check.body(context) }) {
+            case nil:
+                return CheckResult(id: check.id, status: .pass, detail: "")
+            case let skipped as ConformanceNotApplicable:
+                return CheckResult(id: check.id, status: .notApplicable, detail: skipped.reason)
+            case let failure?:
+                return CheckResult(id: check.id, status: .fail, detail: String(describing: failure))
+            }
+        }
+    }
+}
