@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "KCovCtlTests", dependencies: ["kcovctl", "CoverageAPI"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GuestSuiteTests",
-            dependencies: ["TestKernel", "VirtualMachine"],
+            dependencies: ["TestKernel", "VirtualMachine", "Conformance", "LinuxBackend", "ReferenceModels"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

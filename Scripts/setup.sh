@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what KernelCoverage needs from Debian's packages, skipping what is already there:
-# QEMU, the kernel source and its build tools (for the test kernel).
+# Installs what KernelCoverage needs, skipping what is already there: from Debian, QEMU, the
+# kernel source and its build tools (for the test kernel); from PyPI, junitparser (the JUnit XML
+# consumer the tests check `kcovctl conformance --format junit` with).
 set -euo pipefail
 
 packages=(
@@ -23,4 +24,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! python3 -c "import junitparser" 2>/dev/null; then
+  echo "setup: installing junitparser from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "junitparser>=3,<6"
 fi

@@ -1,4 +1,7 @@
+import Conformance
 import Foundation
+import LinuxBackend
+import ReferenceModels
 import TestKernel
 import Testing
 import VirtualMachine
@@ -30,5 +33,26 @@ import VirtualMachine
             #expect(output.contains("Suite \(suite) passed"), "\(suite) did not run and pass in the guest")
         }
         #expect(!output.contains("skipped"), "a real-kernel test was skipped inside the guest")
+    }
+
+    /// The Linux model is worth what its fidelity is: the conformance suite on the real kernel (in
+    /// the guest) and on the model must give identical per-check statuses.
+    @Test(.timeLimit(.minutes(30)))
+    func realKernelAndLinuxModelGiveIdenticalConformanceResults() throws {
+        let binary = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let kcovctl = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("kcovctl").path
+        let builder = TestKernelBuilder()
+        let kernel = try builder.build { print("test kernel: \($0)") }
+        let machine = VirtualMachine(kernelImage: kernel.bzImage, workDirectory: builder.cacheDirectory + "/vm")
+        let result = try machine.run([kcovctl, "conformance", "--backend", "linux", "--format", "json"])
+        #expect(result.exitStatus == 0, "\(String(decoding: result.standardError, as: UTF8.self))")
+        let real = try JSONDecoder().decode(ConformanceReport.self, from: result.standardOutput)
+        #expect(real.device == .real && real.backend == "linux")
+        let model = ConformanceSuite.run(on: LinuxKcovBackend(kernel: LinuxKcovModel()))
+        #expect(real.checks.map(\.id) == model.map(\.id))
+        for (kernelResult, modelResult) in zip(real.checks, model) where kernelResult.status != modelResult.status {
+            Issue.record("\(kernelResult.id): kernel \(kernelResult.status.rawValue) (\(kernelResult.detail)), model \(modelResult.status.rawValue) (\(modelResult.detail))")
+        }
+        print(real.text())
     }
 }
