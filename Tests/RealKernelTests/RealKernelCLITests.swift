@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// kcovctl against the real device, inside the guest.
-@Suite(.serialized, .enabled(if: Guest.isGuest, "needs the real kcov device: runs inside the test kernel via GuestSuiteTests"))
+@Suite(.serialized)
 struct RealKernelCLITests {
     /// `.build/<config>/kcovctl`, beside the test bundle.
     var kcovctl: String {

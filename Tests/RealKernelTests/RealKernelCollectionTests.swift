@@ -8,7 +8,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite(.serialized, .enabled(if: Guest.isGuest, "needs the real kcov device: runs inside the test kernel via GuestSuiteTests"))
+@Suite(.serialized)
 struct RealKernelCollectionTests {
     let backend = LinuxKcovBackend()
 

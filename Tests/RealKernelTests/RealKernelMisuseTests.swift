@@ -8,7 +8,7 @@ import Glibc
 
 /// Each misuse of the reference's Part D, rows 6, 9, 11, 12, 19, 21, 22, 23, 25, 28, 29, 31 and 32,
 /// against the real kernel: the typed error and the errno behind it.
-@Suite(.serialized, .enabled(if: Guest.isGuest, "needs the real kcov device: runs inside the test kernel via GuestSuiteTests"))
+@Suite(.serialized)
 struct RealKernelMisuseTests {
     let backend = LinuxKcovBackend()
 
