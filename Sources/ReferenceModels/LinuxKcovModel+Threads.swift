@@ -11,7 +11,7 @@ extension LinuxKcovModel {
     /// for that tid when `body` returns (§A6: coverage it enabled is disabled, its fd goes back to
     /// INIT with the buffer), waits for the thread and returns `body`'s result.
     package func runOnNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
-        let result = ResultBox<T>()
+        let result = ThreadResult<T>()
         runOnRealThread { [self] in
             let tid = Self.threadID()
             result.value = body()
@@ -51,18 +51,12 @@ extension LinuxKcovModel {
         let parent = Self.threadID()
         buffer.assumingMemoryBound(to: Atomic<UInt64>.self)[0].store(0, ordering: .relaxed)
         recordSyscall(for: parent)
-        let child: ChildOutcome = runOnNewThread { [self] in
-            let enabled: CInt
-            if enable.byPointer {
-                var mode = CInt(truncatingIfNeeded: enable.argument)
-                enabled = withUnsafeMutableBytes(of: &mode) { ioctl(fd, enable.request, pointer: $0.baseAddress!) }
-            } else {
-                enabled = ioctl(fd, enable.request, value: enable.argument)
-            }
+        let child: SimulatedChildOutcome = runOnNewThread { [self] in
+            let enabled = simulateChildEnable(enable, fd: fd)
             if enabled != 0 { return .enableFailed(errno) }
             let tid = Self.threadID()
             recordSyscall(for: tid)  // execve
-            if let error = Self.execError(path) {
+            if let error = simulatedExecError(path) {
                 recordSyscall(for: tid)  // the failure report
                 return .execFailed(error)
             }
@@ -88,40 +82,4 @@ extension LinuxKcovModel {
 
     // MARK: Helpers
 
-    private enum ChildOutcome: Sendable {
-        case enableFailed(CInt)
-        case execFailed(CInt)
-        case exited
-    }
-
-    /// Why `execve(path)` would fail, or `nil` if it would run.
-    private static func execError(_ path: String) -> CInt? {
-        var status = stat()
-        guard stat(path, &status) == 0 else { return errno }
-        guard status.st_mode & 0o170000 == 0o100000 else { return EACCES }
-        guard access(path, X_OK) == 0 else { return errno }
-        return nil
-    }
-}
-
-/// A value written by one thread and read by another after a join.
-private final class ResultBox<T>: @unchecked Sendable {
-    var value: T?
-}
-
-private final class ThreadStart {
-    let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
-}
-
-/// Runs `body` on a new pthread and joins it.
-private func runOnRealThread(_ body: @escaping @Sendable () -> Void) {
-    let start = Unmanaged.passRetained(ThreadStart(body)).toOpaque()
-    var thread = pthread_t()
-    let created = pthread_create(&thread, nil, { raw in
-        Unmanaged<ThreadStart>.fromOpaque(raw!).takeRetainedValue().body()
-        return nil
-    }, start)
-    precondition(created == 0, "pthread_create failed: \(created)")
-    precondition(pthread_join(thread, nil) == 0, "pthread_join failed")
 }

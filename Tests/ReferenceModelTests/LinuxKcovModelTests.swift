@@ -15,29 +15,9 @@ private let pageBytes = Int(sysconf(Int32(_SC_PAGESIZE)))
 /// The smallest mappable buffer.
 private let pageWords = pageBytes / 8
 
-/// 0 for a successful call, the errno for a failed one (read at once).
-private func errnoOf(_ result: CInt) -> CInt { result < 0 ? errno : 0 }
 
 private func usb(_ instance: UInt64) -> UInt64 { Model.subsystemUSB | instance }
 
-/// A buffer mapping read and written with relaxed atomics, like a client does.
-private struct Words: @unchecked Sendable {
-    let base: UnsafeMutablePointer<Atomic<UInt64>>
-    init(_ address: UnsafeMutableRawPointer) { base = address.assumingMemoryBound(to: Atomic<UInt64>.self) }
-    init(bitPattern: UInt) { self.init(UnsafeMutableRawPointer(bitPattern: bitPattern)!) }
-    subscript(index: Int) -> UInt64 {
-        get { base[index].load(ordering: .relaxed) }
-        nonmutating set { base[index].store(newValue, ordering: .relaxed) }
-    }
-    var count: UInt64 {
-        get { self[0] }
-        nonmutating set { self[0] = newValue }
-    }
-    func slice(_ range: Range<Int>) -> [UInt64] { range.map { self[$0] } }
-    /// The PCs after the count word.
-    func pcs() -> [UInt64] { slice(1..<(1 + Int(count))) }
-    var address: UInt { UInt(bitPattern: base) }
-}
 
 extension LinuxKcovModel {
     fileprivate func openDevice(flags: CInt = O_RDWR) -> CInt {

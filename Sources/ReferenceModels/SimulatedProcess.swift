@@ -1,0 +1,63 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+package import KernelSeam
+
+// What every model's simulated fork + ENABLE + execve shares: the steps are the same on every
+// kernel; what each kernel records along the way is the model's own.
+
+/// How a simulated child ended before its parent's wait.
+enum SimulatedChildOutcome: Sendable {
+    case enableFailed(CInt)
+    case execFailed(CInt)
+    case exited
+}
+
+extension KernelInterface {
+    /// The child's ENABLE through this kernel: by value, or through a pointer to an `int`.
+    func simulateChildEnable(_ enable: EnableCall, fd: CInt) -> CInt {
+        guard enable.byPointer else { return ioctl(fd, enable.request, value: enable.argument) }
+        var mode = CInt(truncatingIfNeeded: enable.argument)
+        return withUnsafeMutableBytes(of: &mode) { ioctl(fd, enable.request, pointer: $0.baseAddress!) }
+    }
+}
+
+/// Why `execve(path)` would fail, or `nil` if it would run: a missing path gives its errno, a
+/// directory or other non-regular file EACCES, a file without execute permission EACCES.
+func simulatedExecError(_ path: String) -> CInt? {
+    var info = stat()
+    guard stat(path, &info) == 0 else { return errno }
+    guard info.st_mode & S_IFMT == S_IFREG else { return EACCES }
+    guard access(path, X_OK) == 0 else { return errno }
+    return nil
+}
+
+/// A value written by one thread and read by another after a join.
+final class ThreadResult<T>: @unchecked Sendable {
+    var value: T?
+}
+
+private final class RealThreadStart {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+}
+
+/// Starts `body` on a new pthread (its own kernel tid); the caller joins it.
+func startRealThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
+    let start = Unmanaged.passRetained(RealThreadStart(body)).toOpaque()
+    var thread = pthread_t()
+    let created = pthread_create(&thread, nil, { raw in
+        Unmanaged<RealThreadStart>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+    }, start)
+    precondition(created == 0, "pthread_create failed: \(created)")
+    return thread
+}
+
+/// Runs `body` on a new pthread and joins it.
+func runOnRealThread(_ body: @escaping @Sendable () -> Void) {
+    let thread = startRealThread(body)
+    precondition(pthread_join(thread, nil) == 0, "pthread_join failed")
+}
