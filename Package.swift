@@ -12,6 +12,8 @@ let package = Package(
     products: [
         .library(name: "CoverageAPI", targets: ["CoverageAPI"]),
         .library(name: "LinuxBackend", targets: ["LinuxBackend"]),
+        .library(name: "NetBSDBackend", targets: ["NetBSDBackend"]),
+        .library(name: "GVisorBackend", targets: ["GVisorBackend"]),
         .library(name: "Conformance", targets: ["Conformance"]),
         .executable(name: "kcovctl", targets: ["kcovctl"]),
     ],
@@ -26,6 +28,8 @@ let package = Package(
         // Clients' front door (sessions, traces, errors) and the backend protocol drivers implement.
         .target(name: "CoverageAPI", swiftSettings: swiftSettings),
         .target(name: "LinuxBackend", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
+        .target(name: "NetBSDBackend", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
+        .target(name: "GVisorBackend", dependencies: ["CoverageAPI", "KernelSeam", "LinuxBackend"], swiftSettings: swiftSettings),
         // Named checks every backend must pass, run from tests, kcovctl and the guest alike (no XCTest/Testing).
         .target(name: "Conformance", dependencies: ["CoverageAPI"], swiftSettings: swiftSettings),
         // Builds and caches the project's own kcov test kernel from Debian's linux-source-6.12.
@@ -64,6 +68,16 @@ let package = Package(
         .testTarget(
             name: "ConformanceTests",
             dependencies: ["Conformance", "CoverageAPI", "LinuxBackend", "ReferenceModels", "KernelSeam"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NetBSDBackendTests",
+            dependencies: ["NetBSDBackend", "CoverageAPI", "KernelSeam", "ReferenceModels", "Conformance", "LinuxBackend"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GVisorBackendTests",
+            dependencies: ["GVisorBackend", "CoverageAPI", "KernelSeam", "ReferenceModels", "Conformance", "LinuxBackend"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
