@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,7 +32,7 @@ static void report_and_exit(int fd, int stage) {
 }
 
 pid_t kcs_spawn_enabled(const char *path, char *const argv[], char *const envp[], int fd,
-                        struct kcs_enable_call enable, void *buffer, size_t buffer_bytes,
+                        struct kcs_enable_call enable, uint64_t *counter,
                         int *stage, int *error) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) {
@@ -41,11 +40,12 @@ pid_t kcs_spawn_enabled(const char *path, char *const argv[], char *const envp[]
         *error = errno;
         return -1;
     }
-    __atomic_store_n((uint64_t *)buffer, 0, __ATOMIC_RELAXED);
-    int excluded = madvise(buffer, buffer_bytes, MADV_DONTFORK) == 0;
-    pid_t pid = fork();
+    __atomic_store_n(counter, 0, __ATOMIC_RELAXED);
+    /* vfork: the child borrows this address space until it execs, so exec only drops a
+       reference to it instead of tearing down (and tracing) every mapping of this process. */
+    int mode = (int)enable.argument;
+    pid_t pid = vfork();
     int fork_error = errno;
-    if (pid != 0 && excluded) madvise(buffer, buffer_bytes, MADV_DOFORK);
     if (pid < 0) {
         *stage = KCS_SPAWN_FORK;
         *error = fork_error;
@@ -54,8 +54,6 @@ pid_t kcs_spawn_enabled(const char *path, char *const argv[], char *const envp[]
         return -1;
     }
     if (pid == 0) {
-        close(report[0]);
-        int mode = (int)enable.argument;
         int result = enable.argument_by_pointer
             ? ioctl(fd, enable.request, &mode)
             : ioctl(fd, enable.request, enable.argument);

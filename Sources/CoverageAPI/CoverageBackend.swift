@@ -47,8 +47,8 @@ public protocol CoverageBackend: Sendable {
     func currentThreadID() -> Int32
     /// Makes a short, deterministic syscall (the probe) on the calling thread.
     func probe()
-    /// Empties the buffer mapped at `buffer` (`words` long), forks a child that does not inherit
-    /// that mapping, enables coverage on `fd` in `mode` in the child and runs `command`; waits for it.
+    /// Empties the buffer mapped at `buffer` (`words` long), starts a child that enables coverage
+    /// on `fd` in `mode` and runs `command` (without touching the buffer), and waits for it.
     /// The parent must have initialised and mapped `fd`.
     func runEnabled(
         _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command

@@ -136,9 +136,8 @@ public struct CoverageSession: ~Copyable {
 
     /// Runs `command` in a child that enables coverage on this session's buffer before exec (the
     /// kcov fork pattern: this process opened, sized and mapped; the child only enables), waits,
-    /// and returns how it ended and what its thread covered. The child does not inherit the
-    /// mapping, so the trace starts with the return path of its ENABLE (a few PCs) rather than
-    /// with exec tearing down the whole buffer mapping.
+    /// and returns how it ended and what its thread covered. The child cannot reset the count after
+    /// its ENABLE, so the trace starts with that ioctl's return path (a few PCs).
     public mutating func run(_ command: Command) throws(CoverageError) -> (exit: CommandExit, trace: Trace) {
         guard enabledThread == nil else {
             throw CoverageError(.invalidState, "disable coverage on this session before running a command")

@@ -28,8 +28,9 @@ package protocol KernelInterface: Sendable {
     /// Makes the probe syscall, `read(-1, NULL, 0)`: a short, deterministic kernel path.
     func probeSyscall()
     /// Resets the count word of the coverage buffer at `buffer` (a mapping of `bufferBytes` bytes)
-    /// to 0, then forks a child that does not inherit that mapping, enables coverage on `fd` with
-    /// `enable` and execs `path`; see ``SpawnOutcome``. The trace starts with the child's ENABLE return path.
+    /// to 0, then starts a child that enables coverage on `fd` with `enable` and execs `path`,
+    /// without writing to the buffer; see ``SpawnOutcome``. The trace starts with the child's
+    /// ENABLE return path.
     func spawnEnabled(
         path: String, arguments: [String], environment: [String], fd: CInt,
         enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int

@@ -58,7 +58,7 @@ package struct SystemKernel: KernelInterface {
         let call = kcs_enable_call(
             request: enable.request, argument: enable.argument, argument_by_pointer: enable.byPointer ? 1 : 0)
         let pid = kcs_spawn_enabled(
-            path, &argv, &envp, fd, call, buffer, bufferBytes, &stage, &error)
+            path, &argv, &envp, fd, call, buffer.assumingMemoryBound(to: UInt64.self), &stage, &error)
         if pid >= 0 { return .running(pid: pid) }
         switch UInt32(stage) {
         case KCS_SPAWN_ENABLE.rawValue: return .enableFailed(errno: error)

@@ -32,14 +32,14 @@ struct kcs_enable_call {
     int argument_by_pointer;
 };
 
-/// Resets the count word at `buffer` to 0, then forks with the buffer's mapping excluded from the
-/// child (MADV_DONTFORK: exec would otherwise tear down, and trace, every page of it). The child
-/// enables coverage on the inherited `fd` and execs `path`, so the trace starts with the return
-/// path of the child's ENABLE. Only async-signal-safe calls run in the child. Returns the child's
-/// pid, or -1 with `*stage` and `*error` saying which step failed (for ENABLE and EXEC, the child's
-/// errno; the child is reaped).
+/// Resets the count word `counter` of a coverage buffer to 0, then vforks: the child enables coverage on the
+/// inherited `fd` and execs `path` without touching memory, so the trace starts with the return
+/// path of the child's ENABLE, and exec drops its borrowed address space instead of tearing down
+/// (and tracing) this process's mappings. Only the ioctl, execve, write and _exit run in the child.
+/// Returns the child's pid, or -1 with `*stage` and `*error` saying which step failed (for ENABLE
+/// and EXEC, the child's errno; the child is reaped).
 pid_t kcs_spawn_enabled(const char *path, char *const argv[], char *const envp[], int fd,
-                        struct kcs_enable_call enable, void *buffer, size_t buffer_bytes,
+                        struct kcs_enable_call enable, uint64_t *counter,
                         int *stage, int *error);
 
 /// Waits for `pid`; returns 0 and the raw wait status, or -1 with errno.
