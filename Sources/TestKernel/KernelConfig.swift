@@ -3,8 +3,8 @@
 /// Changing any line changes the cache key, so the next `kcovctl vm build` rebuilds.
 public enum KernelConfig {
     /// Options on top of tinyconfig: a 9p-rooted SMP guest with kcov (both modes), debugfs,
-    /// kprobes and perf events, a serial console, and the syscalls ordinary programs and the fork
-    /// path expect (madvise keeps a traced child from inheriting, and tearing down, the buffer).
+    /// kprobes and perf events, a serial console, and syscalls ordinary programs expect (madvise,
+    /// inotify, membarrier, rseq) that tinyconfig leaves out.
     public static let fragment = """
         CONFIG_64BIT=y
         CONFIG_SMP=y
