@@ -29,6 +29,10 @@ let package = Package(
         .target(name: "CoverageAPI", swiftSettings: swiftSettings),
         .target(name: "LinuxBackend", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
         .target(name: "NetBSDBackend", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
+        // Lets the NetBSD model and backend run NetBSD's own kcov test list from the Conformance library.
+        .target(
+            name: "NetBSDConformanceSupport", dependencies: ["NetBSDBackend", "ReferenceModels", "Conformance", "KernelSeam", "CoverageAPI"],
+            swiftSettings: swiftSettings),
         .target(name: "GVisorBackend", dependencies: ["CoverageAPI", "KernelSeam", "LinuxBackend"], swiftSettings: swiftSettings),
         // Named checks every backend must pass, run from tests, kcovctl and the guest alike (no XCTest/Testing).
         .target(name: "Conformance", dependencies: ["CoverageAPI"], swiftSettings: swiftSettings),
@@ -42,7 +46,7 @@ let package = Package(
         .executableTarget(
             name: "kcovctl",
             dependencies: [
-                "CoverageAPI", "LinuxBackend", "Conformance", "ReferenceModels", "TestKernel", "VirtualMachine",
+                "CoverageAPI", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "Conformance", "NetBSDConformanceSupport", "ReferenceModels", "TestKernel", "VirtualMachine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -72,7 +76,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NetBSDBackendTests",
-            dependencies: ["NetBSDBackend", "CoverageAPI", "KernelSeam", "ReferenceModels", "Conformance", "LinuxBackend"],
+            dependencies: ["NetBSDBackend", "NetBSDConformanceSupport", "CoverageAPI", "KernelSeam", "ReferenceModels", "Conformance", "LinuxBackend"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what KernelCoverage needs, skipping what is already there: from Debian, QEMU, the
-# kernel source and its build tools (for the test kernel); from PyPI, junitparser (the JUnit XML
+# kernel source and its build tools (for the test kernel), and gVisor's runsc; from PyPI, junitparser (the JUnit XML
 # consumer the tests check `kcovctl conformance --format junit` with).
 set -euo pipefail
 
@@ -8,6 +8,7 @@ packages=(
   qemu-system-x86          # boots the test kernel
   linux-source-6.12        # the test kernel's source
   build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils  # to build it
+  runsc                    # gVisor (a release build, no kcov): the sandbox the gVisor tests run kcovctl in
 )
 
 missing=()

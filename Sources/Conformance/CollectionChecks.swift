@@ -102,7 +102,9 @@ enum CollectionChecks {
             }
         },
         ConformanceCheck("fork.child-enable", "The fork pattern: this process sizes and maps, a child enables and runs a program, and the trace holds the child's kernel work.") { context in
-            try context.withInstance(words: 1 << 20 / context.capabilities.bufferWordMultiple * context.capabilities.bufferWordMultiple) { instance in
+            let multiple = context.capabilities.bufferWordMultiple
+            let words = min(1 << 20, context.capabilities.bufferWords.upperBound) / multiple * multiple
+            try context.withInstance(words: words) { instance in
                 let command = Command(path: "/bin/true", arguments: ["true"], environment: [])
                 let exit = try context.must("run /bin/true") { () throws(CoverageError) in
                     try context.backend.runEnabled(instance.fd, mode: .pc, buffer: instance.mapping!, words: instance.words, command: command)

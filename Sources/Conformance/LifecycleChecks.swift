@@ -78,19 +78,19 @@ enum LifecycleChecks {
                 }
             }
         },
-        ConformanceCheck("mmap.wrong-size", "A mapping longer than the buffer is refused as invalidState where lengths must match, and accepted otherwise.") { context in
-            let words = context.smallestMappableWords
-            try context.withInstance(words: words, map: false) { instance in
+        ConformanceCheck("mmap.wrong-size", "A mapping shorter than the buffer is refused as invalidState where lengths must match, and accepted as a window otherwise.") { context in
+            let window = context.smallestMappableWords
+            try context.withInstance(words: 2 * window, map: false) { instance in
                 if context.capabilities.mapLengthMustMatch {
-                    try context.expectError(.invalidState, "map \(2 * words) words of a \(words)-word buffer") { () throws(CoverageError) in
-                        let address = try context.backend.mapBuffer(instance.fd, words: 2 * words)
-                        context.backend.unmapBuffer(address, words: 2 * words)
+                    try context.expectError(.invalidState, "map \(window) words of a \(2 * window)-word buffer") { () throws(CoverageError) in
+                        let address = try context.backend.mapBuffer(instance.fd, words: window)
+                        context.backend.unmapBuffer(address, words: window)
                     }
                 } else {
-                    let address = try context.must("map \(2 * words) words") { () throws(CoverageError) in
-                        try context.backend.mapBuffer(instance.fd, words: 2 * words)
+                    let address = try context.must("map \(window) words of a \(2 * window)-word buffer") { () throws(CoverageError) in
+                        try context.backend.mapBuffer(instance.fd, words: window)
                     }
-                    context.backend.unmapBuffer(address, words: 2 * words)
+                    context.backend.unmapBuffer(address, words: window)
                 }
             }
         },

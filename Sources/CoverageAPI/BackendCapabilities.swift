@@ -39,8 +39,11 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
     public var requiresMapBeforeEnable: Bool
     /// DISABLE drops the buffer: a new mapping is needed before the next ENABLE.
     public var remapAfterDisable: Bool
-    /// A mapping must be exactly the buffer's size; otherwise any length is accepted.
+    /// A mapping must be exactly the buffer's size; otherwise a shorter mapping (a window) is accepted.
     public var mapLengthMustMatch: Bool
+    /// Remote coverage lands in a buffer the kernel owns, visible only in mappings made after
+    /// attaching (NetBSD): sessions map again after a remote enable.
+    public var remapAfterRemoteAttach: Bool
     /// A thread can have only one instance enabled at a time (a second ENABLE is `.busy`).
     public var oneEnabledInstancePerThread: Bool
     /// Closing the last descriptor of an enabled instance leaves collection running until the
@@ -57,7 +60,7 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
         supportedModes: Set<CoverageMode>, pcKind: PCKind, granularity: Granularity, perThread: Bool,
         orderedTrace: Bool, remote: Set<RemoteKind>, requiresMapBeforeEnable: Bool, remapAfterDisable: Bool,
         mapLengthMustMatch: Bool, oneEnabledInstancePerThread: Bool, collectsAfterClose: Bool,
-        bufferWords: ClosedRange<Int>, bufferWordMultiple: Int, wordSize: Int
+        bufferWords: ClosedRange<Int>, bufferWordMultiple: Int, wordSize: Int, remapAfterRemoteAttach: Bool = false
     ) {
         self.supportedModes = supportedModes
         self.pcKind = pcKind
@@ -68,6 +71,7 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
         self.requiresMapBeforeEnable = requiresMapBeforeEnable
         self.remapAfterDisable = remapAfterDisable
         self.mapLengthMustMatch = mapLengthMustMatch
+        self.remapAfterRemoteAttach = remapAfterRemoteAttach
         self.oneEnabledInstancePerThread = oneEnabledInstancePerThread
         self.collectsAfterClose = collectsAfterClose
         self.bufferWords = bufferWords
@@ -77,7 +81,7 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case supportedModes, pcKind, granularity, perThread, orderedTrace, remote, requiresMapBeforeEnable,
-             remapAfterDisable, mapLengthMustMatch, oneEnabledInstancePerThread, collectsAfterClose, bufferWords,
+             remapAfterDisable, mapLengthMustMatch, remapAfterRemoteAttach, oneEnabledInstancePerThread, collectsAfterClose, bufferWords,
              bufferWordMultiple, wordSize
     }
 
@@ -93,6 +97,7 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
         try container.encode(requiresMapBeforeEnable, forKey: .requiresMapBeforeEnable)
         try container.encode(remapAfterDisable, forKey: .remapAfterDisable)
         try container.encode(mapLengthMustMatch, forKey: .mapLengthMustMatch)
+        try container.encode(remapAfterRemoteAttach, forKey: .remapAfterRemoteAttach)
         try container.encode(oneEnabledInstancePerThread, forKey: .oneEnabledInstancePerThread)
         try container.encode(collectsAfterClose, forKey: .collectsAfterClose)
         try container.encode(bufferWords, forKey: .bufferWords)

@@ -69,9 +69,14 @@ public struct CoverageSession: ~Copyable {
 
     /// Maps a fresh buffer when the backend disconnected the old one at DISABLE.
     private mutating func remapIfStale() throws(CoverageError) {
-        guard mappingIsStale, let old = mapping else { return }
+        guard mappingIsStale else { return }
+        try remap()
+    }
+
+    /// Replaces the mapping with a new one; the old one is unmapped only once the new one exists.
+    private mutating func remap() throws(CoverageError) {
         let fresh = try backend.mapBuffer(fd, words: bufferWords)
-        backend.unmapBuffer(old, words: bufferWords)
+        if let old = mapping { backend.unmapBuffer(old, words: bufferWords) }
         mapping = fresh
         mappingIsStale = false
     }
@@ -97,6 +102,14 @@ public struct CoverageSession: ~Copyable {
         try remapIfStale()
         try backend.enableRemote(fd, mode: mode, request)
         enabledThread = backend.currentThreadID()
+        if backend.capabilities.remapAfterRemoteAttach {
+            do {
+                try remap()
+            } catch {
+                try? disable()
+                throw error
+            }
+        }
         buffer.reset()
     }
 

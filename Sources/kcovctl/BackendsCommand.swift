@@ -1,6 +1,7 @@
 import ArgumentParser
 import CoverageAPI
 import Foundation
+import GVisorBackend
 import LinuxBackend
 
 /// `kcovctl backends`: what each backend needs, whether it is usable here and why not.
@@ -43,6 +44,7 @@ struct BackendsCommand: ParsableCommand {
         case .text:
             let environment = report.environment
             print("host: \(environment.os) \(environment.kernelRelease) (\(environment.machine))\(environment.insideGVisor ? ", inside gVisor" : "")")
+            print("gVisor: \(environment.insideGVisor ? "inside" : "not inside") — \(environment.gVisorEvidence)")
             for entry in entries {
                 print("\(entry.name): \(entry.available ? "available" : "unavailable") — \(entry.reason)")
                 let capabilities = entry.capabilities
@@ -61,6 +63,8 @@ struct HostEnvironment: Encodable {
     var kernelVersion: String
     var machine: String
     var insideGVisor: Bool
+    /// What the gVisor detection found (or found instead).
+    var gVisorEvidence: String
     var debugfsMounted: Bool
 
     static func current() -> HostEnvironment {
@@ -69,11 +73,10 @@ struct HostEnvironment: Encodable {
         func field<T>(_ value: T) -> String {
             withUnsafeBytes(of: value) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         }
-        let version = field(name.version)
+        let verdict = GVisorDetection.current()
         return HostEnvironment(
-            os: field(name.sysname), kernelRelease: field(name.release), kernelVersion: version, machine: field(name.machine),
-            // gVisor reports a fixed fake version string; issue-level detection lives in the gVisor backend.
-            insideGVisor: version == "#1 SMP Sun Jan 10 15:06:54 PST 2016",
+            os: field(name.sysname), kernelRelease: field(name.release), kernelVersion: field(name.version), machine: field(name.machine),
+            insideGVisor: verdict.insideGVisor, gVisorEvidence: verdict.explanation,
             debugfsMounted: LinuxKcovBackend().debugfsMounted)
     }
 }

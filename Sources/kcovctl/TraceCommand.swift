@@ -51,7 +51,7 @@ struct TraceCommand: ParsableCommand {
         if vm { return try runInGuest() }
         do {
             let program = try resolveProgram(command[0])
-            let chosen = try backend.resolve()
+            let chosen = try backend.resolve(explain: note)
             var session = try CoverageSession(backend: chosen, mode: mode.mode, bufferWords: bufferWords)
             let result = try session.run(Command(
                 path: program, arguments: command,

@@ -1,4 +1,5 @@
 import NetBSDBackend
+import NetBSDConformanceSupport
 import Testing
 
 @Suite struct NetBSDKcovABITests {

@@ -1,0 +1,438 @@
+public import CoverageAPI
+package import KernelSeam
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// NetBSD kcov(4) through `/dev/kcov`: per-thread, ordered PC traces and comparison records in
+/// 64-bit entries, remote coverage of VHCI ports.
+///
+/// The corresponding ioctls are KCOV_IOC_SETBUFSIZE and KCOV_IOC_ENABLE (arguments by pointer),
+/// KCOV_IOC_DISABLE, KCOV_IOC_REMOTE_ATTACH and KCOV_IOC_REMOTE_DETACH.
+///
+/// NetBSD answers two different misuses of ENABLE with the same EBUSY: the fd is already enabled
+/// (Linux: EINVAL, `.invalidState`) and the calling thread already has another fd enabled (Linux:
+/// EBUSY, `.busy`). The backend tells them apart after the fact with a SETBUFSIZE of 0 entries,
+/// which changes nothing: the driver checks "enabled" (EBUSY) before the size (EINVAL), so the
+/// answer says whether this fd is the enabled one.
+public struct NetBSDKcovBackend: CoverageBackend {
+    package let kernel: any KernelInterface
+    /// Where the kcov device is.
+    public let devicePath: String
+    /// The backend talks to the host's own kernel, so the host must be NetBSD.
+    let onHostKernel: Bool
+
+    /// The host kernel's kcov at `devicePath` (only usable on NetBSD; see ``availability()``).
+    public init(devicePath: String = NetBSDKcovABI.devicePath) {
+        self.kernel = SystemKernel()
+        self.devicePath = devicePath
+        self.onHostKernel = true
+    }
+
+    /// A backend over any implementation of the seam, such as the NetBSD reference model.
+    package init(kernel: any KernelInterface, devicePath: String = NetBSDKcovABI.devicePath) {
+        self.kernel = kernel
+        self.devicePath = devicePath
+        self.onHostKernel = false
+    }
+
+    public var name: String { "netbsd" }
+
+    /// NetBSD's capabilities.
+    ///
+    /// - `bufferWordMultiple` is 1: SETBUFSIZE rounds the buffer up to whole pages and mmap accepts
+    ///   any sub-range of it, so a mapping of exactly `entries × 8` bytes works for every size.
+    /// - `mapLengthMustMatch` is false: shorter mappings (and offsets) are accepted; a mapping that
+    ///   reaches past the page-rounded buffer is still refused (ENOMEM).
+    /// - `collectsAfterClose`: closing an enabled fd leaves its LWP tracing into the orphaned buffer
+    ///   until the LWP is freed (§2.5).
+    /// - `remapAfterRemoteAttach`: after REMOTE_ATTACH the fd's mappings show the remote's buffer
+    ///   only when made after the attach (§2.6), so sessions map again.
+    public var capabilities: BackendCapabilities {
+        BackendCapabilities(
+            supportedModes: [.pc, .comparisons], pcKind: .kernelAddress, granularity: .basicBlock,
+            perThread: true, orderedTrace: true, remote: [.vhciPort],
+            requiresMapBeforeEnable: false, remapAfterDisable: false, mapLengthMustMatch: false,
+            oneEnabledInstancePerThread: true, collectsAfterClose: true,
+            bufferWords: NetBSDKcovABI.bufferEntries, bufferWordMultiple: 1, wordSize: NetBSDKcovABI.entrySize,
+            remapAfterRemoteAttach: true)
+    }
+
+    /// The page size mappings are rounded to.
+    public var pageSize: Int { Int(sysconf(Int32(_SC_PAGESIZE))) }
+
+    public func availability() -> Availability {
+        if onHostKernel, let system = Self.hostSystemName(), system != "NetBSD" {
+            return Availability(available: false, reason: notNetBSDReason(system))
+        }
+        let fd = kernel.open(devicePath, flags: O_RDWR | O_CLOEXEC)
+        if fd >= 0 {
+            _ = kernel.close(fd)
+            return Availability(available: true, reason: "\(devicePath) opened read-write")
+        }
+        return Availability(available: false, reason: openError(errno).message)
+    }
+
+    func notNetBSDReason(_ system: String) -> String {
+        "\(NetBSDKcovABI.devicePath) is NetBSD's kcov(4) and this host runs \(system), not NetBSD: run on a NetBSD kernel with options KCOV (or check the reference model with --model)"
+    }
+
+    // MARK: Device
+
+    public func openDevice() throws(CoverageError) -> Int32 {
+        let fd = kernel.open(devicePath, flags: O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw openError(errno) }
+        return fd
+    }
+
+    /// Why opening the device failed, with what to do about it.
+    func openError(_ code: Int32) -> CoverageError {
+        let call = "open(\(devicePath))"
+        switch code {
+        case ENOENT:
+            if onHostKernel, let system = Self.hostSystemName(), system != "NetBSD" {
+                return CoverageError(.deviceMissing, notNetBSDReason(system), syscall: call, errno: code)
+            }
+            return CoverageError(
+                .deviceMissing,
+                "\(devicePath) does not exist: create it with `cd /dev && sh MAKEDEV kcov`, on a kernel built with options KCOV",
+                syscall: call, errno: code)
+        case ENXIO, ENODEV:
+            return CoverageError(
+                .deviceMissing,
+                "\(devicePath) has no driver: this is a kernel without options KCOV; build one with `options KCOV` and `makeoptions KCOV=1`",
+                syscall: call, errno: code)
+        case EACCES, EPERM:
+            return CoverageError(
+                .permissionDenied, "no permission to open \(devicePath): run as root or give the user access to the node",
+                syscall: call, errno: code)
+        case EMFILE, ENFILE:
+            return CoverageError(
+                .system, "no file descriptor left to open \(devicePath): close some descriptors (each open is a new kcov instance)",
+                syscall: call, errno: code)
+        default:
+            return systemError(call, code)
+        }
+    }
+
+    public func closeDevice(_ fd: Int32) {
+        let result = kernel.close(fd)
+        precondition(result == 0 || errno != EBADF, "closed kcov fd \(fd) twice")
+    }
+
+    // MARK: Buffer
+
+    public func initialize(_ fd: Int32, words: Int) throws(CoverageError) {
+        try setBufferSize(fd, entries: UInt64(clamping: words))
+    }
+
+    /// KCOV_IOC_SETBUFSIZE with any entry count, for misuse checks.
+    package func setBufferSize(_ fd: Int32, entries: UInt64) throws(CoverageError) {
+        var argument = entries
+        let result = withUnsafeMutableBytes(of: &argument) {
+            kernel.ioctl(fd, NetBSDKcovABI.setBufferSize, pointer: $0.baseAddress!)
+        }
+        guard result != 0 else { return }
+        let code = errno
+        let call = "ioctl(KCOV_IOC_SETBUFSIZE, \(entries))"
+        let range = NetBSDKcovABI.bufferEntries
+        switch code {
+        case EINVAL:
+            throw CoverageError(
+                .bufferSize, "the kernel refused a buffer of \(entries) entries: use \(range.lowerBound)…\(range.upperBound) entries",
+                syscall: call, errno: code)
+        case EEXIST:
+            throw CoverageError(
+                .busy, "this kcov fd already has a buffer: SETBUFSIZE is allowed once per open; open the device again",
+                syscall: call, errno: code)
+        case EBUSY:
+            throw CoverageError(
+                .busy, "coverage is enabled on this kcov fd: its buffer cannot change; disable it and open the device again",
+                syscall: call, errno: code)
+        case ENOMEM:
+            throw CoverageError(.outOfMemory, "the kernel could not allocate \(entries) entries: use a smaller buffer", syscall: call, errno: code)
+        default:
+            throw ioctlError(call, code)
+        }
+    }
+
+    public func mapBuffer(_ fd: Int32, words: Int) throws(CoverageError) -> UnsafeMutableRawPointer {
+        try map(fd, bytes: words * NetBSDKcovABI.entrySize)
+    }
+
+    /// A shared read-write mmap of `bytes` at `offset`, for misuse checks.
+    package func map(_ fd: Int32, bytes: Int, offset: Int = 0) throws(CoverageError) -> UnsafeMutableRawPointer {
+        if let address = kernel.mmap(
+            length: bytes, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd: fd, offset: offset) {
+            return address
+        }
+        let code = errno
+        let call = "mmap(\(bytes) bytes at \(offset))"
+        let maxBytes = NetBSDKcovABI.bufferEntries.upperBound * NetBSDKcovABI.entrySize
+        switch code {
+        case ENOMEM:
+            throw CoverageError(
+                .invalidState,
+                "the kernel refused the mapping: set the buffer size first (KCOV_IOC_SETBUFSIZE), and map no more than entries × 8 bytes of it",
+                syscall: call, errno: code)
+        case EINVAL:
+            throw CoverageError(
+                .bufferSize, "kcov maps at most \(maxBytes) bytes (\(NetBSDKcovABI.bufferEntries.upperBound) entries) at a non-negative offset within them",
+                syscall: call, errno: code)
+        case EACCES:
+            throw CoverageError(
+                .permissionDenied, "kcov refuses executable mappings, and a shared writable one needs the fd opened O_RDWR",
+                syscall: call, errno: code)
+        case ENXIO:
+            throw CoverageError(.invalidState, "the kcov fd is being closed: open the device again", syscall: call, errno: code)
+        default:
+            throw systemError(call, code)
+        }
+    }
+
+    public func unmapBuffer(_ address: UnsafeMutableRawPointer, words: Int) {
+        let result = kernel.munmap(address, length: words * NetBSDKcovABI.entrySize)
+        precondition(result == 0, "munmap of a kcov buffer failed: errno \(errno)")
+    }
+
+    // MARK: Collection
+
+    /// KCOV_IOC_ENABLE's `int` for `mode`.
+    static func modeArgument(_ mode: CoverageMode) -> Int32 {
+        switch mode {
+        case .pc: NetBSDKcovABI.modeTracePC
+        case .comparisons: NetBSDKcovABI.modeTraceCMP
+        }
+    }
+
+    public func enable(_ fd: Int32, mode: CoverageMode) throws(CoverageError) {
+        try enable(fd, rawMode: Self.modeArgument(mode))
+    }
+
+    /// KCOV_IOC_ENABLE with any mode number, including KCOV_MODE_NONE (0), which binds the thread
+    /// but records nothing.
+    public func enable(_ fd: Int32, rawMode: Int32) throws(CoverageError) {
+        var argument = rawMode
+        let result = withUnsafeMutableBytes(of: &argument) {
+            kernel.ioctl(fd, NetBSDKcovABI.enable, pointer: $0.baseAddress!)
+        }
+        guard result != 0 else { return }
+        let code = errno
+        let call = "ioctl(KCOV_IOC_ENABLE, \(rawMode))"
+        if code == EBUSY {
+            throw fdIsEnabled(fd) ? alreadyEnabled(call, code) : threadBusy(call, code)
+        }
+        throw enableError(call, code, rawMode: rawMode)
+    }
+
+    /// Whether `fd` itself is enabled (or attached to a remote), asked without changing anything:
+    /// SETBUFSIZE(0) is EBUSY on an enabled fd, 0 on an attached one, and EINVAL otherwise.
+    func fdIsEnabled(_ fd: Int32) -> Bool {
+        let saved = errno
+        defer { errno = saved }
+        var zero: UInt64 = 0
+        let result = withUnsafeMutableBytes(of: &zero) {
+            kernel.ioctl(fd, NetBSDKcovABI.setBufferSize, pointer: $0.baseAddress!)
+        }
+        return result == 0 || errno == EBUSY
+    }
+
+    func alreadyEnabled(_ call: String, _ code: Int32) -> CoverageError {
+        CoverageError(
+            .invalidState,
+            "coverage is already enabled on this kcov fd (by this or another thread, or on the remote it is attached to): one enabled thread per fd; disable it first",
+            syscall: call, errno: code)
+    }
+
+    func threadBusy(_ call: String, _ code: Int32) -> CoverageError {
+        CoverageError(
+            .busy,
+            "this thread already has kcov enabled on another fd (perhaps one closed while enabled, which stays bound until the thread exits): disable that one first",
+            syscall: call, errno: code)
+    }
+
+    /// What an ENABLE errno other than EBUSY means; the same table serves the forked child's ENABLE.
+    func enableError(_ call: String, _ code: Int32, rawMode: Int32) -> CoverageError {
+        switch code {
+        case EINVAL:
+            return CoverageError(
+                .invalidArgument, "\(rawMode) is not a kcov mode: use 0 (NONE), 1 (TRACE_PC) or 2 (TRACE_CMP)",
+                syscall: call, errno: code)
+        case ENOBUFS:
+            return CoverageError(
+                .invalidState, "this kcov fd has no buffer: set the buffer size first (KCOV_IOC_SETBUFSIZE)",
+                syscall: call, errno: code)
+        case ENXIO:
+            return CoverageError(.invalidState, "the kcov fd is being closed: open the device again", syscall: call, errno: code)
+        default:
+            return ioctlError(call, code)
+        }
+    }
+
+    public func disable(_ fd: Int32) throws(CoverageError) {
+        guard kernel.ioctl(fd, NetBSDKcovABI.disable, value: 0) != 0 else { return }
+        let code = errno
+        let call = "ioctl(KCOV_IOC_DISABLE)"
+        if code == ENOENT {
+            throw CoverageError(
+                .notOwner,
+                "coverage on this kcov fd is not enabled, or not by the calling thread: disable from the thread that enabled it",
+                syscall: call, errno: code)
+        }
+        throw ioctlError(call, code)
+    }
+
+    /// Attaches `fd` to the remote coverage of one VHCI port and enables it in `mode`. NetBSD has
+    /// one remote per fd and a fixed buffer of 262144 entries, so `sectionWords` is not used; map
+    /// the fd after attaching to see the remote's buffer.
+    public func enableRemote(_ fd: Int32, mode: CoverageMode, _ request: RemoteRequest) throws(CoverageError) {
+        var port: (bus: UInt32, port: UInt32)?
+        for target in request.targets {
+            switch target {
+            case .vhciPort(let bus, let number):
+                guard port == nil else {
+                    throw CoverageError(.invalidArgument, "NetBSD attaches one VHCI port per kcov fd: open one fd per port")
+                }
+                port = (bus, number)
+            case .common, .usbBus:
+                throw CoverageError(
+                    .unsupportedOperation,
+                    "NetBSD's remote coverage attaches to VHCI ports only; \(target.kind.rawValue) targets are Linux's")
+            }
+        }
+        guard let port else {
+            throw CoverageError(.invalidArgument, "a remote request needs one VHCI port")
+        }
+        try attachRemote(fd, subsystem: NetBSDKcovABI.remoteVHCI, id: NetBSDKcovABI.vhciID(bus: port.bus, port: port.port))
+        var argument = Self.modeArgument(mode)
+        let result = withUnsafeMutableBytes(of: &argument) {
+            kernel.ioctl(fd, NetBSDKcovABI.enable, pointer: $0.baseAddress!)
+        }
+        guard result != 0 else { return }
+        let code = errno
+        let call = "ioctl(KCOV_IOC_ENABLE, \(argument)) of a remote"
+        if code == EBUSY {
+            throw CoverageError(
+                .handleInUse, "VHCI bus \(port.bus) port \(port.port) is already being traced through another kcov fd: disable that one first",
+                syscall: call, errno: code)
+        }
+        throw enableError(call, code, rawMode: argument)
+    }
+
+    /// KCOV_IOC_REMOTE_ATTACH with a raw `(subsystem, id)`, for misuse checks.
+    package func attachRemote(_ fd: Int32, subsystem: UInt64, id: UInt64) throws(CoverageError) {
+        var argument: (UInt64, UInt64) = (subsystem, id)
+        let result = withUnsafeMutableBytes(of: &argument) {
+            kernel.ioctl(fd, NetBSDKcovABI.remoteAttach, pointer: $0.baseAddress!)
+        }
+        guard result != 0 else { return }
+        let code = errno
+        let call = "ioctl(KCOV_IOC_REMOTE_ATTACH, \(subsystem), 0x\(String(id, radix: 16)))"
+        switch code {
+        case EEXIST:
+            throw CoverageError(
+                .invalidState, "coverage is enabled on this kcov fd for its thread: disable it before attaching to a remote",
+                syscall: call, errno: code)
+        case ENOENT:
+            throw CoverageError(
+                .invalidArgument,
+                "no remote is registered as subsystem \(subsystem), id 0x\(String(id, radix: 16)): attach vhci(4) and use a bus it created, ports 0…7",
+                syscall: call, errno: code)
+        case EINVAL:
+            throw CoverageError(
+                .unsupportedOperation, "this kernel has no remote kcov (it predates NetBSD 10's KCOV_IOC_REMOTE_ATTACH)",
+                syscall: call, errno: code)
+        default:
+            throw ioctlError(call, code)
+        }
+    }
+
+    /// KCOV_IOC_REMOTE_DETACH: the fd leaves its remote, which is disabled.
+    public func detachRemote(_ fd: Int32) throws(CoverageError) {
+        guard kernel.ioctl(fd, NetBSDKcovABI.remoteDetach, value: 0) != 0 else { return }
+        let code = errno
+        let call = "ioctl(KCOV_IOC_REMOTE_DETACH)"
+        switch code {
+        case EEXIST:
+            throw CoverageError(
+                .invalidState, "coverage is enabled on this kcov fd for its thread: disable it first", syscall: call, errno: code)
+        case ENOENT:
+            throw CoverageError(.invalidState, "this kcov fd is not attached to a remote", syscall: call, errno: code)
+        case EINVAL:
+            throw CoverageError(
+                .unsupportedOperation, "this kernel has no remote kcov (it predates NetBSD 10's KCOV_IOC_REMOTE_DETACH)",
+                syscall: call, errno: code)
+        default:
+            throw ioctlError(call, code)
+        }
+    }
+
+    /// `_IO('K', 127)`: a request in kcov's group that NetBSD does not define.
+    static let undefinedRequest = NetBSDKcovABI.ioc(direction: NetBSDKcovABI.void, group: "K", number: 127, length: 0)
+
+    /// Any request number by value, for misuse checks. NetBSD's driver answers an unknown request
+    /// with EINVAL (its `default:` case).
+    package func rawIoctl(_ fd: Int32, request: UInt, value: UInt) throws(CoverageError) {
+        guard kernel.ioctl(fd, request, value: value) != 0 else { return }
+        let code = errno
+        let call = "ioctl(0x\(String(request, radix: 16)))"
+        if code == EINVAL {
+            throw CoverageError(.unsupportedOperation, "NetBSD's kcov does not define request 0x\(String(request, radix: 16))", syscall: call, errno: code)
+        }
+        throw ioctlError(call, code)
+    }
+
+    public func sendUndefinedRequest(_ fd: Int32) throws(CoverageError) {
+        try rawIoctl(fd, request: Self.undefinedRequest, value: 0)
+    }
+
+    public func currentThreadID() -> Int32 { kernel.currentThreadID() }
+
+    public func probe() { kernel.probeSyscall() }
+
+    public func runEnabled(
+        _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command
+    ) throws(CoverageError) -> CommandExit {
+        let argument = Self.modeArgument(mode)
+        let outcome = kernel.spawnEnabled(
+            path: command.path, arguments: command.arguments, environment: command.environment, fd: fd,
+            enable: EnableCall(request: NetBSDKcovABI.enable, argument: UInt(argument), byPointer: true),
+            buffer: buffer, bufferBytes: words * NetBSDKcovABI.entrySize)
+        switch outcome {
+        case .running(let pid):
+            switch kernel.waitForExit(pid) {
+            case .exited(let status): return .exited(status)
+            case .signaled(let signal): return .signaled(signal)
+            }
+        case .enableFailed(let code):
+            // The child is a fresh LWP: an EBUSY can only mean the fd is enabled elsewhere.
+            let call = "ioctl(KCOV_IOC_ENABLE) in the child"
+            throw code == EBUSY ? alreadyEnabled(call, code) : enableError(call, code, rawMode: argument)
+        case .execFailed(let code):
+            throw CoverageError(
+                .commandFailed, "cannot run \(command.path): \(String(cString: strerror(code)))", syscall: "execve", errno: code)
+        case .forkFailed(let code):
+            throw systemError("fork", code)
+        }
+    }
+
+    // MARK: Errors
+
+    /// Errors any ioctl can give; EFAULT and EBADF can only be this library's fault.
+    func ioctlError(_ call: String, _ code: Int32) -> CoverageError {
+        precondition(code != EFAULT && code != EBADF, "\(call) failed with \(code == EFAULT ? "EFAULT" : "EBADF"): a bug in KernelCoverage")
+        if code == ENOTTY {
+            return CoverageError(
+                .unsupportedOperation, "this descriptor is not NetBSD's kcov: the kernel does not know the request",
+                syscall: call, errno: code)
+        }
+        return systemError(call, code)
+    }
+
+    func systemError(_ call: String, _ code: Int32) -> CoverageError {
+        CoverageError(.system, "\(call) failed: \(String(cString: strerror(code)))", syscall: call, errno: code)
+    }
+}

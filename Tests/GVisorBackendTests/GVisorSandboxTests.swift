@@ -1,0 +1,197 @@
+import Conformance
+import Foundation
+import GVisorBackend
+import Testing
+
+/// The project's own `kcovctl` inside a real gVisor sandbox: Debian's `runsc` (a release build,
+/// so no kcov file), started with `runsc --network=none do`.
+///
+/// What works in this container (as root, Debian's runsc 0.0~20221219): `runsc --network=none do
+/// <program>`. Plain `runsc do` fails ("Error setting up network … iptables … not found"), so
+/// `--network=none` is required; `--ignore-cgroups` and `--rootless` are not needed as root (as
+/// non-root the sandbox needs `--rootless`, added below). `runsc do` shares the host's root
+/// (overlaid), so the built binaries and the Swift runtime are visible inside. Each run takes
+/// about a quarter of a second.
+///
+/// Under `CI=true` a missing runsc is a failure that says to run Scripts/setup.sh, never a skip.
+@Suite(.serialized, .enabled(if: GVisorSandbox.runsc != nil || GVisorSandbox.isCI))
+struct GVisorSandboxTests {
+    @Test func backendsReportsInsideGVisorAndTheMissingKcovFile() throws {
+        let result = try GVisorSandbox.runKcovctl(["backends", "--format", "json"])
+        try #require(result.status == 0, "kcovctl backends exited \(result.status): \(result.standardError)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
+        let environment = try #require(json["environment"] as? [String: Any])
+        #expect(environment["insideGVisor"] as? Bool == true, "\(environment)")
+        #expect(environment["kernelVersion"] as? String == GVisorDetection.versionString)
+        let evidence = try #require(environment["gVisorEvidence"] as? String)
+        #expect(evidence.contains("Starting gVisor..."), "the boot banner is readable in the sandbox: \(evidence)")
+        let backends = try #require(json["backends"] as? [[String: Any]])
+        let gvisor = try #require(backends.first { $0["name"] as? String == "gvisor" }, "no gvisor entry: \(backends)")
+        #expect(gvisor["available"] as? Bool == false)
+        let reason = try #require(gvisor["reason"] as? String)
+        for phrase in ["does not exist in this gVisor sandbox", "release build", "//runsc:runsc_coverage", "-cover", "`kcov`", "coverage report"] {
+            #expect(reason.contains(phrase), "\(phrase) missing from: \(reason)")
+        }
+        let capabilities = try #require(gvisor["capabilities"] as? [String: Any])
+        #expect(capabilities["pcKind"] as? String == "synthetic")
+        #expect(capabilities["orderedTrace"] as? Bool == false)
+        #expect(capabilities["perThread"] as? Bool == false)
+        #expect(capabilities["supportedModes"] as? [String] == ["pc"])
+    }
+
+    @Test func backendsTextExplainsTheDetection() throws {
+        let result = try GVisorSandbox.runKcovctl(["backends"])
+        #expect(result.status == 0)
+        #expect(result.standardOutput.contains("inside gVisor"), "\(result.standardOutput)")
+        #expect(result.standardOutput.contains("gvisor: unavailable"), "\(result.standardOutput)")
+    }
+
+    @Test func traceFailsWithStatus2AndSaysWhichBuildHasKcov() throws {
+        let result = try GVisorSandbox.runKcovctl(["trace", "--", "/bin/true"])
+        #expect(result.status == 2, "stdout: \(result.standardOutput) stderr: \(result.standardError)")
+        for phrase in ["inside gVisor", "release build", "//runsc:runsc_coverage", "coverage report"] {
+            #expect(result.standardError.contains(phrase), "\(phrase) missing from: \(result.standardError)")
+        }
+    }
+
+    @Test func explicitGVisorBackendFailsTheSameWay() throws {
+        let result = try GVisorSandbox.runKcovctl(["trace", "--backend", "gvisor", "--", "/bin/true"])
+        #expect(result.status == 2, "\(result.standardError)")
+        #expect(result.standardError.contains("//runsc:runsc_coverage"), "\(result.standardError)")
+    }
+
+    @Test func conformanceOnTheRealSandboxSaysUnavailable() throws {
+        let result = try GVisorSandbox.runKcovctl(["conformance", "--backend", "gvisor"])
+        #expect(result.status == 2, "\(result.standardError)")
+        #expect(result.standardError.contains("//runsc:runsc_coverage"), "\(result.standardError)")
+    }
+}
+
+/// Finding runsc and running the built kcovctl in it.
+enum GVisorSandbox {
+    static let isCI = ProcessInfo.processInfo.environment["CI"] == "true"
+
+    /// Debian installs runsc in /usr/bin.
+    static let runsc: String? = {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        let directories = path.split(separator: ":").map(String.init) + ["/usr/bin", "/usr/sbin", "/usr/local/bin"]
+        return directories.map { "\($0)/runsc" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }()
+
+    /// `.build/<config>/kcovctl`, beside this test bundle.
+    static func kcovctl() throws -> String {
+        let bundle = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        return URL(fileURLWithPath: bundle).deletingLastPathComponent().appendingPathComponent("kcovctl").path
+    }
+
+    /// The flags that start a sandbox here: no network (this container has no iptables), and
+    /// rootless when not root.
+    static var flags: [String] {
+        getuid() == 0 ? ["--network=none"] : ["--rootless", "--network=none"]
+    }
+
+    /// Why the sandbox tests cannot run; a failure, never a skip.
+    struct Unavailable: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    struct Result {
+        var status: Int32
+        var standardOutput: String
+        var standardError: String
+    }
+
+    /// Runs `kcovctl arguments` inside `runsc do`, with a two-minute limit.
+    static func runKcovctl(_ arguments: [String]) throws -> Result {
+        guard let runsc else {
+            throw Unavailable("runsc is not installed: run Scripts/setup.sh (it installs Debian's runsc package)")
+        }
+        return try run(runsc, flags + ["do", try builtKcovctl()] + arguments)
+    }
+
+    /// Runs `kcovctl arguments` on the host.
+    static func runOnHost(_ arguments: [String]) throws -> Result {
+        try run(try builtKcovctl(), arguments)
+    }
+
+    static func builtKcovctl() throws -> String {
+        let program = try kcovctl()
+        guard FileManager.default.isExecutableFile(atPath: program) else {
+            throw Unavailable("\(program) is not built: run `swift build --build-tests`")
+        }
+        return program
+    }
+
+    /// Runs `executable` with a two-minute limit and captures its output.
+    static func run(_ executable: String, _ arguments: [String]) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let output = Pipe()
+        let error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let deadline = DispatchTime.now() + .seconds(120)
+        let watchdog = DispatchSource.makeTimerSource()
+        watchdog.schedule(deadline: deadline)
+        watchdog.setEventHandler { if process.isRunning { process.terminate() } }
+        watchdog.resume()
+        defer { watchdog.cancel() }
+        let errorData = Box()
+        let reader = Thread { errorData.set(error.fileHandleForReading.readDataToEndOfFile()) }
+        reader.start()
+        let outputData = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let errorBytes = errorData.wait()
+        return Result(
+            status: process.terminationStatus, standardOutput: String(decoding: outputData, as: UTF8.self),
+            standardError: String(decoding: errorBytes, as: UTF8.self))
+    }
+
+    final class Box: @unchecked Sendable {
+        private let condition = NSCondition()
+        private var data: Data?
+
+        func set(_ value: Data) {
+            condition.lock()
+            data = value
+            condition.signal()
+            condition.unlock()
+        }
+
+        func wait() -> Data {
+            condition.lock()
+            defer { condition.unlock() }
+            while data == nil { condition.wait() }
+            return data!
+        }
+    }
+}
+
+/// The built kcovctl on the host (no sandbox needed): the model conformance run and the listing.
+@Suite struct GVisorHostCLITests {
+    @Test func conformanceOnTheModelRunsTheGVisorChecks() throws {
+        let result = try GVisorSandbox.runOnHost(["conformance", "--backend", "gvisor", "--model", "--format", "json"])
+        #expect(result.status == 0, "\(result.standardOutput)\(result.standardError)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
+        #expect(json["backend"] as? String == "gvisor" && json["device"] as? String == "model")
+        let checks = try #require(json["checks"] as? [[String: Any]])
+        let ids = checks.compactMap { $0["id"] as? String }
+        #expect(ids.filter { $0.hasPrefix("gvisor.") }.count == Conformance.GVisorChecks.all.count)
+        #expect(checks.allSatisfy { $0["status"] as? String != "fail" })
+    }
+
+    @Test func backendsListsGVisorAsNotHere() throws {
+        let result = try GVisorSandbox.runOnHost(["backends", "--format", "json"])
+        #expect(result.status == 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
+        #expect((json["environment"] as? [String: Any])?["insideGVisor"] as? Bool == false)
+        let backends = try #require(json["backends"] as? [[String: Any]])
+        let gvisor = try #require(backends.first { $0["name"] as? String == "gvisor" })
+        #expect(gvisor["available"] as? Bool == false)
+        #expect((gvisor["reason"] as? String)?.contains("not running inside gVisor") == true)
+    }
+}
