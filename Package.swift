@@ -63,7 +63,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Runs the built kcovctl: exit statuses, errors, and the --vm path.
-        .testTarget(name: "KCovCtlTests", dependencies: ["kcovctl", "CoverageAPI"], swiftSettings: swiftSettings),
+        .testTarget(name: "KCovCtlTests", dependencies: ["kcovctl", "CoverageAPI", "GVisorBackend"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GuestSuiteTests",
             dependencies: ["TestKernel", "VirtualMachine", "Conformance", "LinuxBackend", "ReferenceModels"],

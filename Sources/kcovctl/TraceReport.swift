@@ -1,6 +1,7 @@
 import ArgumentParser
 import CoverageAPI
 import Foundation
+import GVisorBackend
 
 /// The output formats of `trace`.
 enum TraceFormat: String, ExpressibleByArgument, CaseIterable {
@@ -17,6 +18,13 @@ struct TraceReport {
 
     /// PCs in trace order: the recorded PCs, or the comparison sites in CMP mode.
     var pcs: [UInt64] { trace.mode == .pc ? trace.pcs : trace.comparisons.map(\.pc) }
+
+    /// For synthetic PCs (gVisor), which encoding they use: `current`, `legacy`, or `unknown`
+    /// (empty or mixed); `nil` for kernel addresses.
+    var syntheticFormat: String? {
+        guard trace.pcKind == .synthetic else { return nil }
+        return SyntheticPC.format(ofTrace: pcs)?.rawValue ?? "unknown"
+    }
 
     func render(_ format: TraceFormat) -> String {
         switch format {
@@ -49,7 +57,7 @@ struct TraceReport {
             "backend: \(backend) (\(trace.mode.rawValue) mode, \(bufferWords)-word buffer)",
             "command: \(command.joined(separator: " ")) — \(exitDescription)",
             "entries: \(trace.count)",
-            "unique PCs: \(Set(pcs).count)",
+            "unique PCs: \(Set(pcs).count)" + (syntheticFormat.map { " (synthetic, \($0) format)" } ?? ""),
             "truncated: \(trace.truncated ? "yes — the buffer filled up and later entries were dropped; rerun with a larger --buffer-words" : "no")",
         ]
         if trace.mode == .comparisons {
@@ -72,6 +80,7 @@ struct TraceReport {
         append("{\n  \"backend\": \(jsonString(backend)),\n  \"mode\": \(jsonString(trace.mode.rawValue)),\n")
         append("  \"truncated\": \(trace.truncated),\n  \"count\": \(trace.count),\n")
         append("  \"command\": [\(command.map(jsonString).joined(separator: ", "))],\n")
+        if let syntheticFormat { append("  \"pcFormat\": \(jsonString(syntheticFormat)),\n") }
         switch exit {
         case .exited(let status): append("  \"exitStatus\": \(status),\n")
         case .signaled(let signal): append("  \"signal\": \(signal),\n")

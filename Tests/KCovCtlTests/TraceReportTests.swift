@@ -1,5 +1,6 @@
 import CoverageAPI
 import Foundation
+import GVisorBackend
 import Testing
 @testable import kcovctl
 
@@ -54,6 +55,17 @@ import Testing
         #expect(records[1]["const"] as? Bool == false)
         #expect(json["pcs"] as? [String] == ["0xffffffff81000040", "0xffffffff81000080"])
         #expect(report(trace).render(.rawcover) == "0xffffffff81000040\n0xffffffff81000080\n")
+    }
+
+    @Test func syntheticTracesNameTheirFormat() throws {
+        let current = Trace(mode: .pc, pcKind: .synthetic, pcs: [SyntheticPC.current(package: 3, function: 7, block: 1).pc])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(report(current).render(.json).utf8)) as? [String: Any])
+        #expect(json["pcFormat"] as? String == "current")
+        #expect(report(current).render(.summary).contains("(synthetic, current format)"))
+        let legacy = Trace(mode: .pc, pcKind: .synthetic, pcs: [SyntheticPC.legacy(file: 2, block: 9).pc])
+        #expect(report(legacy).render(.summary).contains("(synthetic, legacy format)"))
+        let kernel = try #require(try JSONSerialization.jsonObject(with: Data(report(pcTrace).render(.json).utf8)) as? [String: Any])
+        #expect(kernel["pcFormat"] == nil, "kernel addresses have no synthetic format")
     }
 
     @Test func summaryCountsUniquePCsAndSaysWhatTruncationMeans() {
