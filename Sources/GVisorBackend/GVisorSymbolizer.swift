@@ -1,28 +1,4 @@
-/// Where one Go coverage block is: a file and the line.column range of the block, as
-/// `runsc symbolize` prints it.
-public struct GoBlockLocation: Sendable, Hashable, Codable, CustomStringConvertible {
-    /// The source file as runsc names it, such as `pkg/sentry/kernel/task_run.go` (often with a
-    /// leading import-path prefix like `gvisor.dev/gvisor/`).
-    public var file: String
-    public var startLine: Int
-    public var startColumn: Int
-    public var endLine: Int
-    public var endColumn: Int
-
-    public init(file: String, startLine: Int, startColumn: Int, endLine: Int, endColumn: Int) {
-        self.file = file
-        self.startLine = startLine
-        self.startColumn = startColumn
-        self.endLine = endLine
-        self.endColumn = endColumn
-    }
-
-    /// `file:l0.c0,l1.c1`, runsc's own spelling.
-    public var description: String { "\(file):\(startLine).\(startColumn),\(endLine).\(endColumn)" }
-
-    /// The lines the block spans.
-    public var lines: ClosedRange<Int> { startLine...max(startLine, endLine) }
-}
+public import CoverageAPI
 
 /// Output of `runsc symbolize` (PCs on stdin) or `runsc symbolize -all` that could not be read.
 public struct GVisorSymbolizeError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -48,24 +24,24 @@ public struct GVisorSymbolizeError: Error, Sendable, Hashable, CustomStringConve
 /// ```
 /// `-all` prints every block of the binary that way, which is what a report needs for its
 /// denominator. Only the same coverage-built runsc that produced the PCs can symbolize them.
-public struct GVisorSymbolTable: Sendable, Hashable {
-    /// Each PC's block, in input order.
-    public private(set) var entries: [(pc: UInt64, location: GoBlockLocation)]
+public struct GVisorSymbolTable: CoverageSymbolizer, Sendable, Hashable {
+    /// Each PC's block, in input order: with `-all` output, every block of the binary.
+    public private(set) var coverable: [(pc: UInt64, source: SourceRange)]
     private var index: [UInt64: Int]
 
     public static func == (lhs: Self, rhs: Self) -> Bool {
-        lhs.entries.elementsEqual(rhs.entries) { $0.pc == $1.pc && $0.location == $1.location }
+        lhs.coverable.elementsEqual(rhs.coverable) { $0.pc == $1.pc && $0.source == $1.source }
     }
 
     public func hash(into hasher: inout Hasher) {
-        for entry in entries {
+        for entry in coverable {
             hasher.combine(entry.pc)
-            hasher.combine(entry.location)
+            hasher.combine(entry.source)
         }
     }
 
     public init() {
-        entries = []
+        coverable = []
         index = [:]
     }
 
@@ -107,16 +83,16 @@ public struct GVisorSymbolTable: Sendable, Hashable {
         }
     }
 
-    private mutating func add(pc: UInt64, location: GoBlockLocation, line: Int) throws(GVisorSymbolizeError) {
+    private mutating func add(pc: UInt64, location: SourceRange, line: Int) throws(GVisorSymbolizeError) {
         if let existing = index[pc] {
-            guard entries[existing].location == location else {
+            guard coverable[existing].source == location else {
                 throw GVisorSymbolizeError(
-                    line: line, "PC 0x\(String(pc, radix: 16)) was already given as \(entries[existing].location), now \(location)")
+                    line: line, "PC 0x\(String(pc, radix: 16)) was already given as \(coverable[existing].source), now \(location)")
             }
             return
         }
-        index[pc] = entries.count
-        entries.append((pc, location))
+        index[pc] = coverable.count
+        coverable.append((pc, location))
     }
 
     /// `0x` followed by 1–16 hexadecimal digits (runsc also reads PCs without `0x`).
@@ -130,7 +106,7 @@ public struct GVisorSymbolTable: Sendable, Hashable {
     }
 
     /// `file:l0.c0,l1.c1`; the file may itself contain colons, so the range is after the last one.
-    static func parseLocation(_ line: Substring, number: Int) throws(GVisorSymbolizeError) -> GoBlockLocation {
+    static func parseLocation(_ line: Substring, number: Int) throws(GVisorSymbolizeError) -> SourceRange {
         let trimmed = line.trimmingWhitespace()
         let expected = "expected a location such as pkg/sentry/kernel/task_run.go:147.2,151.16"
         guard let colon = trimmed.lastIndex(of: ":") else {
@@ -150,7 +126,7 @@ public struct GVisorSymbolTable: Sendable, Hashable {
             }
             numbers.append(value)
         }
-        let location = GoBlockLocation(
+        let location = SourceRange(
             file: String(file), startLine: numbers[0], startColumn: numbers[1], endLine: numbers[2], endColumn: numbers[3])
         guard (location.startLine, location.startColumn) <= (location.endLine, location.endColumn) else {
             throw GVisorSymbolizeError(line: number, "the block \(location) ends before it starts")
@@ -159,36 +135,22 @@ public struct GVisorSymbolTable: Sendable, Hashable {
     }
 
     /// The block of `pc`, if runsc listed it.
-    public func location(of pc: UInt64) -> GoBlockLocation? {
-        index[pc].map { entries[$0].location }
+    public func sourceRange(of pc: UInt64) -> SourceRange? {
+        index[pc].map { coverable[$0].source }
     }
 
     /// Number of blocks.
-    public var count: Int { entries.count }
+    public var count: Int { coverable.count }
 
     /// The PCs of `pcs` runsc listed, with their blocks, and the ones it did not (symbolized
     /// with a different runsc, or not a gVisor PC at all).
-    public func symbolize(_ pcs: some Sequence<UInt64>) -> (found: [(pc: UInt64, location: GoBlockLocation)], unknown: [UInt64]) {
-        var found: [(pc: UInt64, location: GoBlockLocation)] = []
+    public func symbolize(_ pcs: some Sequence<UInt64>) -> (found: [(pc: UInt64, source: SourceRange)], unknown: [UInt64]) {
+        var found: [(pc: UInt64, source: SourceRange)] = []
         var unknown: [UInt64] = []
         for pc in pcs {
-            if let location = location(of: pc) { found.append((pc, location)) } else { unknown.append(pc) }
+            if let source = sourceRange(of: pc) { found.append((pc, source)) } else { unknown.append(pc) }
         }
         return (found, unknown)
-    }
-
-    /// Per file: blocks covered by `pcs` and blocks listed (with `-all` output, every block of
-    /// the binary). The denominator of a per-file percentage.
-    public func fileCoverage(of pcs: some Sequence<UInt64>) -> [String: (covered: Int, total: Int)] {
-        let hit = Set(pcs)
-        var result: [String: (covered: Int, total: Int)] = [:]
-        for entry in entries {
-            var counts = result[entry.location.file] ?? (0, 0)
-            counts.total += 1
-            if hit.contains(entry.pc) { counts.covered += 1 }
-            result[entry.location.file] = counts
-        }
-        return result
     }
 }
 

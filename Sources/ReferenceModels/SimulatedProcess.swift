@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-package import KernelSeam
+import KernelSeam
 
 // What every model's simulated fork + ENABLE + execve shares: the steps are the same on every
 // kernel; what each kernel records along the way is the model's own.

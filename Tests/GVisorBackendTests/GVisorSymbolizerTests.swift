@@ -1,3 +1,4 @@
+import CoverageAPI
 import GVisorBackend
 import Testing
 
@@ -19,33 +20,37 @@ import Testing
         let table = try GVisorSymbolTable(parsing: Self.output(Self.blocks))
         #expect(table.count == 4)
         let pc = SyntheticPC.current(package: 5, function: 61, block: 3).pc
-        let location = try #require(table.location(of: pc))
-        #expect(location == GoBlockLocation(file: "gvisor.dev/gvisor/pkg/sentry/kernel/task_run.go", startLine: 160, startColumn: 3, endLine: 162, endColumn: 4))
+        let location = try #require(table.sourceRange(of: pc))
+        #expect(location == SourceRange(file: "gvisor.dev/gvisor/pkg/sentry/kernel/task_run.go", startLine: 160, startColumn: 3, endLine: 162, endColumn: 4))
         #expect(location.lines == 160...162)
         #expect(location.description == "gvisor.dev/gvisor/pkg/sentry/kernel/task_run.go:160.3,162.4")
-        #expect(SyntheticPC.format(ofTrace: table.entries.map(\.pc)) == .current)
+        #expect(SyntheticPC.format(ofTrace: table.coverable.map(\.pc)) == .current)
     }
 
     @Test func parsesLegacyPCsAndInputWithoutPrefix() throws {
         let legacy = SyntheticPC.legacy(file: 17, block: 300)
         let text = "\(String(legacy.pc, radix: 16))\r\npkg/sentry/fsimpl/sys/kcov.go:10.1,12.2\r\n\n"
         let table = try GVisorSymbolTable(parsing: text)
-        #expect(table.location(of: legacy.pc)?.file == "pkg/sentry/fsimpl/sys/kcov.go")
+        #expect(table.sourceRange(of: legacy.pc)?.file == "pkg/sentry/fsimpl/sys/kcov.go")
     }
 
     @Test func allOutputGivesPerFileDenominators() throws {
         let table = try GVisorSymbolTable(parsing: Self.output(Self.blocks))
         let hit = [SyntheticPC.current(package: 5, function: 61, block: 0).pc, 0x1234]
         let coverage = table.fileCoverage(of: hit)
-        #expect(coverage["gvisor.dev/gvisor/pkg/sentry/kernel/task_run.go"]! == (1, 2))
-        #expect(coverage["gvisor.dev/gvisor/pkg/tcpip/stack/nic.go"]! == (0, 1))
+        #expect(coverage.files == [
+            FileCoverage(file: "gvisor.dev/gvisor/pkg/sentry/kernel/task_run.go", covered: 1, coverable: 2),
+            FileCoverage(file: "gvisor.dev/gvisor/pkg/sentry/syscalls/linux/sys_read_write.go", covered: 0, coverable: 1),
+            FileCoverage(file: "gvisor.dev/gvisor/pkg/tcpip/stack/nic.go", covered: 0, coverable: 1),
+        ])
+        #expect(coverage.unknown == [0x1234], "a PC runsc did not list is counted, not dropped")
         let symbolized = table.symbolize(hit)
         #expect(symbolized.found.count == 1 && symbolized.unknown == [0x1234])
     }
 
     @Test func fileNamesMayHaveColons() throws {
         let table = try GVisorSymbolTable(parsing: "0x10\nC:/src/a.go:1.2,3.4\n")
-        #expect(table.location(of: 0x10)?.file == "C:/src/a.go")
+        #expect(table.sourceRange(of: 0x10)?.file == "C:/src/a.go")
     }
 
     @Test func repeatedIdenticalPairsAreFineConflictingOnesAreNot() throws {
