@@ -54,11 +54,12 @@ enum IsolationChecks {
         },
         ConformanceCheck("isolation.other-thread", "Per-thread backends never record another thread's syscalls; global ones hand them to the owner at its next syscall.") { context in
             let words = 64 * context.smallestMappableWords
-            // What the probe runs, on this thread (after an untraced call, so a first call's page
-            // fault is not taken for the probe's own path).
-            context.backend.probe()
+            // What the probe runs, on this thread: the second of two probes, since the first can
+            // also fault fresh stack and buffer pages in.
             let probePCs: Set<UInt64> = try context.withInstance(words: words) { instance in
                 try context.enable(instance)
+                context.backend.probe()
+                instance.buffer!.reset()
                 context.backend.probe()
                 let trace = instance.buffer!.read(mode: .pc, pcKind: context.capabilities.pcKind)
                 try context.disable(instance)
