@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "NetBSDBackend", targets: ["NetBSDBackend"]),
         .library(name: "GVisorBackend", targets: ["GVisorBackend"]),
         .library(name: "Conformance", targets: ["Conformance"]),
+        .library(name: "KprobeBackend", targets: ["KprobeBackend"]),
         .executable(name: "kcovctl", targets: ["kcovctl"]),
     ],
     dependencies: [
@@ -33,6 +34,8 @@ let package = Package(
         .target(
             name: "NetBSDConformanceSupport", dependencies: ["NetBSDBackend", "ReferenceModels", "Conformance", "KernelSeam", "CoverageAPI"],
             swiftSettings: swiftSettings),
+        // Function-level coverage from counting kprobes (the kprobe PMU) on kernels without kcov.
+        .target(name: "KprobeBackend", dependencies: ["CoverageAPI", "KernelSeam", "CKernelShim"], swiftSettings: swiftSettings),
         .target(name: "GVisorBackend", dependencies: ["CoverageAPI", "KernelSeam", "LinuxBackend"], swiftSettings: swiftSettings),
         // Named checks every backend must pass, run from tests, kcovctl and the guest alike (no XCTest/Testing).
         .target(name: "Conformance", dependencies: ["CoverageAPI"], swiftSettings: swiftSettings),
@@ -46,7 +49,7 @@ let package = Package(
         .executableTarget(
             name: "kcovctl",
             dependencies: [
-                "CoverageAPI", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "Conformance", "NetBSDConformanceSupport", "ReferenceModels", "TestKernel", "VirtualMachine",
+                "CoverageAPI", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "KprobeBackend", "Conformance", "NetBSDConformanceSupport", "ReferenceModels", "TestKernel", "VirtualMachine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -59,7 +62,7 @@ let package = Package(
         // Run inside the test kernel only (GuestSuiteTests boots it): the real /sys/kernel/debug/kcov.
         .testTarget(
             name: "RealKernelTests",
-            dependencies: ["CoverageAPI", "LinuxBackend"],
+            dependencies: ["CoverageAPI", "LinuxBackend", "KprobeBackend"],
             swiftSettings: swiftSettings
         ),
         // Runs the built kcovctl: exit statuses, errors, and the --vm path.
@@ -84,6 +87,7 @@ let package = Package(
             dependencies: ["GVisorBackend", "CoverageAPI", "KernelSeam", "ReferenceModels", "Conformance", "LinuxBackend"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "KprobeBackendTests", dependencies: ["KprobeBackend", "CoverageAPI"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ReferenceModelTests",
             dependencies: ["ReferenceModels", "KernelSeam"],

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CoverageAPI
 import GVisorBackend
+import KprobeBackend
 import LinuxBackend
 import NetBSDBackend
 
@@ -10,12 +11,14 @@ enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
     case linux
     case netbsd
     case gvisor
+    case kprobe
 
     static var allValueStrings: [String] { allCases.map(\.rawValue) }
 
-    /// Every concrete backend, in the order `auto` tries them outside gVisor.
+    /// Every concrete backend, in the order `auto` tries them outside gVisor: kcov first, the
+    /// function-level kprobe backend last (for kernels built without kcov).
     static func allBackends() -> [any CoverageBackend] {
-        [LinuxKcovBackend(), NetBSDKcovBackend(), GVisorKcovBackend()]
+        [LinuxKcovBackend(), NetBSDKcovBackend(), GVisorKcovBackend(), KprobeBackend()]
     }
 
     /// The backend to use; `auto` takes the first available one and explains a failure. Inside
@@ -29,6 +32,8 @@ enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
             return NetBSDKcovBackend()
         case .gvisor:
             return GVisorKcovBackend()
+        case .kprobe:
+            return KprobeBackend()
         case .auto:
             let verdict = GVisorDetection.current()
             if verdict.insideGVisor {

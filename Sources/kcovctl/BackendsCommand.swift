@@ -50,7 +50,11 @@ struct BackendsCommand: ParsableCommand {
                 let capabilities = entry.capabilities
                 print("  modes: \(capabilities.supportedModes.map(\.rawValue).sorted().joined(separator: ", ")); PCs: \(capabilities.pcKind.rawValue); granularity: \(capabilities.granularity.rawValue)")
                 print("  per thread: \(capabilities.perThread); ordered trace: \(capabilities.orderedTrace); remote: \(capabilities.remote.isEmpty ? "none" : capabilities.remote.map(\.rawValue).sorted().joined(separator: ", "))")
-                print("  buffer: \(capabilities.bufferWords.lowerBound)…\(capabilities.bufferWords.upperBound) words, multiple of \(capabilities.bufferWordMultiple); map before enable: \(capabilities.requiresMapBeforeEnable); remap after disable: \(capabilities.remapAfterDisable)")
+                if capabilities.granularity == .function {
+                    print("  no shared buffer: the kernel counts hits per probed function")
+                } else {
+                    print("  buffer: \(capabilities.bufferWords.lowerBound)…\(capabilities.bufferWords.upperBound) words, multiple of \(capabilities.bufferWordMultiple); map before enable: \(capabilities.requiresMapBeforeEnable); remap after disable: \(capabilities.remapAfterDisable)")
+                }
             }
         }
     }

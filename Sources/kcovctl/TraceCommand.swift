@@ -1,6 +1,7 @@
 import ArgumentParser
 import CoverageAPI
 import Foundation
+import KprobeBackend
 
 /// `kcovctl trace`: runs a command with coverage enabled on its main thread and writes what it covered.
 struct TraceCommand: ParsableCommand {
@@ -12,6 +13,12 @@ struct TraceCommand: ParsableCommand {
             itself and execs the command, so the trace holds the kernel code the command's main thread \
             ran (threads it starts are not recorded). Exits 0 when coverage was collected, whatever the \
             command's own status, which the summary and JSON report.
+
+            With --backend kprobe (or when `auto` finds no kcov but kprobes), coverage is per function: \
+            a counting kprobe on each function --functions names (names, globs over /proc/kallsyms, \
+            comma-separated or repeated; --functions-file for a list), armed when the command execs \
+            and inherited by its threads and children. The JSON adds "functions" (name, pc, hits) and \
+            "skipped" (functions that cannot be probed, with the reason).
             """)
 
     @Option(help: "Backend: \(BackendChoice.allValueStrings.joined(separator: ", ")).")
@@ -38,6 +45,18 @@ struct TraceCommand: ParsableCommand {
     @Flag(help: "With --vm: use KVM instead of software emulation (may hang on some hosts).")
     var kvm = false
 
+    @Option(help: "kprobe backend: functions to probe — names or globs over /proc/kallsyms, comma-separated or repeated.")
+    var functions: [String] = []
+
+    @Option(help: "kprobe backend: a file of function names or globs, one a line.")
+    var functionsFile: [String] = []
+
+    var selection: FunctionSelection {
+        FunctionSelection(
+            patterns: functions.flatMap { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty },
+            files: functionsFile)
+    }
+
     @Argument(parsing: .postTerminator, help: "The command to trace, after --.")
     var command: [String] = []
 
@@ -52,6 +71,10 @@ struct TraceCommand: ParsableCommand {
         do {
             let program = try resolveProgram(command[0])
             let chosen = try backend.resolve(explain: note)
+            if let kprobe = chosen as? KprobeBackend { return try runKprobe(kprobe, program: program) }
+            if !selection.patterns.isEmpty || !selection.files.isEmpty {
+                throw CoverageError(.invalidArgument, "--functions and --functions-file apply to the kprobe backend only; the \(chosen.name) backend records every block")
+            }
             var session = try CoverageSession(backend: chosen, mode: mode.mode, bufferWords: bufferWords)
             let result = try session.run(Command(
                 path: program, arguments: command,
@@ -65,10 +88,38 @@ struct TraceCommand: ParsableCommand {
         }
     }
 
+    /// The kprobe backend: one counting probe per named function, armed at the command's exec.
+    private func runKprobe(_ kprobe: KprobeBackend, program: String) throws {
+        guard !selection.patterns.isEmpty || !selection.files.isEmpty else {
+            throw CoverageError(
+                .invalidArgument,
+                "the kprobe backend records named functions only: pass --functions (for example --functions 'vfs_*,ksys_read') or --functions-file")
+        }
+        guard mode == .pc else {
+            throw CoverageError(.unsupportedMode, "the kprobe backend counts function entries (pc mode); it has no comparison mode")
+        }
+        let session = try KprobeSession(backend: kprobe, selection: selection)
+        defer { session.close() }
+        for skipped in session.skipped { note("kprobe: skipping \(skipped.name): \(skipped.reason)") }
+        guard !session.functions.isEmpty else {
+            throw CoverageError(.invalidArgument, "none of the named functions can be probed (see the reasons above)")
+        }
+        let result = try session.run(Command(
+            path: program, arguments: command, environment: ProcessInfo.processInfo.environment.map { "\($0)=\($1)" }))
+        let text = TraceReport(
+            backend: kprobe.name, command: command, exit: result.exit, trace: result.coverage.trace, bufferWords: 0,
+            functions: FunctionReport(probed: session.functions.count, hits: result.coverage.functions, skipped: session.skipped)
+        ).render(format)
+        try write(text)
+    }
+
     /// Re-runs this subcommand, minus `--vm`, `--kvm` and `--output`, in the test kernel.
     private func runInGuest() throws {
         var arguments = ["trace", "--backend", backend.rawValue, "--mode", mode.rawValue,
-                         "--buffer-words", String(bufferWords), "--format", format.rawValue, "--"]
+                         "--buffer-words", String(bufferWords), "--format", format.rawValue]
+        for pattern in functions { arguments += ["--functions", pattern] }
+        for file in functionsFile { arguments += ["--functions-file", file] }
+        arguments.append("--")
         arguments += command
         do {
             let result = try GuestLauncher(kvm: kvm).run([try GuestLauncher.selfPath()] + arguments)

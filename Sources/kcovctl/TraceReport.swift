@@ -2,6 +2,7 @@ import ArgumentParser
 import CoverageAPI
 import Foundation
 import GVisorBackend
+import KprobeBackend
 
 /// The output formats of `trace`.
 enum TraceFormat: String, ExpressibleByArgument, CaseIterable {
@@ -15,6 +16,8 @@ struct TraceReport {
     var exit: CommandExit
     var trace: Trace
     var bufferWords: Int
+    /// Function-level backends (kprobe): the functions entered, with hits, and those skipped.
+    var functions: FunctionReport? = nil
 
     /// PCs in trace order: the recorded PCs, or the comparison sites in CMP mode.
     var pcs: [UInt64] { trace.mode == .pc ? trace.pcs : trace.comparisons.map(\.pc) }
@@ -53,6 +56,18 @@ struct TraceReport {
     }
 
     func summary() -> String {
+        if let functions {
+            var lines = [
+                "backend: \(backend) (function granularity: one counting kprobe per function)",
+                "command: \(command.joined(separator: " ")) — \(exitDescription)",
+                "functions entered: \(functions.hits.count) of \(functions.probed) probed (\(functions.skipped.count) skipped)",
+            ]
+            for hit in functions.hits.sorted(by: { $0.hits > $1.hits }) {
+                lines.append("  \(hit.name) \(String(format: "0x%016llx", hit.pc)): \(hit.hits)")
+            }
+            for skipped in functions.skipped { lines.append("  skipped \(skipped.name): \(skipped.reason)") }
+            return lines.joined(separator: "\n") + "\n"
+        }
         var lines = [
             "backend: \(backend) (\(trace.mode.rawValue) mode, \(bufferWords)-word buffer)",
             "command: \(command.joined(separator: " ")) — \(exitDescription)",
@@ -98,6 +113,23 @@ struct TraceReport {
             }
             append(trace.comparisons.isEmpty ? "],\n" : "\n  ],\n")
         }
+        if let functions {
+            append("  \"granularity\": \"function\",\n  \"probed\": \(functions.probed),\n  \"functions\": [")
+            for (index, hit) in functions.hits.enumerated() {
+                append(index == 0 ? "\n    {\"name\": " : ",\n    {\"name\": ")
+                append(jsonString(hit.name))
+                append(", \"pc\": ")
+                appendQuotedHex(hit.pc)
+                append(", \"hits\": \(hit.hits)}")
+            }
+            append(functions.hits.isEmpty ? "],\n" : "\n  ],\n")
+            append("  \"skipped\": [")
+            for (index, skipped) in functions.skipped.enumerated() {
+                append(index == 0 ? "\n    {\"name\": " : ",\n    {\"name\": ")
+                append("\(jsonString(skipped.name)), \"reason\": \(jsonString(skipped.reason))}")
+            }
+            append(functions.skipped.isEmpty ? "],\n" : "\n  ],\n")
+        }
         append("  \"pcs\": [")
         for (index, pc) in pcs.enumerated() {
             append(index == 0 ? "\n    " : ",\n    ")
@@ -106,6 +138,13 @@ struct TraceReport {
         append(pcs.isEmpty ? "]\n}\n" : "\n  ]\n}\n")
         return String(decoding: bytes, as: UTF8.self)
     }
+}
+
+/// What a function-level trace adds: how many functions were probed, those entered, those skipped.
+struct FunctionReport {
+    var probed: Int
+    var hits: [FunctionHit]
+    var skipped: [SkippedFunction]
 }
 
 /// A JSON string literal.

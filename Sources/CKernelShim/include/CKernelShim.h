@@ -45,4 +45,30 @@ pid_t kcs_spawn_enabled(const char *path, char *const argv[], char *const envp[]
 /// Waits for `pid`; returns 0 and the raw wait status, or -1 with errno.
 int kcs_wait(pid_t pid, int *status);
 
+// The kprobe PMU (perf.c).
+
+/// Flags of kcs_perf_kprobe_open.
+enum kcs_kprobe_flags {
+    KCS_KPROBE_START_DISABLED = 1,
+    KCS_KPROBE_INHERIT = 2,
+    KCS_KPROBE_ENABLE_ON_EXEC = 4,
+};
+
+/// perf_event_open of a counting entry kprobe on `function` (kprobe PMU type `pmu_type`), bound
+/// to thread or process `pid` on any CPU, in the group of `group_fd` (-1 for a new group), close-on-exec.
+/// Returns the fd, or -1 with errno.
+int kcs_perf_kprobe_open(uint32_t pmu_type, const char *function, pid_t pid, int group_fd, int flags);
+
+/// Reads a counting perf event's 64-bit value; 0, or -1 with errno.
+int kcs_read_counter(int fd, uint64_t *value);
+
+/// Forks a child that waits until kcs_release_paused before it execs `path`; returns its pid and
+/// the two pipe ends kcs_release_paused takes, or -1 with errno. If the release end is closed
+/// unwritten, the child exits 127 without running the command.
+pid_t kcs_spawn_paused(const char *path, char *const argv[], char *const envp[], int *release_fd, int *status_fd);
+
+/// Lets a paused child exec; `*exec_errno` is execve's errno in the child, or 0 when it exec'd.
+/// Closes both fds. Returns 0.
+int kcs_release_paused(int release_fd, int status_fd, int *exec_errno);
+
 #endif

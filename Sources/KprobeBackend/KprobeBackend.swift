@@ -1,0 +1,138 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import CoverageAPI
+
+/// Function-level coverage from kprobes, for kernels without kcov: one counting kprobe per named
+/// function through the kprobe PMU (`perf_event_open`), bound to one thread.
+///
+/// Why the PMU rather than tracefs `kprobe_events`: a perf event is counted in the kernel for the
+/// thread it is bound to (no trace buffer to drain and filter by pid), its probe is private to its
+/// fd (nothing is named in the global `kprobe_events`, so no clash with other users and nothing to
+/// clean up after a crash: the kernel removes the probe when the fd closes), and reading a count is
+/// one `read`. tracefs events are global, need a `common_pid` filter per event and a trace pipe.
+///
+/// The kcov-shaped operations of ``CoverageBackend`` (open/init/map/enable a buffer the kernel
+/// writes PCs into) have no counterpart: there is no shared buffer, the kernel keeps one counter
+/// per function. They throw `.unsupportedOperation` naming ``KprobeSession``, the API that fits.
+public struct KprobeBackend: CoverageBackend {
+    package let kernel: any KprobeKernel
+
+    public static let pmuTypePath = "/sys/bus/event_source/devices/kprobe/type"
+
+    public init() { self.init(kernel: SystemKprobeKernel()) }
+
+    package init(kernel: any KprobeKernel) { self.kernel = kernel }
+
+    public var name: String { "kprobe" }
+
+    public var capabilities: BackendCapabilities {
+        BackendCapabilities(
+            supportedModes: [.pc], pcKind: .kernelAddress, granularity: .function, perThread: true,
+            orderedTrace: false, remote: [], requiresMapBeforeEnable: false, remapAfterDisable: false,
+            mapLengthMustMatch: false, oneEnabledInstancePerThread: false, collectsAfterClose: false,
+            bufferWords: 2...2, bufferWordMultiple: 1, wordSize: 8)
+    }
+
+    /// The kprobe PMU's perf type, or why there is none.
+    package func pmuType() throws(CoverageError) -> UInt32 {
+        guard let text = kernel.readTextFile(Self.pmuTypePath) else {
+            let code = errno
+            if !kernel.fileExists("/proc/sys/kernel/perf_event_paranoid") {
+                throw CoverageError(
+                    .deviceMissing, "this kernel has no perf events: it was built without CONFIG_PERF_EVENTS (needed with CONFIG_KPROBES and CONFIG_KPROBE_EVENTS)",
+                    syscall: "open(\(Self.pmuTypePath))", errno: code)
+            }
+            throw CoverageError(
+                .deviceMissing,
+                "this kernel has no kprobe PMU (\(Self.pmuTypePath) is missing): it was built without CONFIG_KPROBES or CONFIG_KPROBE_EVENTS",
+                syscall: "open(\(Self.pmuTypePath))", errno: code)
+        }
+        guard let type = UInt32(text.filter { !$0.isWhitespace }) else {
+            throw CoverageError(.system, "\(Self.pmuTypePath) holds \(text.debugDescription), not a PMU type number")
+        }
+        return type
+    }
+
+    /// Why a probe could not be opened when the reason is not the function's but the machine's:
+    /// privilege, missing kernel support, descriptors. `nil` when the function itself is the cause.
+    package func fatalOpenError(_ code: Int32, function: String) -> CoverageError? {
+        let call = "perf_event_open(kprobe \(function))"
+        switch code {
+        case EACCES, EPERM:
+            return CoverageError(
+                .permissionDenied, "kprobe perf events need CAP_PERFMON (or CAP_SYS_ADMIN): run as root, or grant the capability",
+                syscall: call, errno: code)
+        case ENOSYS:
+            return CoverageError(.deviceMissing, "perf_event_open is not available: the kernel was built without CONFIG_PERF_EVENTS", syscall: call, errno: code)
+        case ENODEV, EOPNOTSUPP:
+            return CoverageError(
+                .deviceMissing, "the kernel refused kprobe perf events: it needs CONFIG_KPROBES and CONFIG_KPROBE_EVENTS", syscall: call, errno: code)
+        case EMFILE, ENFILE:
+            return CoverageError(
+                .outOfMemory, "out of file descriptors (one per probed function): raise `ulimit -n`, or probe fewer functions",
+                syscall: call, errno: code)
+        case ENOMEM:
+            return CoverageError(.outOfMemory, "the kernel could not allocate another kprobe: probe fewer functions", syscall: call, errno: code)
+        default:
+            return nil
+        }
+    }
+
+    /// Why the kernel would not probe `function`, in words.
+    package static func skipReason(_ code: Int32) -> String {
+        switch code {
+        case ENOENT: "the kernel found no such probe-able symbol: inlined, or not a function"
+        case EINVAL: "the kernel refused a kprobe here: on the kprobe blacklist, or in a notrace/noinstr/__kprobes section"
+        case EADDRNOTAVAIL: "ambiguous: several kernel functions share this name"
+        case EILSEQ: "the address is not at an instruction boundary"
+        case EBUSY: "another probe mechanism owns this address"
+        default: "perf_event_open failed with errno \(code) (\(String(cString: strerror(code))))"
+        }
+    }
+
+    public func availability() -> Availability {
+        do {
+            let type = try pmuType()
+            // Only opening a probe shows whether this process may.
+            let fd = kernel.openKprobe(pmuType: type, function: "ksys_read", pid: kernel.currentThreadID(), groupLeader: -1, flags: [.startDisabled])
+            if fd >= 0 {
+                _ = kernel.close(fd)
+                return Availability(available: true, reason: "kprobe PMU type \(type) at \(Self.pmuTypePath); a test probe opened")
+            }
+            let code = errno
+            if let error = fatalOpenError(code, function: "ksys_read") { return Availability(available: false, reason: error.message) }
+            // The PMU works; that one symbol is just not probe-able here.
+            return Availability(available: true, reason: "kprobe PMU type \(type) at \(Self.pmuTypePath)")
+        } catch {
+            return Availability(available: false, reason: error.message)
+        }
+    }
+
+    // MARK: The kcov-shaped operations
+
+    private func unsupported(_ what: String) -> CoverageError {
+        CoverageError(
+            .unsupportedOperation,
+            "the kprobe backend has no coverage buffer to \(what): the kernel keeps one counter per probed function; use KprobeSession (or `kcovctl trace --backend kprobe --functions …`)")
+    }
+
+    public func openDevice() throws(CoverageError) -> Int32 { throw unsupported("open") }
+    public func closeDevice(_ fd: Int32) {}
+    public func initialize(_ fd: Int32, words: Int) throws(CoverageError) { throw unsupported("size") }
+    public func mapBuffer(_ fd: Int32, words: Int) throws(CoverageError) -> UnsafeMutableRawPointer { throw unsupported("map") }
+    public func unmapBuffer(_ address: UnsafeMutableRawPointer, words: Int) {}
+    public func enable(_ fd: Int32, mode: CoverageMode) throws(CoverageError) { throw unsupported("enable") }
+    public func enableRemote(_ fd: Int32, mode: CoverageMode, _ request: RemoteRequest) throws(CoverageError) {
+        throw CoverageError(.unsupportedOperation, "the kprobe backend has no remote coverage: probes count one thread's own kernel work")
+    }
+    public func disable(_ fd: Int32) throws(CoverageError) { throw unsupported("disable") }
+    public func sendUndefinedRequest(_ fd: Int32) throws(CoverageError) { throw unsupported("send requests to") }
+    public func currentThreadID() -> Int32 { kernel.currentThreadID() }
+    public func probe() { kernel.probeSyscall() }
+    public func runEnabled(
+        _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command
+    ) throws(CoverageError) -> CommandExit {
+        throw unsupported("run a command with")
+    }
+}

@@ -1,0 +1,135 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CKernelShim
+
+/// The syscalls the kprobe backend makes, with C conventions: a failing call returns -1 (or `nil`)
+/// and leaves the reason in `errno`. ``SystemKprobeKernel`` is the real kernel; host tests use a
+/// model of the kprobe PMU behind the same protocol.
+package protocol KprobeKernel: Sendable {
+    /// The contents of a text file such as `/proc/kallsyms`, or `nil` with `errno`.
+    func readTextFile(_ path: String) -> String?
+    /// Whether `path` exists (access(F_OK)).
+    func fileExists(_ path: String) -> Bool
+    /// perf_event_open of a counting entry kprobe on `function`, bound to `pid` (a thread id, or a
+    /// process with `inherit`), in `groupLeader`'s group (-1: a new group).
+    func openKprobe(pmuType: UInt32, function: String, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32
+    /// ioctl(2) with a value argument (PERF_EVENT_IOC_*).
+    func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Int32
+    /// read(2) of a counter's value; `nil` with `errno`.
+    func readCounter(_ fd: Int32) -> UInt64?
+    /// close(2).
+    func close(_ fd: Int32) -> Int32
+    /// gettid(2).
+    func currentThreadID() -> Int32
+    /// `read(-1, NULL, 0)`.
+    func probeSyscall()
+    /// Starts `path` paused before exec; see ``PausedChild``.
+    func spawnPaused(path: String, arguments: [String], environment: [String]) -> PausedChild?
+    /// Lets a paused child exec; returns execve's errno in the child, or 0.
+    func release(_ child: PausedChild) -> Int32
+    /// Closes the release pipe unwritten: the child exits 127 without running the command.
+    func abandon(_ child: PausedChild)
+    /// waitpid(2).
+    func waitForExit(_ pid: Int32) -> (exited: Bool, status: Int32)
+}
+
+/// perf_event_attr flags the backend sets.
+package struct KprobeOpenFlags: OptionSet, Sendable, Hashable {
+    package let rawValue: Int32
+    package init(rawValue: Int32) { self.rawValue = rawValue }
+    package static let startDisabled = KprobeOpenFlags(rawValue: Int32(KCS_KPROBE_START_DISABLED.rawValue))
+    package static let inherit = KprobeOpenFlags(rawValue: Int32(KCS_KPROBE_INHERIT.rawValue))
+    package static let enableOnExec = KprobeOpenFlags(rawValue: Int32(KCS_KPROBE_ENABLE_ON_EXEC.rawValue))
+}
+
+/// A forked child blocked before execve.
+package struct PausedChild: Sendable, Hashable {
+    package var pid: Int32
+    package var releaseFD: Int32
+    package var statusFD: Int32
+    package init(pid: Int32, releaseFD: Int32, statusFD: Int32) {
+        self.pid = pid
+        self.releaseFD = releaseFD
+        self.statusFD = statusFD
+    }
+}
+
+/// The perf ioctls the backend uses (`_IO('$', n)`).
+package enum PerfIoctl {
+    package static let enable: UInt = 0x2400
+    package static let disable: UInt = 0x2401
+    package static let reset: UInt = 0x2403
+    /// Applies an ioctl to the whole group of a leader.
+    package static let groupFlag: UInt = 1
+}
+
+/// The real kernel.
+package struct SystemKprobeKernel: KprobeKernel {
+    package init() {}
+
+    package func readTextFile(_ path: String) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = fread(&chunk, 1, chunk.count, file)
+            if count > 0 { bytes.append(contentsOf: chunk[0..<count]) }
+            if count < chunk.count { break }
+        }
+        if ferror(file) != 0 { return nil }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    package func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    package func openKprobe(pmuType: UInt32, function: String, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32 {
+        function.withCString { kcs_perf_kprobe_open(pmuType, $0, pid, groupLeader, flags.rawValue) }
+    }
+
+    package func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Int32 { kcs_ioctl_value(fd, request, value) }
+
+    package func readCounter(_ fd: Int32) -> UInt64? {
+        var value: UInt64 = 0
+        return kcs_read_counter(fd, &value) == 0 ? value : nil
+    }
+
+    package func close(_ fd: Int32) -> Int32 { Glibc.close(fd) }
+
+    package func currentThreadID() -> Int32 { kcs_gettid() }
+
+    package func probeSyscall() { _ = kcs_probe_syscall() }
+
+    package func spawnPaused(path: String, arguments: [String], environment: [String]) -> PausedChild? {
+        var argv = arguments.map { strdup($0) } + [nil]
+        var envp = environment.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var release: Int32 = -1
+        var status: Int32 = -1
+        let pid = kcs_spawn_paused(path, &argv, &envp, &release, &status)
+        guard pid >= 0 else { return nil }
+        return PausedChild(pid: pid, releaseFD: release, statusFD: status)
+    }
+
+    package func release(_ child: PausedChild) -> Int32 {
+        var code: Int32 = 0
+        _ = kcs_release_paused(child.releaseFD, child.statusFD, &code)
+        return code
+    }
+
+    package func abandon(_ child: PausedChild) {
+        _ = Glibc.close(child.releaseFD)
+        _ = Glibc.close(child.statusFD)
+    }
+
+    package func waitForExit(_ pid: Int32) -> (exited: Bool, status: Int32) {
+        var status: Int32 = 0
+        precondition(kcs_wait(pid, &status) == 0, "waitpid(\(pid)) failed: errno \(errno)")
+        if status & 0x7f == 0 { return (true, (status >> 8) & 0xff) }
+        return (false, status & 0x7f)
+    }
+}

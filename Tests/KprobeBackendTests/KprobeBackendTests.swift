@@ -1,0 +1,193 @@
+import CoverageAPI
+import Foundation
+@testable import KprobeBackend
+import Synchronization
+import Testing
+
+@Suite struct KprobeSelectionTests {
+    @Test func namesGlobsAndFilesResolveToKallsymsAddresses() throws {
+        let model = KprobePMUModel()
+        model.setFile("/tmp/fns", "# VFS\nvfs_open\n\n  ksys_read  \n")
+        let session = try KprobeSession(
+            backend: KprobeBackend(kernel: model), selection: FunctionSelection(patterns: ["vfs_r*", "__x64_sys_read"], files: ["/tmp/fns"]))
+        #expect(session.functions == [
+            ProbedFunction(name: "vfs_read", pc: 0xffff_ffff_8110_0200),
+            ProbedFunction(name: "__x64_sys_read", pc: 0xffff_ffff_8110_0100),
+            ProbedFunction(name: "vfs_open", pc: 0xffff_ffff_8110_0400),
+            ProbedFunction(name: "ksys_read", pc: 0xffff_ffff_8110_0010),
+        ])
+        #expect(session.skipped.isEmpty)
+        #expect(model.liveProbes == 4)
+    }
+
+    @Test func unprobeableFunctionsAreSkippedWithReasons() throws {
+        let model = KprobePMUModel()
+        model.refusals["nmi_handler"] = EINVAL
+        let session = try KprobeSession(
+            backend: KprobeBackend(kernel: model),
+            selection: FunctionSelection(patterns: ["ksys_read", "inlined_helper", "do_int3", "dup_static", "nmi_handler", "nosuch_*", "__pfx_ksys_read", "modfunc", "some_data"]))
+        #expect(session.functions.map(\.name) == ["ksys_read"])
+        let reasons = Dictionary(uniqueKeysWithValues: session.skipped.map { ($0.name, $0.reason) })
+        #expect(reasons["inlined_helper"]?.contains("not in /proc/kallsyms") == true)
+        #expect(reasons["do_int3"]?.contains("blacklist") == true)
+        #expect(reasons["dup_static"]?.contains("ambiguous") == true)
+        #expect(reasons["nmi_handler"]?.contains("notrace") == true)
+        #expect(reasons["nosuch_*"]?.contains("matches no") == true)
+        #expect(reasons["__pfx_ksys_read"] != nil, "padding symbols are not functions")
+        #expect(reasons["modfunc"] != nil, "module symbols are not offered")
+        #expect(reasons["some_data"] != nil, "data symbols are not functions")
+        #expect(model.liveProbes == 1)
+    }
+
+    @Test func anEmptySelectionIsAnError() {
+        #expect(throws: CoverageError.self) { try KprobeSession(backend: KprobeBackend(kernel: KprobePMUModel()), selection: FunctionSelection()) }
+    }
+}
+
+@Suite struct KprobeCollectionTests {
+    @Test func collectCountsTheEnablingThreadsEntries() throws {
+        let model = KprobePMUModel()
+        let backend = KprobeBackend(kernel: model)
+        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read", "vfs_*", "__x64_sys_ioctl"]))
+        let coverage = try session.collect { for _ in 0..<3 { backend.probe() } }
+        #expect(coverage.hits("ksys_read") == 3)
+        #expect(coverage.hits("vfs_open") == 0)
+        #expect(coverage.hits("__x64_sys_ioctl") == 1, "DISABLE's own ioctl entry is counted once")
+        #expect(coverage.trace.pcs.contains(0xffff_ffff_8110_0010))
+        #expect(coverage.trace.pcKind == .kernelAddress)
+        // A second collection starts from zero.
+        let again = try session.collect { backend.probe() }
+        #expect(again.hits("ksys_read") == 1)
+    }
+
+    @Test func anotherThreadsEntriesAreNotCounted() throws {
+        let model = KprobePMUModel()
+        let backend = KprobeBackend(kernel: model)
+        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read"]))
+        try session.enable()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            for _ in 0..<10 { backend.probe() }
+            done.signal()
+        }.start()
+        done.wait()
+        try session.disable()
+        #expect(try session.read().hits("ksys_read") == 0)
+    }
+
+    @Test func enablingFromAnotherThreadRebindsTheProbes() throws {
+        let model = KprobePMUModel()
+        let backend = KprobeBackend(kernel: model)
+        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read"]))
+        let result = Mutex<UInt64?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let box = SessionBox(session)
+        Thread {
+            let coverage = try? box.session.collect { backend.probe() }
+            result.withLock { $0 = coverage?.hits("ksys_read") }
+            done.signal()
+        }.start()
+        done.wait()
+        #expect(result.withLock { $0 } == 1)
+        #expect(model.liveProbes == 1, "the old thread's probes were closed")
+    }
+
+    @Test func baselineReportsFirstEntriesOnly() throws {
+        let model = KprobePMUModel()
+        let backend = KprobeBackend(kernel: model)
+        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read", "vfs_read"]))
+        var baseline = FunctionBaseline()
+        let first = try session.collect { backend.probe() }
+        #expect(baseline.merge(first).map(\.name) == ["ksys_read"])
+        #expect(baseline.merge(try session.collect { backend.probe() }).isEmpty)
+        let third = try session.collect {
+            backend.probe()
+            model.enter("vfs_read", thread: backend.currentThreadID())
+        }
+        #expect(baseline.merge(third).map(\.name) == ["vfs_read"])
+    }
+
+    @Test func aCommandsEntriesAreCountedFromItsExec() throws {
+        let model = KprobePMUModel()
+        model.programs["/bin/cat"] = ["vfs_open", "vfs_read", "vfs_read", "vfs_write"]
+        let session = try KprobeSession(backend: KprobeBackend(kernel: model), selection: FunctionSelection(patterns: ["vfs_*", "ksys_read"]))
+        let result = try session.run(Command(path: "/bin/cat", arguments: ["cat"], environment: []))
+        #expect(result.exit == .exited(0))
+        #expect(result.coverage.hits("vfs_read") == 2)
+        #expect(result.coverage.hits("vfs_open") == 1)
+        #expect(model.liveProbes == session.functions.count, "the command's probes are gone; the session's stay")
+        #expect(throws: CoverageError.self) { try session.run(Command(path: "/nonexistent", arguments: ["x"], environment: [])) }
+        #expect(model.liveProbes == session.functions.count)
+    }
+
+    @Test func closeRemovesEveryProbe() throws {
+        let model = KprobePMUModel()
+        let session = try KprobeSession(backend: KprobeBackend(kernel: model), selection: FunctionSelection(patterns: ["*"]))
+        #expect(model.liveProbes == session.functions.count)
+        session.close()
+        #expect(model.liveProbes == 0)
+    }
+}
+
+@Suite struct KprobeErrorTests {
+    @Test func aKernelWithoutTheKprobePMUNamesTheConfigOptions() {
+        let model = KprobePMUModel(pmu: false)
+        let backend = KprobeBackend(kernel: model)
+        let error = #expect(throws: CoverageError.self) { try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read"])) }
+        #expect(error?.code == .deviceMissing)
+        #expect(error?.message.contains("CONFIG_KPROBE_EVENTS") == true)
+        #expect(!backend.availability().available)
+        model.setFile("/proc/sys/kernel/perf_event_paranoid", nil)
+        #expect(backend.availability().reason.contains("CONFIG_PERF_EVENTS"))
+    }
+
+    @Test func anUnprivilegedUserIsToldTheCapability() {
+        let model = KprobePMUModel()
+        model.openFailure = EACCES
+        let backend = KprobeBackend(kernel: model)
+        let error = #expect(throws: CoverageError.self) { try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read"])) }
+        #expect(error?.code == .permissionDenied)
+        #expect(error?.message.contains("CAP_PERFMON") == true)
+        #expect(!backend.availability().available)
+    }
+
+    @Test func hiddenKallsymsAddressesAreAPermissionError() {
+        let model = KprobePMUModel()
+        model.setFile("/proc/kallsyms", "0000000000000000 T ksys_read\n0000000000000000 T vfs_read\n")
+        let error = #expect(throws: CoverageError.self) {
+            try KprobeSession(backend: KprobeBackend(kernel: model), selection: FunctionSelection(patterns: ["ksys_read"]))
+        }
+        #expect(error?.code == .permissionDenied)
+        #expect(error?.message.contains("kptr_restrict") == true)
+    }
+
+    @Test func runningOutOfDescriptorsMidwayLeavesNoProbe() {
+        let model = KprobePMUModel()
+        model.fdLimit = 3
+        let error = #expect(throws: CoverageError.self) {
+            try KprobeSession(backend: KprobeBackend(kernel: model), selection: FunctionSelection(patterns: ["*"]))
+        }
+        #expect(error?.message.contains("ulimit -n") == true)
+        #expect(model.liveProbes == 0)
+    }
+
+    @Test func capabilitiesAndTheBufferOperations() {
+        let backend = KprobeBackend(kernel: KprobePMUModel())
+        let capabilities = backend.capabilities
+        #expect(capabilities.granularity == .function)
+        #expect(capabilities.perThread)
+        #expect(capabilities.supportedModes == [.pc])
+        #expect(capabilities.remote.isEmpty)
+        #expect(!capabilities.orderedTrace)
+        #expect(backend.availability().available)
+        let error = #expect(throws: CoverageError.self) { _ = try CoverageSession(backend: backend, mode: .pc, bufferWords: 2) }
+        #expect(error?.code == .unsupportedOperation)
+        #expect(error?.message.contains("KprobeSession") == true)
+    }
+}
+
+/// Hands a session to another thread (the test waits for it, so there is no concurrent use).
+final class SessionBox: @unchecked Sendable {
+    let session: KprobeSession
+    init(_ session: KprobeSession) { self.session = session }
+}

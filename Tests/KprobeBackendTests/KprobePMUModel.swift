@@ -1,0 +1,190 @@
+import Foundation
+@testable import KprobeBackend
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A small model of the kprobe PMU behind ``KprobeKernel``: counting events bound to a thread (or
+/// an exec'd child), groups whose leader gates its members, the errnos perf_event_open gives for
+/// unprobe-able functions, privilege and descriptor limits. Kernel work is simulated by
+/// ``enter(_:thread:)``.
+final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
+    struct Event {
+        var function: String
+        var pid: Int32
+        var leader: Int32  // itself for a leader
+        var enabled: Bool
+        var enableOnExec: Bool
+        var count: UInt64 = 0
+    }
+
+    struct State {
+        var files: [String: String] = [:]
+        var events: [Int32: Event] = [:]
+        var nextFD: Int32 = 100
+        var threadIDs: [UInt: Int32] = [:]
+        var nextThread: Int32 = 1000
+        var children: [Int32: String] = [:]
+        var nextPID: Int32 = 5000
+        var opens = 0
+    }
+
+    let state = Mutex(State())
+    /// errno perf_event_open gives for these functions (the kernel refusing to probe them).
+    var refusals: [String: Int32] = [:]
+    /// errno every perf_event_open gives (EACCES: not privileged).
+    var openFailure: Int32?
+    /// At most this many probes at once (then EMFILE).
+    var fdLimit = Int.max
+    /// What each program's main thread enters, by path.
+    var programs: [String: [String]] = [:]
+
+    static let kallsyms = """
+        ffffffff81000000 T _stext
+        ffffffff81100000 t __pfx_ksys_read
+        ffffffff81100010 T ksys_read
+        ffffffff81100100 T __x64_sys_read
+        ffffffff81100200 T vfs_read
+        ffffffff81100300 T vfs_write
+        ffffffff81100400 T vfs_open
+        ffffffff81100500 T __x64_sys_ioctl
+        ffffffff81100600 T perf_ioctl
+        ffffffff81100700 t dup_static
+        ffffffff81100800 t dup_static
+        ffffffff81100900 T do_int3
+        ffffffff81100a00 T nmi_handler
+        ffffffff81100b00 T __x64_sys_newuname
+        ffffffff82000000 D some_data
+        ffffffffa0000000 t modfunc\t[somemod]
+        """
+
+    init(pmu: Bool = true) {
+        state.withLock {
+            $0.files["/proc/kallsyms"] = Self.kallsyms
+            $0.files["/proc/sys/kernel/perf_event_paranoid"] = "2\n"
+            $0.files["/sys/kernel/debug/kprobes/blacklist"] = "0xffffffff81100900-0xffffffff81100950\tdo_int3\n"
+            if pmu { $0.files[KprobeBackend.pmuTypePath] = "8\n" }
+        }
+    }
+
+    /// Live probes.
+    var liveProbes: Int { state.withLock { $0.events.count } }
+
+    func setFile(_ path: String, _ text: String?) { state.withLock { $0.files[path] = text } }
+
+    /// The thread `thread` enters `function` (a probe hit for events bound to it and counting).
+    func enter(_ function: String, thread: Int32) {
+        state.withLock { state in
+            for (fd, event) in state.events where event.function == function && event.pid == thread {
+                let leaderOn = state.events[event.leader]?.enabled ?? false
+                if event.enabled && leaderOn { state.events[fd]!.count += 1 }
+            }
+        }
+    }
+
+    func readTextFile(_ path: String) -> String? {
+        let text = state.withLock { $0.files[path] }
+        if text == nil { errno = ENOENT }
+        return text
+    }
+
+    func fileExists(_ path: String) -> Bool { state.withLock { $0.files[path] != nil } }
+
+    func openKprobe(pmuType: UInt32, function: String, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32 {
+        if let openFailure { errno = openFailure; return -1 }
+        if let code = refusals[function] { errno = code; return -1 }
+        return state.withLock { state in
+            state.opens += 1
+            guard state.events.count < fdLimit else { errno = EMFILE; return -1 }
+            guard pmuType == 8 else { errno = ENOENT; return -1 }
+            let names = Self.kallsyms.split(separator: "\n").compactMap { $0.split(separator: " ").dropFirst(2).first.map(String.init) }
+            guard names.filter({ $0 == function }).count == 1 else {
+                errno = names.contains(function) ? EADDRNOTAVAIL : ENOENT
+                return -1
+            }
+            if groupLeader >= 0 {
+                guard let leader = state.events[groupLeader], leader.leader == groupLeader, leader.pid == pid else { errno = EINVAL; return -1 }
+            }
+            let fd = state.nextFD
+            state.nextFD += 1
+            state.events[fd] = Event(
+                function: function, pid: pid, leader: groupLeader >= 0 ? groupLeader : fd,
+                enabled: !flags.contains(.startDisabled), enableOnExec: flags.contains(.enableOnExec))
+            return fd
+        }
+    }
+
+    func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Int32 {
+        // The syscall's entry runs before the request takes effect.
+        if let pid = state.withLock({ $0.events[fd]?.pid }), pid == currentThreadID() {
+            enter("__x64_sys_ioctl", thread: pid)
+            enter("perf_ioctl", thread: pid)
+        }
+        return state.withLock { state in
+            guard let event = state.events[fd] else { errno = EBADF; return -1 }
+            let targets = value & PerfIoctl.groupFlag != 0 ? state.events.keys.filter { state.events[$0]!.leader == event.leader } : [fd]
+            for target in targets {
+                switch request {
+                case PerfIoctl.enable: state.events[target]!.enabled = true
+                case PerfIoctl.disable: state.events[target]!.enabled = false
+                case PerfIoctl.reset: state.events[target]!.count = 0
+                default: errno = ENOTTY; return -1
+                }
+            }
+            return 0
+        }
+    }
+
+    func readCounter(_ fd: Int32) -> UInt64? {
+        let count = state.withLock { $0.events[fd]?.count }
+        if count == nil { errno = EBADF }
+        return count
+    }
+
+    func close(_ fd: Int32) -> Int32 {
+        state.withLock { $0.events.removeValue(forKey: fd) } == nil ? { errno = EBADF; return -1 }() : 0
+    }
+
+    func currentThreadID() -> Int32 {
+        let me = UInt(pthread_self())
+        return state.withLock { state in
+            if let id = state.threadIDs[me] { return id }
+            state.nextThread += 1
+            state.threadIDs[me] = state.nextThread
+            return state.nextThread
+        }
+    }
+
+    func probeSyscall() {
+        let thread = currentThreadID()
+        enter("__x64_sys_read", thread: thread)
+        enter("ksys_read", thread: thread)
+    }
+
+    func spawnPaused(path: String, arguments: [String], environment: [String]) -> PausedChild? {
+        state.withLock { state in
+            let pid = state.nextPID
+            state.nextPID += 1
+            state.children[pid] = path
+            return PausedChild(pid: pid, releaseFD: -1, statusFD: -1)
+        }
+    }
+
+    func release(_ child: PausedChild) -> Int32 {
+        guard let path = state.withLock({ $0.children[child.pid] }), let program = programs[path] else { return ENOENT }
+        state.withLock { state in
+            for (fd, event) in state.events where event.pid == child.pid && event.enableOnExec { state.events[fd]!.enabled = true }
+        }
+        for function in program { enter(function, thread: child.pid) }
+        return 0
+    }
+
+    func abandon(_ child: PausedChild) {}
+
+    func waitForExit(_ pid: Int32) -> (exited: Bool, status: Int32) {
+        let path = state.withLock { $0.children.removeValue(forKey: pid) }
+        return (true, path.flatMap { programs[$0] } == nil ? 127 : 0)
+    }
+}

@@ -1,0 +1,282 @@
+import CoverageAPI
+import Foundation
+import KprobeBackend
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The kprobe backend on the test kernel (KPROBES, KPROBE_EVENTS, PERF_EVENTS), inside the guest.
+@Suite(.serialized)
+struct RealKernelKprobeTests {
+    let backend = KprobeBackend()
+    static let vfs = ["ksys_read", "vfs_read", "vfs_write", "vfs_open", "vfs_getattr", "__x64_sys_read"]
+
+    /// Registered kprobes (perf's included), from debugfs.
+    func registeredKprobes() throws -> Int {
+        try readProcFile("/sys/kernel/debug/kprobes/list").split(separator: "\n").count
+    }
+
+    func kprobeEvents() throws -> String {
+        try readProcFile("/sys/kernel/tracing/kprobe_events")
+    }
+
+    /// Seconds `body` takes.
+    func seconds(_ body: () -> Void) -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
+    @Test func theBackendIsAvailable() {
+        let availability = backend.availability()
+        #expect(availability.available, "\(availability.reason)")
+    }
+
+    @Test func readOfMinusOneHitsKsysReadOnTheEnablingThread() throws {
+        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: Self.vfs))
+        #expect(session.skipped.isEmpty, "\(session.skipped)")
+        let coverage = try session.collect { backend.probe() }
+        #expect(coverage.hits("ksys_read") == 1)
+        #expect(coverage.hits("__x64_sys_read") == 1)
+        #expect(coverage.hits("vfs_read") == 0, "read(-1) fails before the VFS")
+        let kallsyms = try readProcFile("/proc/kallsyms")
+        let ksysRead = try #require(coverage.functions.first { $0.name == "ksys_read" })
+        #expect(kallsyms.contains(String(format: "%016lx T ksys_read", ksysRead.pc)), "the PC is the kallsyms address")
+        let many = try session.collect { for _ in 0..<100 { backend.probe() } }
+        #expect(many.hits("ksys_read") == 100)
+    }
+
+    @Test func readingAFileEntersTheVFS() throws {
+        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: Self.vfs))
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let coverage = try session.collect {
+            let fd = open("/proc/self/stat", O_RDONLY)
+            _ = read(fd, &buffer, buffer.count)
+            close(fd)
+        }
+        #expect(coverage.hits("vfs_open") >= 1)
+        #expect(coverage.hits("vfs_read") >= 1)
+        #expect(coverage.hits("ksys_read") == 1)
+        #expect(coverage.hits("vfs_write") == 0)
+    }
+
+    @Test func anotherThreadsReadsAreNotCounted() throws {
+        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: Self.vfs))
+        let coverage = try session.collect {
+            onNewThread { for _ in 0..<1000 { KprobeBackend().probe() } }
+        }
+        #expect(coverage.hits("ksys_read") == 0)
+        // Control: the same reads on this thread are counted.
+        let own = try session.collect { for _ in 0..<1000 { backend.probe() } }
+        #expect(own.hits("ksys_read") == 1000)
+    }
+
+    @Test func unprobeableFunctionsAreSkippedWithReasons() throws {
+        let session = try KprobeSession(
+            backend: backend, selection: FunctionSelection(patterns: ["ksys_read", "no_such_function_xyz", "do_int3", "nmi_handle"]))
+        #expect(session.functions.map(\.name) == ["ksys_read"])
+        let reasons = Dictionary(uniqueKeysWithValues: session.skipped.map { ($0.name, $0.reason) })
+        #expect(reasons["no_such_function_xyz"]?.contains("kallsyms") == true)
+        #expect(reasons["do_int3"] != nil, "\(reasons)")
+        #expect(reasons["nmi_handle"] != nil, "\(reasons)")
+        print("kprobe skips: \(session.skipped)")
+    }
+
+    @Test func twoHundredProbesAreSetAndTornDownCleanly() throws {
+        let before = try processResources().fds
+        let kprobesBefore = try registeredKprobes()
+        var count = 0
+        do {
+            let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["__x64_sys_*", "vfs_*"]))
+            count = session.functions.count
+            #expect(count >= 200)
+            #expect(try registeredKprobes() >= kprobesBefore + count, "each probe is a registered kprobe")
+            #expect(try processResources().fds == before + count, "one fd per probe")
+            let coverage = try session.collect { backend.probe() }
+            #expect(coverage.hits("__x64_sys_read") == 1)
+            session.close()
+        }
+        #expect(try registeredKprobes() == kprobesBefore)
+        #expect(try processResources().fds == before)
+        #expect(try kprobeEvents().isEmpty, "nothing is left in kprobe_events")
+        print("kprobe: \(count) probes set and removed")
+    }
+
+    @Test func anErrorMidwayLeavesNothingBehind() throws {
+        let before = try processResources().fds
+        let kprobesBefore = try registeredKprobes()
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let saved = limit
+        limit.rlim_cur = rlim_t(before + 50)
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        defer {
+            var restore = saved
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &restore)
+        }
+        let error = coverageError { _ = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["__x64_sys_*"])) }
+        #expect(error?.message.contains("ulimit -n") == true)
+        #expect(try registeredKprobes() == kprobesBefore)
+        #expect(try processResources().fds == before)
+    }
+
+    @Test func aCommandIsTracedFromItsExec() throws {
+        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: Self.vfs + ["__x64_sys_execve"]))
+        let result = try session.run(Command(path: "/bin/cat", arguments: ["cat", "/proc/version"], environment: []))
+        #expect(result.exit == .exited(0))
+        #expect(result.coverage.hits("vfs_read") >= 2)
+        #expect(result.coverage.hits("vfs_write") >= 1)
+        #expect(result.coverage.hits("__x64_sys_execve") == 0, "counting starts once execve is done")
+    }
+
+    /// The alternative the backend did not take, measured for the record: a tracefs kprobe event
+    /// on ksys_read, filtered to this thread's pid, writing to the trace buffer.
+    @Test func tracefsKprobeEventCostForComparison() throws {
+        let tracing = "/sys/kernel/tracing"
+        func write(_ path: String, _ text: String, append: Bool = false) -> Bool {
+            let fd = open(path, O_WRONLY | (append ? O_APPEND : O_TRUNC))
+            guard fd >= 0 else { return false }
+            defer { close(fd) }
+            return text.withCString { Glibc.write(fd, $0, strlen($0)) } == strlen(text)
+        }
+        try #require(write("\(tracing)/kprobe_events", "p:kcovcompare/ksys_read ksys_read\n", append: true))
+        defer {
+            _ = write("\(tracing)/events/kcovcompare/ksys_read/enable", "0")
+            _ = write("\(tracing)/kprobe_events", "-:kcovcompare/ksys_read\n", append: true)
+            _ = write("\(tracing)/trace", "")
+        }
+        let iterations = 20000
+        let bare = seconds { for _ in 0..<iterations { backend.probe() } } / Double(iterations) * 1e9
+        #expect(write("\(tracing)/events/kcovcompare/ksys_read/filter", "common_pid == \(backend.currentThreadID())"))
+        #expect(write("\(tracing)/events/kcovcompare/ksys_read/enable", "1"))
+        let traced = seconds { for _ in 0..<iterations { backend.probe() } } / Double(iterations) * 1e9
+        #expect(write("\(tracing)/events/kcovcompare/ksys_read/filter", "common_pid == 1"))
+        let filteredOut = seconds { for _ in 0..<iterations { backend.probe() } } / Double(iterations) * 1e9
+        _ = write("\(tracing)/events/kcovcompare/ksys_read/enable", "0")
+        let profile = try readProcFile("\(tracing)/kprobe_profile")
+        print(String(
+            format: "tracefs kprobe event: read(-1) %.0f ns bare, %.0f ns with the event recorded for this pid, %.0f ns filtered out (profile: %@)",
+            bare, traced, filteredOut, profile.trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(profile.contains("ksys_read"))
+        _ = write("\(tracing)/kprobe_events", "-:kcovcompare/ksys_read\n", append: true)
+        #expect(try readProcFile("\(tracing)/kprobe_events").isEmpty)
+    }
+
+    @Test func costPerProbedFunctionAndLargestProbeSet() throws {
+        let iterations = 20000
+        func perCall(_ body: () -> Void) -> Double { seconds(body) / Double(iterations) * 1e9 }
+        let bare = perCall { for _ in 0..<iterations { backend.probe() } }
+        let one = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read"]))
+        var oneCost = 0.0
+        _ = try one.collect { oneCost = perCall { for _ in 0..<iterations { backend.probe() } } }
+        one.close()
+        let two = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read", "__x64_sys_read"]))
+        var twoCost = 0.0
+        let twoCoverage = try two.collect { twoCost = perCall { for _ in 0..<iterations { backend.probe() } } }
+        #expect(twoCoverage.hits("ksys_read") == UInt64(iterations))
+        two.close()
+        // Probes on functions the syscall does not enter.
+        let idle = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["__x64_sys_*"]))
+        let idleCount = idle.functions.count - 2
+        var idleCost = 0.0
+        _ = try idle.collect { idleCost = perCall { for _ in 0..<iterations { backend.probe() } } }
+        idle.close()
+        print(String(
+            format: "kprobe cost: read(-1) %.0f ns bare, %.0f ns with 1 probe hit, %.0f ns with 2 (%.0f ns per probed function per syscall); %d probes incl. 2 hit: %.0f ns",
+            bare, oneCost, twoCost, (twoCost - bare) / 2, idleCount + 2, idleCost))
+
+        // The largest set: widening globs, until one fails or takes over 60 s.
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let saved = limit
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        defer {
+            var restore = saved
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &restore)
+        }
+        let kprobesBefore = try registeredKprobes()
+        var globs = ["__x64_sys_*", "vfs_*"]
+        var largest = 0
+        for more in [["tcp_*", "udp_*", "sock_*", "inet_*"], ["security_*", "ext4_*", "blk_*", "bio_*"], ["pci_*", "acpi_*", "ip6_*", "xfrm_*", "netlink_*", "nf_*"]] {
+            globs += more
+            var opened = 0
+            var coverage = FunctionCoverage(functions: [])
+            let took = seconds {
+                do {
+                    let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: globs))
+                    opened = session.functions.count
+                    coverage = try session.collect { backend.probe() }
+                    session.close()
+                } catch {
+                    print("kprobe: \(globs) failed: \(error)")
+                }
+            }
+            print(String(format: "kprobe: %d probes (limit %d fds) opened, used and closed in %.1f s", opened, Int(limit.rlim_cur), took))
+            guard opened > 0 else { break }
+            #expect(coverage.hits("__x64_sys_read") == 1)
+            largest = opened
+            if took > 60 { break }
+        }
+        #expect(try registeredKprobes() == kprobesBefore)
+        print("kprobe: largest probe set that worked: \(largest)")
+    }
+}
+
+/// `kcovctl` with the kprobe backend, inside the guest.
+@Suite(.serialized)
+struct RealKernelKprobeCLITests {
+    var kcovctl: String {
+        get throws {
+            let bundle = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+            return URL(fileURLWithPath: bundle).deletingLastPathComponent().appendingPathComponent("kcovctl").path
+        }
+    }
+
+    @Test func traceJSONListsFunctionsWithHitsAndSkips() throws {
+        let result = try spawnCapturingOutput([
+            try kcovctl, "trace", "--backend", "kprobe", "--functions", "vfs_read,vfs_write,vfs_open,ksys_read", "--functions", "no_such_fn_xyz",
+            "--format", "json", "--", "/bin/cp", "/proc/version", "/dev/null",
+        ])
+        #expect(result.status == 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: result.output) as? [String: Any])
+        #expect(json["backend"] as? String == "kprobe")
+        #expect(json["exitStatus"] as? Int == 0)
+        let functions = try #require(json["functions"] as? [[String: Any]])
+        let read = try #require(functions.first { $0["name"] as? String == "vfs_read" })
+        #expect((read["hits"] as? Int ?? 0) >= 2)
+        #expect((read["pc"] as? String)?.hasPrefix("0xffffffff") == true)
+        #expect(functions.contains { $0["name"] as? String == "vfs_write" })
+        let skipped = try #require(json["skipped"] as? [[String: Any]])
+        #expect(skipped.contains { $0["name"] as? String == "no_such_fn_xyz" && ($0["reason"] as? String)?.contains("kallsyms") == true })
+        let pcs = try #require(json["pcs"] as? [String])
+        #expect(pcs.count == functions.count)
+    }
+
+    @Test func backendsListsKprobeAsAvailable() throws {
+        let result = try spawnCapturingOutput([try kcovctl, "backends", "--format", "json"])
+        #expect(result.status == 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: result.output) as? [String: Any])
+        let backends = try #require(json["backends"] as? [[String: Any]])
+        let kprobe = try #require(backends.first { $0["name"] as? String == "kprobe" })
+        #expect(kprobe["available"] as? Bool == true, "\(kprobe["reason"] ?? "")")
+        let capabilities = try #require(kprobe["capabilities"] as? [String: Any])
+        #expect(capabilities["granularity"] as? String == "function")
+    }
+
+    @Test func autoFallsBackToKprobeWithoutKcov() throws {
+        // A private mount namespace without debugfs: kcov is gone, kprobes are not.
+        let result = try spawnCapturingOutput([
+            "/usr/bin/unshare", "-m", "/bin/sh", "-c",
+            "umount -l /sys/kernel/debug && exec \"$0\" trace --functions ksys_read,vfs_read --format json -- /bin/cp /proc/version /dev/null",
+            try kcovctl,
+        ])
+        #expect(result.status == 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: result.output) as? [String: Any])
+        #expect(json["backend"] as? String == "kprobe")
+        let functions = try #require(json["functions"] as? [[String: Any]])
+        #expect(functions.contains { $0["name"] as? String == "vfs_read" })
+    }
+}
