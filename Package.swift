@@ -25,7 +25,7 @@ let package = Package(
         // C conventions at the syscall boundary: ioctl with an unsigned long, the fork-enable-exec child.
         .target(name: "CKernelShim"),
         // The seam every line of Swift above it is tested through: a protocol and its Glibc implementation.
-        .target(name: "KernelSeam", dependencies: ["CKernelShim"], swiftSettings: swiftSettings),
+        .target(name: "KernelSeam", dependencies: ["CKernelShim", "CoverageAPI"], swiftSettings: swiftSettings),
         // Clients' front door (sessions, traces, errors) and the backend protocol drivers implement.
         .target(name: "CoverageAPI", swiftSettings: swiftSettings),
         .target(name: "LinuxBackend", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),

@@ -255,24 +255,10 @@ public struct GVisorKcovBackend: CoverageBackend {
     ) throws(CoverageError) -> CommandExit {
         try refuseUnsupported(mode)
         let argument = LinuxKcovABI.modeArgument(mode)
-        let outcome = kernel.spawnEnabled(
-            path: command.path, arguments: command.arguments, environment: command.environment, fd: fd,
-            enable: EnableCall(request: LinuxKcovABI.enable, argument: argument, byPointer: false),
-            buffer: buffer, bufferBytes: words * 8)
-        switch outcome {
-        case .running(let pid):
-            switch kernel.waitForExit(pid) {
-            case .exited(let status): return .exited(status)
-            case .signaled(let signal): return .signaled(signal)
-            }
-        case .enableFailed(let code):
-            throw enableError("ioctl(KCOV_ENABLE) in the child", code, rawMode: argument)
-        case .execFailed(let code):
-            throw CoverageError(
-                .commandFailed, "cannot run \(command.path): \(String(cString: strerror(code)))", syscall: "execve", errno: code)
-        case .forkFailed(let code):
-            throw linux.systemErrorForGVisor("fork", code)
-        }
+        return try kernel.run(
+            command, fd: fd, enable: EnableCall(request: LinuxKcovABI.enable, argument: argument, byPointer: false),
+            buffer: buffer, bufferBytes: words * 8
+        ) { code in enableError("ioctl(KCOV_ENABLE) in the child", code, rawMode: argument) }
     }
 
     // MARK: Traces
@@ -294,7 +280,7 @@ extension LinuxKcovBackend {
     /// A failed syscall with no kcov meaning, worded like the Linux backend's.
     func systemErrorForGVisor(_ call: String, _ code: Int32) -> CoverageError {
         precondition(code != EFAULT && code != EBADF, "\(call) failed with \(code == EFAULT ? "EFAULT" : "EBADF"): a bug in KernelCoverage")
-        return CoverageError(.system, "\(call) failed: \(String(cString: strerror(code)))", syscall: call, errno: code)
+        return CoverageError.system(call, errno: code)
     }
 
     /// ENOTTY as unsupported; EFAULT and EBADF trap; anything else is a system error.

@@ -80,7 +80,7 @@ public struct LinuxKcovBackend: CoverageBackend {
                 "the kernel refused \(devicePath): debugfs is locked down (lockdown=integrity or confidentiality); boot without lockdown",
                 syscall: call, errno: code)
         default:
-            return systemError(call, code)
+            return CoverageError.system(call, errno: code)
         }
     }
 
@@ -153,7 +153,7 @@ public struct LinuxKcovBackend: CoverageBackend {
         case ENOMEM:
             throw CoverageError(.outOfMemory, "no address space for \(bytes) bytes: use a smaller buffer", syscall: call, errno: code)
         default:
-            throw systemError(call, code)
+            throw CoverageError.system(call, errno: code)
         }
     }
 
@@ -300,24 +300,10 @@ public struct LinuxKcovBackend: CoverageBackend {
         _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command
     ) throws(CoverageError) -> CommandExit {
         let argument = LinuxKcovABI.modeArgument(mode)
-        let outcome = kernel.spawnEnabled(
-            path: command.path, arguments: command.arguments, environment: command.environment, fd: fd,
-            enable: EnableCall(request: LinuxKcovABI.enable, argument: argument, byPointer: false),
-            buffer: buffer, bufferBytes: words * 8)
-        switch outcome {
-        case .running(let pid):
-            switch kernel.waitForExit(pid) {
-            case .exited(let status): return .exited(status)
-            case .signaled(let signal): return .signaled(signal)
-            }
-        case .enableFailed(let code):
-            throw enableError("ioctl(KCOV_ENABLE) in the child", code, rawMode: argument)
-        case .execFailed(let code):
-            throw CoverageError(
-                .commandFailed, "cannot run \(command.path): \(String(cString: strerror(code)))", syscall: "execve", errno: code)
-        case .forkFailed(let code):
-            throw systemError("fork", code)
-        }
+        return try kernel.run(
+            command, fd: fd, enable: EnableCall(request: LinuxKcovABI.enable, argument: argument, byPointer: false),
+            buffer: buffer, bufferBytes: words * 8
+        ) { code in enableError("ioctl(KCOV_ENABLE) in the child", code, rawMode: argument) }
     }
 
     // MARK: Errors
@@ -330,10 +316,6 @@ public struct LinuxKcovBackend: CoverageBackend {
                 .unsupportedOperation, "the kernel does not know this kcov request (too old, or not Linux kcov)",
                 syscall: call, errno: code)
         }
-        return systemError(call, code)
-    }
-
-    func systemError(_ call: String, _ code: Int32) -> CoverageError {
-        CoverageError(.system, "\(call) failed: \(String(cString: strerror(code)))", syscall: call, errno: code)
+        return CoverageError.system(call, errno: code)
     }
 }

@@ -75,7 +75,7 @@ extension NetBSDKcovBackend {
     public func duplicate(_ fd: Int32, onto target: Int32) throws(CoverageError) -> Int32 {
         let result = try process(for: "dup2").dup2(fd, target)
         guard result < 0 else { return result }
-        throw systemError("dup2(\(fd), \(target))", errno)
+        throw CoverageError.system("dup2(\(fd), \(target))", errno: errno)
     }
 
     /// Starts `body` on a new thread (a new LWP, with no kcov binding); the returned closure joins

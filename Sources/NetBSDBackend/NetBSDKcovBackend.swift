@@ -114,7 +114,7 @@ public struct NetBSDKcovBackend: CoverageBackend {
                 .system, "no file descriptor left to open \(devicePath): close some descriptors (each open is a new kcov instance)",
                 syscall: call, errno: code)
         default:
-            return systemError(call, code)
+            return CoverageError.system(call, errno: code)
         }
     }
 
@@ -189,7 +189,7 @@ public struct NetBSDKcovBackend: CoverageBackend {
         case ENXIO:
             throw CoverageError(.invalidState, "the kcov fd is being closed: open the device again", syscall: call, errno: code)
         default:
-            throw systemError(call, code)
+            throw CoverageError.system(call, errno: code)
         }
     }
 
@@ -397,25 +397,13 @@ public struct NetBSDKcovBackend: CoverageBackend {
         _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command
     ) throws(CoverageError) -> CommandExit {
         let argument = Self.modeArgument(mode)
-        let outcome = kernel.spawnEnabled(
-            path: command.path, arguments: command.arguments, environment: command.environment, fd: fd,
-            enable: EnableCall(request: NetBSDKcovABI.enable, argument: UInt(argument), byPointer: true),
-            buffer: buffer, bufferBytes: words * NetBSDKcovABI.entrySize)
-        switch outcome {
-        case .running(let pid):
-            switch kernel.waitForExit(pid) {
-            case .exited(let status): return .exited(status)
-            case .signaled(let signal): return .signaled(signal)
-            }
-        case .enableFailed(let code):
+        return try kernel.run(
+            command, fd: fd, enable: EnableCall(request: NetBSDKcovABI.enable, argument: UInt(argument), byPointer: true),
+            buffer: buffer, bufferBytes: words * NetBSDKcovABI.entrySize
+        ) { code in
             // The child is a fresh LWP: an EBUSY can only mean the fd is enabled elsewhere.
             let call = "ioctl(KCOV_IOC_ENABLE) in the child"
-            throw code == EBUSY ? alreadyEnabled(call, code) : enableError(call, code, rawMode: argument)
-        case .execFailed(let code):
-            throw CoverageError(
-                .commandFailed, "cannot run \(command.path): \(String(cString: strerror(code)))", syscall: "execve", errno: code)
-        case .forkFailed(let code):
-            throw systemError("fork", code)
+            return code == EBUSY ? alreadyEnabled(call, code) : enableError(call, code, rawMode: argument)
         }
     }
 
@@ -429,10 +417,6 @@ public struct NetBSDKcovBackend: CoverageBackend {
                 .unsupportedOperation, "this descriptor is not NetBSD's kcov: the kernel does not know the request",
                 syscall: call, errno: code)
         }
-        return systemError(call, code)
-    }
-
-    func systemError(_ call: String, _ code: Int32) -> CoverageError {
-        CoverageError(.system, "\(call) failed: \(String(cString: strerror(code)))", syscall: call, errno: code)
+        return CoverageError.system(call, errno: code)
     }
 }

@@ -1,0 +1,47 @@
+package import CoverageAPI
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// What every backend makes of the seam's results alike: a failed syscall with no coverage meaning,
+// and a command run with coverage enabled in the child. Only the child's ENABLE errno is the
+// backend's own.
+
+extension CoverageError {
+    /// A syscall failure with no coverage meaning, worded the same on every backend.
+    package static func system(_ call: String, errno code: Int32) -> CoverageError {
+        CoverageError(.system, "\(call) failed: \(String(cString: strerror(code)))", syscall: call, errno: code)
+    }
+}
+
+extension KernelInterface {
+    /// Runs `command` in a child that enables coverage with `enable`
+    /// (``spawnEnabled(path:arguments:environment:fd:enable:buffer:bufferBytes:)``) and waits for
+    /// it. A failed ENABLE in the child becomes `enableError(errno)`; exec and fork failures become
+    /// `.commandFailed` and `.system`.
+    package func run(
+        _ command: Command, fd: CInt, enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int,
+        enableError: (CInt) -> CoverageError
+    ) throws(CoverageError) -> CommandExit {
+        let outcome = spawnEnabled(
+            path: command.path, arguments: command.arguments, environment: command.environment, fd: fd,
+            enable: enable, buffer: buffer, bufferBytes: bufferBytes)
+        switch outcome {
+        case .running(let pid):
+            switch waitForExit(pid) {
+            case .exited(let status): return .exited(status)
+            case .signaled(let signal): return .signaled(signal)
+            }
+        case .enableFailed(let code):
+            throw enableError(code)
+        case .execFailed(let code):
+            throw CoverageError(
+                .commandFailed, "cannot run \(command.path): \(String(cString: strerror(code)))", syscall: "execve", errno: code)
+        case .forkFailed(let code):
+            throw CoverageError.system("fork", errno: code)
+        }
+    }
+}
