@@ -14,6 +14,8 @@ public struct CoverageSession: ~Copyable {
     public static let defaultBufferWords = 256 * 1024
 
     public let backend: any CoverageBackend
+    /// The backend's capabilities, read once: `read()` is on a fuzzer's per-syscall path.
+    public let capabilities: BackendCapabilities
     public let mode: CoverageMode
     public let bufferWords: Int
     private let fd: Int32
@@ -44,6 +46,7 @@ public struct CoverageSession: ~Copyable {
             throw error
         }
         self.backend = backend
+        self.capabilities = capabilities
         self.mode = mode
         self.bufferWords = bufferWords
         self.fd = fd
@@ -102,7 +105,7 @@ public struct CoverageSession: ~Copyable {
         try remapIfStale()
         try backend.enableRemote(fd, mode: mode, request)
         enabledThread = backend.currentThreadID()
-        if backend.capabilities.remapAfterRemoteAttach {
+        if capabilities.remapAfterRemoteAttach {
             do {
                 try remap()
             } catch {
@@ -120,7 +123,7 @@ public struct CoverageSession: ~Copyable {
 
     /// What the kernel has recorded since the last reset.
     public func read() -> Trace {
-        buffer.read(mode: mode, pcKind: backend.capabilities.pcKind)
+        buffer.read(mode: mode, pcKind: capabilities.pcKind)
     }
 
     /// Stops recording; call it from the thread that enabled. The trace stays readable.
@@ -130,7 +133,7 @@ public struct CoverageSession: ~Copyable {
         }
         try backend.disable(fd)
         enabledThread = nil
-        mappingIsStale = backend.capabilities.remapAfterDisable
+        mappingIsStale = capabilities.remapAfterDisable
     }
 
     /// Records what the kernel executes for the calling thread while `body` runs.
