@@ -16,6 +16,9 @@ let package = Package(
         .library(name: "GVisorBackend", targets: ["GVisorBackend"]),
         .library(name: "Conformance", targets: ["Conformance"]),
         .library(name: "KprobeBackend", targets: ["KprobeBackend"]),
+        .library(name: "KernelImage", targets: ["KernelImage"]),
+        .library(name: "KernelSymbolizer", targets: ["KernelSymbolizer"]),
+        .library(name: "CoverageReport", targets: ["CoverageReport"]),
         .executable(name: "kcovctl", targets: ["kcovctl"]),
     ],
     dependencies: [
@@ -36,7 +39,19 @@ let package = Package(
             swiftSettings: swiftSettings),
         // Function-level coverage from counting kprobes (the kprobe PMU) on kernels without kcov.
         .target(name: "KprobeBackend", dependencies: ["CoverageAPI", "KernelSeam", "CKernelShim"], swiftSettings: swiftSettings),
+        // Lets the kprobe backend run the function-granularity checks of the Conformance library.
+        .target(
+            name: "KprobeConformanceSupport", dependencies: ["KprobeBackend", "Conformance", "CoverageAPI"], swiftSettings: swiftSettings),
         .target(name: "GVisorBackend", dependencies: ["CoverageAPI", "KernelSeam", "LinuxBackend"], swiftSettings: swiftSettings),
+        // elfutils (libelf, libdw) from Debian, found through pkg-config.
+        .systemLibrary(name: "CElfutils", pkgConfig: "libdw", providers: [.apt(["libdw-dev"])]),
+        // A vmlinux read with libelf: sections, symbols, and the coverable PCs (call sites of the
+        // coverage callbacks), the denominator of every report.
+        .target(name: "KernelImage", dependencies: ["CElfutils"], swiftSettings: swiftSettings),
+        // Kernel PC -> function, file, line, with inlined frames, from the vmlinux's DWARF (libdw).
+        .target(name: "KernelSymbolizer", dependencies: ["CElfutils", "CoverageAPI"], swiftSettings: swiftSettings),
+        // Merged coverage files -> per-file, per-function and per-line coverage; summary, LCOV, HTML, JSON.
+        .target(name: "CoverageReport", dependencies: ["CoverageAPI", "KernelImage", "KernelSymbolizer"], swiftSettings: swiftSettings),
         // Named checks every backend must pass, run from tests, kcovctl and the guest alike (no XCTest/Testing).
         .target(name: "Conformance", dependencies: ["CoverageAPI"], swiftSettings: swiftSettings),
         // Builds and caches the project's own kcov test kernel from Debian's linux-source-6.12.
@@ -45,11 +60,12 @@ let package = Package(
         .target(name: "VirtualMachine", swiftSettings: swiftSettings),
         // Simulated kcov drivers behind the seam, written from shared/reference: the models the
         // conformance suite is measured against.
-        .target(name: "ReferenceModels", dependencies: ["KernelSeam"], swiftSettings: swiftSettings),
+        .target(name: "ReferenceModels", dependencies: ["KernelSeam", "KprobeBackend"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "kcovctl",
             dependencies: [
-                "CoverageAPI", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "KprobeBackend", "Conformance", "NetBSDConformanceSupport", "ReferenceModels", "TestKernel", "VirtualMachine",
+                "CoverageAPI", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "KprobeBackend", "Conformance", "NetBSDConformanceSupport", "KprobeConformanceSupport", "ReferenceModels", "TestKernel", "VirtualMachine",
+                "KernelImage", "KernelSymbolizer", "CoverageReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -62,7 +78,7 @@ let package = Package(
         // Run inside the test kernel only (GuestSuiteTests boots it): the real /sys/kernel/debug/kcov.
         .testTarget(
             name: "RealKernelTests",
-            dependencies: ["CoverageAPI", "LinuxBackend", "KprobeBackend"],
+            dependencies: ["CoverageAPI", "LinuxBackend", "KprobeBackend", "KprobeConformanceSupport", "Conformance", "ReferenceModels"],
             swiftSettings: swiftSettings
         ),
         // Runs the built kcovctl: exit statuses, errors, and the --vm path.
@@ -74,7 +90,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["Conformance", "CoverageAPI", "LinuxBackend", "ReferenceModels", "KernelSeam"],
+            dependencies: ["Conformance", "CoverageAPI", "LinuxBackend", "ReferenceModels", "KernelSeam", "KprobeBackend", "KprobeConformanceSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -87,7 +103,14 @@ let package = Package(
             dependencies: ["GVisorBackend", "CoverageAPI", "KernelSeam", "ReferenceModels", "Conformance", "LinuxBackend"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "KprobeBackendTests", dependencies: ["KprobeBackend", "CoverageAPI"], swiftSettings: swiftSettings),
+        .testTarget(name: "KprobeBackendTests", dependencies: ["KprobeBackend", "CoverageAPI", "ReferenceModels"], swiftSettings: swiftSettings),
+        // On the test kernel's vmlinux: symbols against addr2line.
+        .testTarget(name: "KernelSymbolizerTests", dependencies: ["KernelSymbolizer", "KernelImage", "TestKernel"], swiftSettings: swiftSettings),
+        // On the test kernel's vmlinux: coverable PCs against objdump, a VM trace's PCs all coverable,
+        // reports through genhtml; and the report's counting on small tables.
+        .testTarget(
+            name: "CoverageReportTests", dependencies: ["CoverageReport", "KernelImage", "KernelSymbolizer", "TestKernel", "kcovctl"],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "ReferenceModelTests",
             dependencies: ["ReferenceModels", "KernelSeam"],

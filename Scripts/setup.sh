@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what KernelCoverage needs, skipping what is already there: from Debian, QEMU, the
-# kernel source and its build tools (for the test kernel), and gVisor's runsc; from PyPI, junitparser (the JUnit XML
+# kernel source and its build tools (for the test kernel), gVisor's runsc, elfutils' libraries,
+# binutils, lcov and chromium; from PyPI, junitparser (the JUnit XML
 # consumer the tests check `kcovctl conformance --format junit` with).
 set -euo pipefail
 
@@ -9,6 +10,10 @@ packages=(
   linux-source-6.12        # the test kernel's source
   build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils  # to build it
   runsc                    # gVisor (a release build, no kcov): the sandbox the gVisor tests run kcovctl in
+  libdw-dev pkg-config     # libelf/libdw: the vmlinux reader and DWARF symbolizer link them
+  binutils                 # addr2line and objdump: what the symbolizer and scanner are checked against
+  lcov                     # genhtml: what the LCOV output is checked with
+  chromium                 # headless: renders the HTML report to a screenshot in the tests
 )
 
 missing=()

@@ -2,7 +2,8 @@ public import CoverageAPI
 
 /// The shared checks, and running them against any backend over any device, real or model.
 public enum ConformanceSuite {
-    /// Every shared check, in a stable order.
+    /// Every shared check, in a stable order. They drive a kcov buffer; backends of function
+    /// granularity, which have none, run ``FunctionChecks/all`` instead.
     public static let checks: [ConformanceCheck] =
         LifecycleChecks.all + IsolationChecks.all + CollectionChecks.all + ModeAndRemoteChecks.all
 

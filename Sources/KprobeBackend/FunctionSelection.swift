@@ -94,7 +94,7 @@ struct KernelSymbols {
         if sawZero && addresses.values.allSatisfy({ $0.allSatisfy { $0 == 0 } }) {
             throw CoverageError(
                 .permissionDenied,
-                "\(Self.kallsymsPath) shows every address as 0 (kernel.kptr_restrict): run as root, or set kernel.kptr_restrict=0",
+                "\(Self.kallsymsPath) shows every address as 0 to this process: reading them needs CAP_SYSLOG and kernel.kptr_restrict at most 1 (or kernel.kptr_restrict=0 with kernel.perf_event_paranoid at most 1); run as root",
                 syscall: "read(\(Self.kallsymsPath))")
         }
         if let list = kernel.readTextFile(Self.blacklistPath) {

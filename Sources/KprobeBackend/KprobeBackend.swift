@@ -19,6 +19,9 @@ public struct KprobeBackend: CoverageBackend {
     package let kernel: any KprobeKernel
 
     public static let pmuTypePath = "/sys/bus/event_source/devices/kprobe/type"
+    static let paranoidPath = "/proc/sys/kernel/perf_event_paranoid"
+    /// The function a test probe goes on (``probeRefusal(pmuType:)``).
+    static let testFunction = "ksys_read"
 
     public init() { self.init(kernel: SystemKprobeKernel()) }
 
@@ -38,7 +41,7 @@ public struct KprobeBackend: CoverageBackend {
     package func pmuType() throws(CoverageError) -> UInt32 {
         guard let text = kernel.readTextFile(Self.pmuTypePath) else {
             let code = errno
-            if !kernel.fileExists("/proc/sys/kernel/perf_event_paranoid") {
+            if !kernel.fileExists(Self.paranoidPath) {
                 throw CoverageError(
                     .deviceMissing, "this kernel has no perf events: it was built without CONFIG_PERF_EVENTS (needed with CONFIG_KPROBES and CONFIG_KPROBE_EVENTS)",
                     syscall: "open(\(Self.pmuTypePath))", errno: code)
@@ -60,9 +63,7 @@ public struct KprobeBackend: CoverageBackend {
         let call = "perf_event_open(kprobe \(function))"
         switch code {
         case EACCES, EPERM:
-            return CoverageError(
-                .permissionDenied, "kprobe perf events need CAP_PERFMON (or CAP_SYS_ADMIN): run as root, or grant the capability",
-                syscall: call, errno: code)
+            return CoverageError(.permissionDenied, privilegeMessage(code), syscall: call, errno: code)
         case ENOSYS:
             return CoverageError(.deviceMissing, "perf_event_open is not available: the kernel was built without CONFIG_PERF_EVENTS", syscall: call, errno: code)
         case ENODEV, EOPNOTSUPP:
@@ -77,6 +78,35 @@ public struct KprobeBackend: CoverageBackend {
         default:
             return nil
         }
+    }
+
+    /// What this process lacks when perf_event_open refuses a kprobe with `code` (EACCES or EPERM).
+    ///
+    /// The kprobe PMU asks for CAP_PERFMON (or CAP_SYS_ADMIN) itself, whatever
+    /// `kernel.perf_event_paranoid` allows other events; a paranoid level of 3 (Debian's patch)
+    /// refuses perf_event_open without CAP_SYS_ADMIN before that. EPERM comes from a policy:
+    /// lockdown, seccomp or a security module.
+    func privilegeMessage(_ code: Int32) -> String {
+        if code == EPERM {
+            return "perf_event_open was refused by a security policy (kernel lockdown, seccomp or a security module), or this process lacks CAP_PERFMON (or CAP_SYS_ADMIN)"
+        }
+        let paranoid = kernel.readTextFile(Self.paranoidPath).flatMap { Int($0.filter { !$0.isWhitespace }) }
+        if let paranoid, paranoid >= 3 {
+            return "kprobe perf events need CAP_SYS_ADMIN here: kernel.perf_event_paranoid is \(paranoid), which refuses perf_event_open to every other process; run as root"
+        }
+        let level = paranoid.map { " (it is \($0) here)" } ?? ""
+        return "kprobe perf events need CAP_PERFMON or CAP_SYS_ADMIN, whatever kernel.perf_event_paranoid says\(level): run as root, or grant this program CAP_PERFMON"
+    }
+
+    /// Opens and closes one probe: privilege and kernel support show only at perf_event_open.
+    /// `nil` when this process may probe (the test function itself may be unprobe-able).
+    package func probeRefusal(pmuType type: UInt32) -> CoverageError? {
+        let fd = kernel.openKprobe(pmuType: type, function: Self.testFunction, pid: kernel.currentThreadID(), groupLeader: -1, flags: [.startDisabled])
+        if fd >= 0 {
+            _ = kernel.close(fd)
+            return nil
+        }
+        return fatalOpenError(errno, function: Self.testFunction)
     }
 
     /// Why the kernel would not probe `function`, in words.
@@ -94,15 +124,7 @@ public struct KprobeBackend: CoverageBackend {
     public func availability() -> Availability {
         do {
             let type = try pmuType()
-            // Only opening a probe shows whether this process may.
-            let fd = kernel.openKprobe(pmuType: type, function: "ksys_read", pid: kernel.currentThreadID(), groupLeader: -1, flags: [.startDisabled])
-            if fd >= 0 {
-                _ = kernel.close(fd)
-                return Availability(available: true, reason: "kprobe PMU type \(type) at \(Self.pmuTypePath); a test probe opened")
-            }
-            let code = errno
-            if let error = fatalOpenError(code, function: "ksys_read") { return Availability(available: false, reason: error.message) }
-            // The PMU works; that one symbol is just not probe-able here.
+            if let refusal = probeRefusal(pmuType: type) { return Availability(available: false, reason: refusal.description) }
             return Availability(available: true, reason: "kprobe PMU type \(type) at \(Self.pmuTypePath)")
         } catch {
             return Availability(available: false, reason: error.message)

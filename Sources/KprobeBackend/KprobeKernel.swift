@@ -32,6 +32,8 @@ package protocol KprobeKernel: Sendable {
     func abandon(_ child: PausedChild)
     /// waitpid(2).
     func waitForExit(_ pid: Int32) -> (exited: Bool, status: Int32)
+    /// Perf event descriptors this process holds (each kprobe lives as long as its descriptor).
+    func openPerfEventCount() -> Int
 }
 
 /// perf_event_attr flags the backend sets.
@@ -124,6 +126,21 @@ package struct SystemKprobeKernel: KprobeKernel {
     package func abandon(_ child: PausedChild) {
         _ = Glibc.close(child.releaseFD)
         _ = Glibc.close(child.statusFD)
+    }
+
+    /// Counts the entries of `/proc/self/fd` that link to `anon_inode:[perf_event]`.
+    package func openPerfEventCount() -> Int {
+        guard let directory = opendir("/proc/self/fd") else { return 0 }
+        defer { closedir(directory) }
+        let perfEvent = Array("anon_inode:[perf_event]".utf8)
+        var target = [UInt8](repeating: 0, count: perfEvent.count + 1)
+        var count = 0
+        while let entry = readdir(directory) {
+            let path = withUnsafeBytes(of: entry.pointee.d_name) { "/proc/self/fd/" + String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let length = target.withUnsafeMutableBytes { readlink(path, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+            if length == perfEvent.count && target.starts(with: perfEvent) { count += 1 }
+        }
+        return count
     }
 
     package func waitForExit(_ pid: Int32) -> (exited: Bool, status: Int32) {

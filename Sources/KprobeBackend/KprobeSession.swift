@@ -66,6 +66,8 @@ public final class KprobeSession {
     /// Group leaders: one ioctl each enables, disables or resets its whole group.
     private var leaders: [Int32] = []
     private var boundThread: Int32 = 0
+    /// The functions ``readNew()`` has reported.
+    private var baseline = FunctionBaseline()
     private var enabledThread: Int32?
     /// Probes beyond this many in one group start a new group (keeps each group's read size small).
     static let groupLimit = 512
@@ -73,13 +75,20 @@ public final class KprobeSession {
     /// Resolves `selection` against `/proc/kallsyms` and opens a probe on each function, bound to
     /// the calling thread. Functions that cannot be probed are skipped, not fatal; a machine that
     /// cannot probe at all (no kprobes, no privilege, no descriptors) throws, with nothing left open.
-    public init(backend: KprobeBackend = KprobeBackend(), selection: FunctionSelection) throws(CoverageError) {
+    /// A mode other than `.pc` is refused before any syscall: probes count entries, not comparisons.
+    public init(backend: KprobeBackend = KprobeBackend(), selection: FunctionSelection, mode: CoverageMode = .pc) throws(CoverageError) {
         self.backend = backend
         self.kernel = backend.kernel
+        guard backend.capabilities.supportedModes.contains(mode) else {
+            throw CoverageError(.unsupportedMode, "the kprobe backend counts function entries (pc mode); it has no \(mode.rawValue) mode")
+        }
         guard !selection.patterns.isEmpty || !selection.files.isEmpty else {
             throw CoverageError(.invalidArgument, "no functions named: give names, globs (vfs_*) or a file of them")
         }
         self.type = try backend.pmuType()
+        // Privilege first: without it /proc/kallsyms hides its addresses too, and that would be the
+        // wrong thing to blame.
+        if let refusal = backend.probeRefusal(pmuType: type) { throw refusal }
         let symbols = try KernelSymbols(kernel: kernel)
         let resolved = try symbols.resolve(selection, kernel: kernel)
         self.candidates = resolved.candidates
@@ -187,6 +196,12 @@ public final class KprobeSession {
             if count > 0 { hits.append(FunctionHit(name: function.name, pc: function.pc, hits: count)) }
         }
         return FunctionCoverage(functions: hits)
+    }
+
+    /// The functions of ``read()`` that no earlier `readNew()` of this session reported: the new
+    /// coverage a fuzzer keeps an input for. They join the session's baseline.
+    public func readNew() throws(CoverageError) -> [FunctionHit] {
+        baseline.merge(try read())
     }
 
     /// Which probed functions the calling thread enters while `body` runs, and how often.

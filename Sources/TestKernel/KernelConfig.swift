@@ -3,8 +3,9 @@
 /// Changing any line changes the cache key, so the next `kcovctl vm build` rebuilds.
 public enum KernelConfig {
     /// Options on top of tinyconfig: a 9p-rooted SMP guest with kcov (both modes), debugfs,
-    /// kprobes and perf events, a serial console, and syscalls ordinary programs expect (madvise,
-    /// inotify, membarrier, rseq) that tinyconfig leaves out.
+    /// kprobes and perf events, a serial console, syscalls ordinary programs expect (madvise,
+    /// inotify, membarrier, rseq) that tinyconfig leaves out, and DWARF line and inline
+    /// information (reduced: no type info) for the symbolizer and reports.
     public static let fragment = """
         CONFIG_64BIT=y
         CONFIG_SMP=y
@@ -57,12 +58,15 @@ public enum KernelConfig {
         CONFIG_FTRACE=y
         CONFIG_KPROBE_EVENTS=y
         CONFIG_PERF_EVENTS=y
+        CONFIG_DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT=y
+        CONFIG_DEBUG_INFO_REDUCED=y
 
         """
 
     /// Options the built `.config` must contain; the build fails if olddefconfig dropped one.
     public static var required: [String] {
         ["CONFIG_KCOV=y", "CONFIG_ADVISE_SYSCALLS=y", "CONFIG_KCOV_ENABLE_COMPARISONS=y", "CONFIG_DEBUG_FS=y", "CONFIG_9P_FS=y",
-         "CONFIG_NET_9P_VIRTIO=y", "CONFIG_KPROBES=y", "CONFIG_KPROBE_EVENTS=y", "CONFIG_PERF_EVENTS=y"]
+         "CONFIG_NET_9P_VIRTIO=y", "CONFIG_KPROBES=y", "CONFIG_KPROBE_EVENTS=y", "CONFIG_PERF_EVENTS=y",
+         "CONFIG_DEBUG_INFO=y", "CONFIG_DEBUG_INFO_REDUCED=y"]
     }
 }

@@ -3,6 +3,8 @@ import Conformance
 import CoverageAPI
 import Foundation
 import GVisorBackend
+import KprobeBackend
+import KprobeConformanceSupport
 import LinuxBackend
 import NetBSDBackend
 import NetBSDConformanceSupport
@@ -35,7 +37,8 @@ struct ConformanceCommand: ParsableCommand {
     var vm = false
 
     /// Backends with a conformance target: the real device, a model of it, and the checks (the
-    /// shared ones, and the backend's own where it has them).
+    /// shared ones, and the backend's own where it has them; for the function-granularity kprobe
+    /// backend, which has no kcov buffer, the `function.*` checks).
     static let targets: [(
         name: String, real: @Sendable () -> any CoverageBackend, model: @Sendable () -> any CoverageBackend,
         checks: [ConformanceCheck]
@@ -43,6 +46,7 @@ struct ConformanceCommand: ParsableCommand {
         ("linux", { LinuxKcovBackend() }, { LinuxKcovBackend(kernel: LinuxKcovModel()) }, ConformanceSuite.checks),
         ("netbsd", { NetBSDKcovBackend() }, { NetBSDKcovBackend(kernel: NetBSDKcovModel()) }, ConformanceSuite.checks + NetBSDChecks.all),
         ("gvisor", { GVisorKcovBackend() }, { GVisorKcovBackend(kernel: GVisorKcovModel()) }, ConformanceSuite.checks + GVisorChecks.all),
+        ("kprobe", { KprobeBackend() }, { KprobeBackend(kernel: KprobePMUModel()) }, FunctionChecks.all),
     ]
     static var backendNames: [String] { targets.map(\.name) }
 

@@ -4,9 +4,9 @@ import ArgumentParser
 struct KCovCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kcovctl",
-        abstract: "Kernel code coverage through one API: Linux kcov, and more backends to come.",
+        abstract: "Kernel code coverage through one API (Linux, NetBSD and gVisor kcov, kprobes) and reports of it.",
         discussion: """
             Exit status: 0 success, 1 failure, 2 backend unavailable here, 64 usage error.
             """,
-        subcommands: [BackendsCommand.self, TraceCommand.self, ConformanceCommand.self, VMCommand.self])
+        subcommands: [BackendsCommand.self, TraceCommand.self, ReportCommand.self, ConformanceCommand.self, VMCommand.self, SymbolizeCommand.self])
 }

@@ -68,10 +68,14 @@ struct TraceCommand: ParsableCommand {
 
     func run() throws {
         if vm { return try runInGuest() }
+        // rawcover and JSON on standard output must hold only the trace: the command's own output
+        // goes to standard error instead.
+        let commandOutput = output == nil && format != .summary ? CommandOutputOnStandardError() : nil
+        defer { commandOutput?.restore() }
         do {
             let program = try resolveProgram(command[0])
             let chosen = try backend.resolve(explain: note)
-            if let kprobe = chosen as? KprobeBackend { return try runKprobe(kprobe, program: program) }
+            if let kprobe = chosen as? KprobeBackend { return try runKprobe(kprobe, program: program, commandOutput: commandOutput) }
             if !selection.patterns.isEmpty || !selection.files.isEmpty {
                 throw CoverageError(.invalidArgument, "--functions and --functions-file apply to the kprobe backend only; the \(chosen.name) backend records every block")
             }
@@ -82,6 +86,7 @@ struct TraceCommand: ParsableCommand {
             let text = TraceReport(
                 backend: chosen.name, command: command, exit: result.exit, trace: result.trace, bufferWords: bufferWords
             ).render(format)
+            commandOutput?.restore()
             try write(text)
         } catch {
             throw fail(error)
@@ -89,16 +94,13 @@ struct TraceCommand: ParsableCommand {
     }
 
     /// The kprobe backend: one counting probe per named function, armed at the command's exec.
-    private func runKprobe(_ kprobe: KprobeBackend, program: String) throws {
+    private func runKprobe(_ kprobe: KprobeBackend, program: String, commandOutput: CommandOutputOnStandardError?) throws {
         guard !selection.patterns.isEmpty || !selection.files.isEmpty else {
             throw CoverageError(
                 .invalidArgument,
                 "the kprobe backend records named functions only: pass --functions (for example --functions 'vfs_*,ksys_read') or --functions-file")
         }
-        guard mode == .pc else {
-            throw CoverageError(.unsupportedMode, "the kprobe backend counts function entries (pc mode); it has no comparison mode")
-        }
-        let session = try KprobeSession(backend: kprobe, selection: selection)
+        let session = try KprobeSession(backend: kprobe, selection: selection, mode: mode.mode)
         defer { session.close() }
         for skipped in session.skipped { note("kprobe: skipping \(skipped.name): \(skipped.reason)") }
         guard !session.functions.isEmpty else {
@@ -108,8 +110,9 @@ struct TraceCommand: ParsableCommand {
             path: program, arguments: command, environment: ProcessInfo.processInfo.environment.map { "\($0)=\($1)" }))
         let text = TraceReport(
             backend: kprobe.name, command: command, exit: result.exit, trace: result.coverage.trace, bufferWords: 0,
-            functions: FunctionReport(probed: session.functions.count, hits: result.coverage.functions, skipped: session.skipped)
+            functions: FunctionReport(probed: session.functions, hits: result.coverage.functions, skipped: session.skipped)
         ).render(format)
+        commandOutput?.restore()
         try write(text)
     }
 
@@ -141,6 +144,27 @@ struct TraceCommand: ParsableCommand {
         } else {
             print(text, terminator: "")
         }
+    }
+}
+
+/// Points standard output at standard error while the traced command runs, so a trace printed on
+/// standard output is not mixed with the command's output; ``restore()`` undoes it.
+final class CommandOutputOnStandardError {
+    private var saved: Int32
+
+    init() {
+        fflush(nil)
+        saved = dup(STDOUT_FILENO)
+        if saved >= 0 { dup2(STDERR_FILENO, STDOUT_FILENO) }
+    }
+
+    /// Standard output is itself again (once; later calls do nothing).
+    func restore() {
+        guard saved >= 0 else { return }
+        fflush(nil)
+        dup2(saved, STDOUT_FILENO)
+        close(saved)
+        saved = -1
     }
 }
 

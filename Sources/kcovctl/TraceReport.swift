@@ -60,7 +60,7 @@ struct TraceReport {
             var lines = [
                 "backend: \(backend) (function granularity: one counting kprobe per function)",
                 "command: \(command.joined(separator: " ")) — \(exitDescription)",
-                "functions entered: \(functions.hits.count) of \(functions.probed) probed (\(functions.skipped.count) skipped)",
+                "functions entered: \(functions.hits.count) of \(functions.probed.count) probed (\(functions.skipped.count) skipped)",
             ]
             for hit in functions.hits.sorted(by: { $0.hits > $1.hits }) {
                 lines.append("  \(hit.name) \(String(format: "0x%016llx", hit.pc)): \(hit.hits)")
@@ -114,7 +114,16 @@ struct TraceReport {
             append(trace.comparisons.isEmpty ? "],\n" : "\n  ],\n")
         }
         if let functions {
-            append("  \"granularity\": \"function\",\n  \"probed\": \(functions.probed),\n  \"functions\": [")
+            append("  \"granularity\": \"function\",\n  \"probed\": \(functions.probed.count),\n  \"probedFunctions\": [")
+            for (index, probed) in functions.probed.enumerated() {
+                append(index == 0 ? "\n    {\"name\": " : ",\n    {\"name\": ")
+                append(jsonString(probed.name))
+                append(", \"pc\": ")
+                appendQuotedHex(probed.pc)
+                append("}")
+            }
+            append(functions.probed.isEmpty ? "],\n" : "\n  ],\n")
+            append("  \"functions\": [")
             for (index, hit) in functions.hits.enumerated() {
                 append(index == 0 ? "\n    {\"name\": " : ",\n    {\"name\": ")
                 append(jsonString(hit.name))
@@ -140,9 +149,9 @@ struct TraceReport {
     }
 }
 
-/// What a function-level trace adds: how many functions were probed, those entered, those skipped.
+/// What a function-level trace adds: the functions probed (a report's denominator), those entered, those skipped.
 struct FunctionReport {
-    var probed: Int
+    var probed: [ProbedFunction]
     var hits: [FunctionHit]
     var skipped: [SkippedFunction]
 }

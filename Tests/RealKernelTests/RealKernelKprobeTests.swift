@@ -1,6 +1,9 @@
+import Conformance
 import CoverageAPI
 import Foundation
 import KprobeBackend
+import KprobeConformanceSupport
+import ReferenceModels
 import Testing
 
 #if canImport(Glibc)
@@ -264,6 +267,46 @@ struct RealKernelKprobeCLITests {
         #expect(kprobe["available"] as? Bool == true, "\(kprobe["reason"] ?? "")")
         let capabilities = try #require(kprobe["capabilities"] as? [String: Any])
         #expect(capabilities["granularity"] as? String == "function")
+    }
+
+    @Test func conformanceChecksPassOnTheRealKernelAsOnTheModel() throws {
+        let result = try spawnCapturingOutputAndErrors([try kcovctl, "conformance", "--backend", "kprobe", "--format", "json"])
+        #expect(result.status == 0, "\(String(decoding: result.errors, as: UTF8.self))")
+        let real = try JSONDecoder().decode(ConformanceReport.self, from: result.output)
+        print(real.text())
+        #expect(real.backend == "kprobe" && real.device == .real)
+        #expect(real.checks.map(\.id) == FunctionChecks.all.map(\.id))
+        for check in real.checks where check.status != .pass {
+            Issue.record("\(check.id): \(check.status.rawValue) on the kernel (\(check.detail))")
+        }
+        let model = ConformanceSuite.run(on: KprobeBackend(kernel: KprobePMUModel()), checks: FunctionChecks.all)
+        for (kernelResult, modelResult) in zip(real.checks, model) where kernelResult.status != modelResult.status {
+            Issue.record("\(kernelResult.id): kernel \(kernelResult.status.rawValue), model \(modelResult.status.rawValue) (\(modelResult.detail))")
+        }
+    }
+
+    /// As `nobody` with no capabilities the kernel refuses the kprobe PMU (EACCES: it asks for
+    /// CAP_PERFMON whatever perf_event_paranoid says): kcovctl names the privilege and exits 2.
+    @Test func anUnprivilegedUserIsToldThePrivilege() throws {
+        let nobody = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", try kcovctl]
+        let trace = try spawnCapturingOutputAndErrors(nobody + ["trace", "--backend", "kprobe", "--functions", "ksys_read", "--", "/bin/true"])
+        let message = String(decoding: trace.errors, as: UTF8.self)
+        print("kprobe as nobody: \(message)", terminator: "")
+        #expect(trace.status == 2, "\(message)")
+        #expect(message.contains("CAP_PERFMON"))
+        #expect(message.contains("perf_event_paranoid"))
+        #expect(message.contains("errno \(EACCES)"), "the kernel's answer is EACCES")
+
+        let conformance = try spawnCapturingOutputAndErrors(nobody + ["conformance", "--backend", "kprobe"])
+        #expect(conformance.status == 2)
+        #expect(String(decoding: conformance.errors, as: UTF8.self).contains("CAP_PERFMON"))
+
+        let backends = try spawnCapturingOutput(nobody + ["backends", "--format", "json"])
+        #expect(backends.status == 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: backends.output) as? [String: Any])
+        let kprobe = try #require((json["backends"] as? [[String: Any]])?.first { $0["name"] as? String == "kprobe" })
+        #expect(kprobe["available"] as? Bool == false)
+        #expect((kprobe["reason"] as? String)?.contains("CAP_PERFMON") == true)
     }
 
     @Test func autoFallsBackToKprobeWithoutKcov() throws {

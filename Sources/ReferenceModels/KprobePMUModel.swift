@@ -1,17 +1,16 @@
-import Foundation
-@testable import KprobeBackend
-import Synchronization
-
 #if canImport(Glibc)
 import Glibc
 #endif
+package import KprobeBackend
+import Synchronization
 
 /// A small model of the kprobe PMU behind ``KprobeKernel``: counting events bound to a thread (or
 /// an exec'd child), groups whose leader gates its members, the errnos perf_event_open gives for
 /// unprobe-able functions, privilege and descriptor limits. Kernel work is simulated by
-/// ``enter(_:thread:)``.
-final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
-    struct Event {
+/// ``enter(_:thread:)``; `read(-1)` enters `__x64_sys_read` and `ksys_read`, a perf ioctl on the
+/// caller's own event `__x64_sys_ioctl` and `perf_ioctl`.
+package final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
+    private struct Event {
         var function: String
         var pid: Int32
         var leader: Int32  // itself for a leader
@@ -20,7 +19,7 @@ final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
         var count: UInt64 = 0
     }
 
-    struct State {
+    private struct State {
         var files: [String: String] = [:]
         var events: [Int32: Event] = [:]
         var nextFD: Int32 = 100
@@ -28,20 +27,19 @@ final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
         var nextThread: Int32 = 1000
         var children: [Int32: String] = [:]
         var nextPID: Int32 = 5000
-        var opens = 0
     }
 
-    let state = Mutex(State())
+    private let state = Mutex(State())
     /// errno perf_event_open gives for these functions (the kernel refusing to probe them).
-    var refusals: [String: Int32] = [:]
+    package var refusals: [String: Int32] = [:]
     /// errno every perf_event_open gives (EACCES: not privileged).
-    var openFailure: Int32?
+    package var openFailure: Int32?
     /// At most this many probes at once (then EMFILE).
-    var fdLimit = Int.max
+    package var fdLimit = Int.max
     /// What each program's main thread enters, by path.
-    var programs: [String: [String]] = [:]
+    package var programs: [String: [String]] = [:]
 
-    static let kallsyms = """
+    package static let kallsyms = """
         ffffffff81000000 T _stext
         ffffffff81100000 t __pfx_ksys_read
         ffffffff81100010 T ksys_read
@@ -60,7 +58,7 @@ final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
         ffffffffa0000000 t modfunc\t[somemod]
         """
 
-    init(pmu: Bool = true) {
+    package init(pmu: Bool = true) {
         state.withLock {
             $0.files["/proc/kallsyms"] = Self.kallsyms
             $0.files["/proc/sys/kernel/perf_event_paranoid"] = "2\n"
@@ -70,12 +68,12 @@ final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
     }
 
     /// Live probes.
-    var liveProbes: Int { state.withLock { $0.events.count } }
+    package var liveProbes: Int { state.withLock { $0.events.count } }
 
-    func setFile(_ path: String, _ text: String?) { state.withLock { $0.files[path] = text } }
+    package func setFile(_ path: String, _ text: String?) { state.withLock { $0.files[path] = text } }
 
     /// The thread `thread` enters `function` (a probe hit for events bound to it and counting).
-    func enter(_ function: String, thread: Int32) {
+    package func enter(_ function: String, thread: Int32) {
         state.withLock { state in
             for (fd, event) in state.events where event.function == function && event.pid == thread {
                 let leaderOn = state.events[event.leader]?.enabled ?? false
@@ -84,19 +82,18 @@ final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
         }
     }
 
-    func readTextFile(_ path: String) -> String? {
+    package func readTextFile(_ path: String) -> String? {
         let text = state.withLock { $0.files[path] }
         if text == nil { errno = ENOENT }
         return text
     }
 
-    func fileExists(_ path: String) -> Bool { state.withLock { $0.files[path] != nil } }
+    package func fileExists(_ path: String) -> Bool { state.withLock { $0.files[path] != nil } }
 
-    func openKprobe(pmuType: UInt32, function: String, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32 {
+    package func openKprobe(pmuType: UInt32, function: String, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32 {
         if let openFailure { errno = openFailure; return -1 }
         if let code = refusals[function] { errno = code; return -1 }
         return state.withLock { state in
-            state.opens += 1
             guard state.events.count < fdLimit else { errno = EMFILE; return -1 }
             guard pmuType == 8 else { errno = ENOENT; return -1 }
             let names = Self.kallsyms.split(separator: "\n").compactMap { $0.split(separator: " ").dropFirst(2).first.map(String.init) }
@@ -116,7 +113,7 @@ final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
         }
     }
 
-    func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Int32 {
+    package func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Int32 {
         // The syscall's entry runs before the request takes effect.
         if let pid = state.withLock({ $0.events[fd]?.pid }), pid == currentThreadID() {
             enter("__x64_sys_ioctl", thread: pid)
@@ -137,17 +134,17 @@ final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
         }
     }
 
-    func readCounter(_ fd: Int32) -> UInt64? {
+    package func readCounter(_ fd: Int32) -> UInt64? {
         let count = state.withLock { $0.events[fd]?.count }
         if count == nil { errno = EBADF }
         return count
     }
 
-    func close(_ fd: Int32) -> Int32 {
+    package func close(_ fd: Int32) -> Int32 {
         state.withLock { $0.events.removeValue(forKey: fd) } == nil ? { errno = EBADF; return -1 }() : 0
     }
 
-    func currentThreadID() -> Int32 {
+    package func currentThreadID() -> Int32 {
         let me = UInt(pthread_self())
         return state.withLock { state in
             if let id = state.threadIDs[me] { return id }
@@ -157,13 +154,13 @@ final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
         }
     }
 
-    func probeSyscall() {
+    package func probeSyscall() {
         let thread = currentThreadID()
         enter("__x64_sys_read", thread: thread)
         enter("ksys_read", thread: thread)
     }
 
-    func spawnPaused(path: String, arguments: [String], environment: [String]) -> PausedChild? {
+    package func spawnPaused(path: String, arguments: [String], environment: [String]) -> PausedChild? {
         state.withLock { state in
             let pid = state.nextPID
             state.nextPID += 1
@@ -172,7 +169,7 @@ final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
         }
     }
 
-    func release(_ child: PausedChild) -> Int32 {
+    package func release(_ child: PausedChild) -> Int32 {
         guard let path = state.withLock({ $0.children[child.pid] }), let program = programs[path] else { return ENOENT }
         state.withLock { state in
             for (fd, event) in state.events where event.pid == child.pid && event.enableOnExec { state.events[fd]!.enabled = true }
@@ -181,9 +178,11 @@ final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
         return 0
     }
 
-    func abandon(_ child: PausedChild) {}
+    package func abandon(_ child: PausedChild) {}
 
-    func waitForExit(_ pid: Int32) -> (exited: Bool, status: Int32) {
+    package func openPerfEventCount() -> Int { liveProbes }
+
+    package func waitForExit(_ pid: Int32) -> (exited: Bool, status: Int32) {
         let path = state.withLock { $0.children.removeValue(forKey: pid) }
         return (true, path.flatMap { programs[$0] } == nil ? 127 : 0)
     }

@@ -1,0 +1,100 @@
+import Foundation
+import KernelImage
+import KernelSymbolizer
+
+// Each benchmark times the project's path and the baseline tool on the same vmlinux in this run,
+// checks they found the same thing, and prints the ratio (baseline time / ours).
+
+/// Wall-clock seconds of `body`, best of `repeats`.
+func best<T>(of repeats: Int, _ body: () throws -> T) rethrows -> (seconds: Double, result: T) {
+    var fastest = Double.infinity
+    var last: T?
+    for _ in 0..<repeats {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let result = try body()
+        fastest = min(fastest, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        last = result
+    }
+    return (fastest, last!)
+}
+
+/// Runs `/bin/sh -c script`, feeding `input` to it, and returns its standard output.
+func shell(_ script: String, input: Data? = nil) throws -> Data {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", script]
+    let output = Pipe()
+    process.standardOutput = output
+    let feeder = Pipe()
+    process.standardInput = input == nil ? FileHandle.nullDevice : feeder
+    try process.run()
+    if let input {
+        let writer = Thread {
+            feeder.fileHandleForWriting.write(input)
+            try? feeder.fileHandleForWriting.close()
+        }
+        writer.start()
+    }
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw BenchmarkError("`\(script)` exited with status \(process.terminationStatus)")
+    }
+    return data
+}
+
+struct BenchmarkError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+func report(_ name: String, ours: Double, baseline: Double, baselineName: String, detail: String) {
+    print(String(format: "%@\n  kcov-benchmarks: %8.3f s\n  %@: %8.3f s\n  ratio (baseline / ours): %.1fx   %@",
+                 name, ours, baselineName, baseline, baseline / ours, detail))
+}
+
+func main() throws {
+    let arguments = CommandLine.arguments.dropFirst()
+    guard arguments.count == 2, arguments.first == "--vmlinux", let path = arguments.last else {
+        throw BenchmarkError(
+            "usage: kcov-benchmarks --vmlinux PATH   (the test kernel's: `kcovctl vm build` prints it)")
+    }
+    print("vmlinux: \(path) (\(((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int ?? 0) >> 20) MiB)")
+
+    // 1. Coverable PCs: our scan of the executable sections vs objdump's disassembly piped to grep.
+    let scan = try best(of: 3) { try KernelImage(path: path).coverablePCs() }
+    let objdump = try best(of: 1) {
+        try shell("objdump -d --no-show-raw-insn '\(path)' | grep -c 'call.*<__sanitizer_cov_trace_pc>'")
+    }
+    let objdumpCount = Int(String(decoding: objdump.result, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    // objdump's sweep can lose its place after instructions it cannot decode and miss a few calls
+    // (KernelImageTests confirms each one the scan alone finds); a large gap means a broken scan.
+    guard abs(objdumpCount - scan.result.pc.callSites.count) < 20 else {
+        throw BenchmarkError("the scan found \(scan.result.pc.callSites.count) trace_pc call sites, objdump | grep \(objdumpCount)")
+    }
+    report(
+        "coverable-PC scan (\(scan.result.pc.callSites.count) trace_pc call sites, \(scan.result.pc.tailCallReturns.count) tail-call returns, \(scan.result.comparisons.callSites.count) comparison sites)",
+        ours: scan.seconds, baseline: objdump.seconds, baselineName: "objdump -d | grep -c",
+        detail: "objdump | grep counted \(objdumpCount)")
+
+    // 2. Symbolizing every coverable PC's call site, inlined frames included: one batch each.
+    let sites = scan.result.pc.all.map { $0 - CoverablePCs.callLength }
+    let ours = try best(of: 2) {
+        let symbolizer = try KernelSymbolizer(vmlinux: path)
+        return symbolizer.frames(for: sites).reduce(0) { $0 + $1.count }
+    }
+    let input = Data(sites.map { String($0, radix: 16) }.joined(separator: "\n").utf8 + [0x0a])
+    let addr2line = try best(of: 1) { try shell("addr2line -afi -e '\(path)' | wc -l", input: input) }
+    let lines = Int(String(decoding: addr2line.result, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    report(
+        "symbolize \(sites.count) call sites (\(ours.result) frames)",
+        ours: ours.seconds, baseline: addr2line.seconds, baselineName: "addr2line -afi (one batch)",
+        detail: "addr2line printed \(lines) lines")
+}
+
+do {
+    try main()
+} catch {
+    FileHandle.standardError.write(Data("kcov-benchmarks: \(error)\n".utf8))
+    exit(1)
+}

@@ -1,0 +1,122 @@
+public import CoverageAPI
+public import KernelImage
+public import KernelSymbolizer
+import Foundation
+
+/// A kernel image's coverable PCs, each with the source line of its call site: the
+/// ``CoverageSymbolizer`` a kernel report is measured against. For function-level coverage
+/// (kprobe) the coverable PCs are the probed functions' entry points instead.
+///
+/// Paths are made relative to the build directory (the longest directory all source paths share),
+/// so reports read `fs/read_write.c`; ``buildDirectory`` puts them back.
+public struct KernelCoverageMap: CoverageSymbolizer {
+    public let coverable: [(pc: UInt64, source: SourceRange)]
+    /// The directory every source path was under, with a trailing `/`; empty if they share none.
+    public let buildDirectory: String
+    private let index: [UInt64: Int]
+    private let image: KernelImage?
+
+    /// Symbolizes the call (PC minus the call's length) before every coverable PC of `mode`.
+    public init(image: KernelImage, symbolizer: KernelSymbolizer, mode: CoverageMode) throws(KernelImageError) {
+        let pcs = try image.coverablePCs().sites(comparisons: mode == .comparisons).all
+        let frames = symbolizer.frames(for: pcs.map { $0 - CoverablePCs.callLength })
+        self.init(pcs: pcs, innermost: frames.map(\.first), image: image) { image.function(containing: $0)?.name }
+    }
+
+    /// Symbolizes each probed function's entry PC to its file and line; the name stays the
+    /// probe's (kallsyms'), which is what the user asked for.
+    public init(functions: [UInt64: String], symbolizer: KernelSymbolizer) {
+        let pcs = functions.keys.sorted()
+        let entries = symbolizer.frames(for: pcs).map { stack in
+            stack.last.map { SymbolFrame(function: nil, file: $0.file, line: $0.line, column: $0.column) }
+        }
+        self.init(pcs: pcs, innermost: entries, image: nil) { functions[$0] }
+    }
+
+    private init(pcs: [UInt64], innermost: [SymbolFrame?], image: KernelImage?, fallbackName: (UInt64) -> String?) {
+        self.image = image
+        buildDirectory = commonDirectory(innermost.lazy.compactMap { $0.map { normalized($0.file) } })
+        var coverable: [(pc: UInt64, source: SourceRange)] = []
+        coverable.reserveCapacity(pcs.count)
+        for (pc, frame) in zip(pcs, innermost) {
+            guard let frame else {
+                coverable.append((pc, SourceRange(file: "??", function: fallbackName(pc), startLine: 0, startColumn: 0, endLine: 0, endColumn: 0)))
+                continue
+            }
+            var file = normalized(frame.file)
+            if file.hasPrefix(buildDirectory) { file.removeFirst(buildDirectory.count) }
+            coverable.append((pc, SourceRange(
+                file: file, function: frame.function ?? fallbackName(pc), startLine: frame.line, startColumn: frame.column,
+                endLine: frame.line, endColumn: frame.column)))
+        }
+        self.coverable = coverable
+        index = Dictionary(uniqueKeysWithValues: coverable.enumerated().map { ($1.pc, $0) })
+    }
+
+    public func sourceRange(of pc: UInt64) -> SourceRange? {
+        index[pc].map { coverable[$0].source }
+    }
+
+    /// A PC kcov records after an indirect call into a function that tail-called the callback:
+    /// real, but not enumerable, so outside the denominator.
+    public func isUncountedReturn(_ pc: UInt64) -> Bool {
+        image?.followsIndirectCall(pc) ?? false
+    }
+}
+
+/// `a/./b` and `a/x/../b` as `a/b` (DWARF keeps the spelling of each `#include`).
+func normalized(_ path: String) -> String {
+    guard path.contains("./") else { return path }
+    var parts: [Substring] = []
+    for part in path.split(separator: "/", omittingEmptySubsequences: false) {
+        if part == "." { continue }
+        if part == "..", let last = parts.last, last != "..", !last.isEmpty {
+            parts.removeLast()
+            continue
+        }
+        parts.append(part)
+    }
+    return parts.joined(separator: "/")
+}
+
+/// The longest directory prefix (ending in `/`) of every path; empty when they share none.
+func commonDirectory(_ paths: some Sequence<String>) -> String {
+    var common: Substring?
+    for path in paths where path.hasPrefix("/") {
+        guard let current = common else {
+            common = path[...path.lastIndex(of: "/")!]
+            continue
+        }
+        if path.hasPrefix(current) { continue }
+        var shared = current
+        while !shared.isEmpty, !path.hasPrefix(shared) {
+            shared = shared.dropLast()
+            if let slash = shared.lastIndex(of: "/") { shared = shared[...slash] } else { shared = "" }
+        }
+        common = shared
+    }
+    return common.map(String.init) ?? ""
+}
+
+/// Where a report's (build-relative) source paths are read from: `--source-dir`, else the build directory.
+public struct SourceLocator: Sendable {
+    public var sourceDirectory: String?
+    public var buildDirectory: String
+
+    public init(sourceDirectory: String?, buildDirectory: String) {
+        self.sourceDirectory = sourceDirectory
+        self.buildDirectory = buildDirectory
+    }
+
+    /// The path to read `reportPath` from.
+    public func path(of reportPath: String) -> String {
+        if reportPath.hasPrefix("/") { return reportPath }
+        guard let sourceDirectory else { return buildDirectory + reportPath }
+        return sourceDirectory.hasSuffix("/") ? sourceDirectory + reportPath : sourceDirectory + "/" + reportPath
+    }
+
+    /// The file's text, if it can be read.
+    public func text(of reportPath: String) -> String? {
+        try? String(contentsOfFile: path(of: reportPath), encoding: .utf8)
+    }
+}

@@ -1,0 +1,163 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CElfutils
+
+/// Why a file cannot be read as a kernel image: what was wrong and what to do.
+public struct KernelImageError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var path: String
+    public var message: String
+
+    public init(path: String, _ message: String) {
+        self.path = path
+        self.message = message
+    }
+
+    public var description: String { "\(path): \(message)" }
+}
+
+/// A function symbol of the image's symbol table.
+public struct FunctionSymbol: Sendable, Hashable {
+    public var name: String
+    public var address: UInt64
+    public var size: UInt64
+}
+
+/// One executable section: its load address and its bytes (valid while the image is open).
+public struct ExecutableSection {
+    public var name: String
+    public var address: UInt64
+    public var bytes: UnsafeRawBufferPointer
+}
+
+/// A vmlinux opened with libelf (64-bit x86 ELF): its executable sections and function symbols.
+///
+/// Owns the descriptor and libelf's read-only mapping of the file, released once when it goes away.
+public final class KernelImage {
+    public let path: String
+    private let fd: Int32
+    private let elf: OpaquePointer
+    /// Executable sections with file contents (`SHT_PROGBITS`, `SHF_EXECINSTR`), by address.
+    public let executableSections: [ExecutableSection]
+    /// Functions (`STT_FUNC`) from `.symtab`, sorted by address.
+    public let functions: [FunctionSymbol]
+
+    /// Opens `path`; fails unless it is a 64-bit x86 ELF with a symbol table.
+    public init(path: String) throws(KernelImageError) {
+        self.path = path
+        guard elf_version(UInt32(EV_CURRENT)) != UInt32(EV_NONE) else {
+            throw KernelImageError(path: path, "libelf refused this ELF version: \(Self.libelfMessage())")
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let code = errno
+            throw KernelImageError(path: path, "cannot open: \(String(cString: strerror(code))); pass the vmlinux of the kernel that produced the coverage")
+        }
+        guard let elf = elf_begin(fd, ELF_C_READ_MMAP, nil) else {
+            close(fd)
+            throw KernelImageError(path: path, "libelf cannot read it: \(Self.libelfMessage())")
+        }
+        do {
+            try Self.checkHeader(elf, path: path)
+            executableSections = try Self.readSections(elf, path: path)
+            functions = try Self.readFunctions(elf, path: path)
+        } catch {
+            elf_end(elf)
+            close(fd)
+            throw error
+        }
+        self.fd = fd
+        self.elf = elf
+    }
+
+    deinit {
+        elf_end(elf)
+        close(fd)
+    }
+
+    /// The address of the function named `name`, if the symbol table has it.
+    public func address(of name: String) -> UInt64? {
+        functions.first { $0.name == name }?.address
+    }
+
+    /// The function containing `address` (by symbol address and size), if any.
+    public func function(containing address: UInt64) -> FunctionSymbol? {
+        var low = 0
+        var high = functions.count
+        while low < high {
+            let middle = (low + high) / 2
+            if functions[middle].address <= address { low = middle + 1 } else { high = middle }
+        }
+        guard low > 0 else { return nil }
+        let candidate = functions[low - 1]
+        return address < candidate.address + max(candidate.size, 1) ? candidate : nil
+    }
+
+    private static func libelfMessage() -> String {
+        elf_errmsg(-1).map { String(cString: $0) } ?? "unknown libelf error"
+    }
+
+    private static func checkHeader(_ elf: OpaquePointer, path: String) throws(KernelImageError) {
+        guard elf_kind(elf) == ELF_K_ELF else {
+            throw KernelImageError(path: path, "not an ELF file; pass the vmlinux (not the bzImage) from the kernel build tree")
+        }
+        var header = GElf_Ehdr()
+        guard gelf_getehdr(elf, &header) != nil else {
+            throw KernelImageError(path: path, "unreadable ELF header: \(libelfMessage())")
+        }
+        guard header.e_ident.4 == UInt8(ELFCLASS64), header.e_machine == UInt16(EM_X86_64) else {
+            throw KernelImageError(path: path, "not a 64-bit x86 ELF (machine \(header.e_machine)); only x86_64 kernels are supported")
+        }
+    }
+
+    private static func sectionName(_ elf: OpaquePointer, _ header: GElf_Shdr) -> String {
+        var names = 0
+        guard elf_getshdrstrndx(elf, &names) == 0, let name = elf_strptr(elf, names, Int(header.sh_name)) else { return "" }
+        return String(cString: name)
+    }
+
+    private static func readSections(_ elf: OpaquePointer, path: String) throws(KernelImageError) -> [ExecutableSection] {
+        var sections: [ExecutableSection] = []
+        var section = elf_nextscn(elf, nil)
+        while let current = section {
+            defer { section = elf_nextscn(elf, current) }
+            var header = GElf_Shdr()
+            guard gelf_getshdr(current, &header) != nil else { continue }
+            guard header.sh_type == UInt32(SHT_PROGBITS), header.sh_flags & UInt64(SHF_EXECINSTR) != 0, header.sh_size > 0 else { continue }
+            guard let data = elf_getdata(current, nil), let buffer = data.pointee.d_buf else {
+                throw KernelImageError(path: path, "cannot read section \(sectionName(elf, header)): \(libelfMessage())")
+            }
+            sections.append(ExecutableSection(
+                name: sectionName(elf, header), address: header.sh_addr,
+                bytes: UnsafeRawBufferPointer(start: buffer, count: Int(data.pointee.d_size))))
+        }
+        guard !sections.isEmpty else {
+            throw KernelImageError(path: path, "has no executable sections with contents")
+        }
+        return sections.sorted { $0.address < $1.address }
+    }
+
+    private static func readFunctions(_ elf: OpaquePointer, path: String) throws(KernelImageError) -> [FunctionSymbol] {
+        var section = elf_nextscn(elf, nil)
+        while let current = section {
+            section = elf_nextscn(elf, current)
+            var header = GElf_Shdr()
+            guard gelf_getshdr(current, &header) != nil, header.sh_type == UInt32(SHT_SYMTAB), header.sh_entsize > 0,
+                  let data = elf_getdata(current, nil)
+            else { continue }
+            var functions: [FunctionSymbol] = []
+            let count = Int(header.sh_size / header.sh_entsize)
+            functions.reserveCapacity(count / 2)
+            for index in 0..<Int32(count) {
+                var symbol = GElf_Sym()
+                guard gelf_getsym(data, index, &symbol) != nil, symbol.st_info & 0xf == UInt8(STT_FUNC), symbol.st_value != 0,
+                      let name = elf_strptr(elf, Int(header.sh_link), Int(symbol.st_name))
+                else { continue }
+                functions.append(FunctionSymbol(name: String(cString: name), address: symbol.st_value, size: symbol.st_size))
+            }
+            return functions.sorted { $0.address < $1.address }
+        }
+        throw KernelImageError(
+            path: path, "has no symbol table (.symtab): a stripped image; use the unstripped vmlinux from the kernel build tree")
+    }
+}

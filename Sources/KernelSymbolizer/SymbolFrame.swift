@@ -1,0 +1,58 @@
+/// One frame of a PC's source location: a function and the line in it. A PC inside inlined code
+/// has several, innermost first.
+public struct SymbolFrame: Sendable, Hashable, CustomStringConvertible {
+    /// The function (for the innermost frame, the inlined function the PC is in); `nil` when
+    /// neither the DWARF nor the symbol table names it.
+    public var function: String?
+    /// The source file, as addr2line prints it (the compilation directory joined with relative
+    /// names, not normalized); `??` when unknown.
+    public var file: String
+    /// The 1-based line; 0 when unknown (line 0 is also what compilers give code of no line).
+    public var line: Int
+    /// The 1-based column; 0 when unknown.
+    public var column: Int
+    /// The line table's discriminator for the innermost frame (which block of a line); 0 otherwise.
+    public var discriminator: Int
+
+    public init(function: String?, file: String, line: Int, column: Int = 0, discriminator: Int = 0) {
+        self.function = function
+        self.file = file
+        self.line = line
+        self.column = column
+        self.discriminator = discriminator
+    }
+
+    /// `function file:line`, with addr2line's `??` and `?` for what is unknown.
+    public var description: String {
+        "\(function ?? "??") \(file):\(line == 0 ? "?" : String(line))"
+    }
+}
+
+/// Why a file cannot be symbolized against: what is wrong with it and what to do.
+public struct SymbolizerError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What is wrong with the file.
+    public enum Code: String, Sendable, Hashable, Codable {
+        /// It cannot be opened or read.
+        case unreadable
+        /// It is not an ELF file (a bzImage, a text file).
+        case notELF
+        /// It is an ELF file without DWARF debug information (stripped, or built without it).
+        case noDebugInfo
+        /// Its DWARF cannot be read.
+        case badDebugInfo
+    }
+
+    public var code: Code
+    /// The file that was opened.
+    public var path: String
+    /// One sentence on what is wrong and what to do.
+    public var message: String
+
+    public init(_ code: Code, path: String, _ message: String) {
+        self.code = code
+        self.path = path
+        self.message = message
+    }
+
+    public var description: String { "\(path): \(message)" }
+}
