@@ -12,6 +12,7 @@ packages=(
   runsc                    # gVisor (a release build, no kcov): the sandbox the gVisor tests run kcovctl in
   libdw-dev pkg-config     # libelf/libdw: the vmlinux reader and DWARF symbolizer link them
   binutils                 # addr2line and objdump: what the symbolizer and scanner are checked against
+  llvm                     # llvm-symbolizer: the second opinion where binutils 2.40 misreads DWARF 5
   lcov                     # genhtml: what the LCOV output is checked with
   chromium                 # headless: renders the HTML report to a screenshot in the tests
 )

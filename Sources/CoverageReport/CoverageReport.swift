@@ -73,7 +73,8 @@ public struct CoverageReport: Sendable {
     public var uncountedPCs: Int
     /// What a coverable PC is, in words.
     public var unitDescription: String {
-        granularity == .function ? "the probed function (kprobe: entered or not)" : "the coverable PC (one kcov callback site, about one basic block)"
+        if granularity == .function { return "the probed function (kprobe: entered or not)" }
+        return mode == .pc ? "the coverable PC (one kcov callback site, about one basic block)" : "the comparison site (one call of a comparison or switch callback)"
     }
 
     /// Things the reader must know: truncated inputs, PCs left out.

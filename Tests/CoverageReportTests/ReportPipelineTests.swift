@@ -42,6 +42,11 @@ struct ReportPipelineTests {
         let strayComparisons = sites.filter { !coverable.comparisons.contains($0) }
         #expect(strayComparisons.isEmpty, "\(strayComparisons.count) CMP records follow no comparison callback call")
 
+        let cmpReport = try kcovctl(["report", "--vmlinux", vmlinux, "--format", "json", comparisons])
+        try #require(cmpReport.status == 0, "report of the CMP trace failed: \(cmpReport.errors)")
+        let cmpTotals = try #require((try JSONSerialization.jsonObject(with: Data(cmpReport.output.utf8)) as? [String: Any])?["totals"] as? [String: Any])
+        #expect(cmpTotals["covered"] as? Int == sites.count && cmpTotals["coverable"] as? Int == coverable.comparisons.all.count)
+
         // The report over that trace: every PC counted, none unknown, and genhtml takes the LCOV.
         let json = try kcovctl(["report", "--vmlinux", vmlinux, "--format", "json", cover])
         try #require(json.status == 0, "report failed: \(json.errors)")
