@@ -41,7 +41,8 @@ extension CoverageReport {
         return String(decoding: data, as: UTF8.self) + "\n"
     }
 
-    /// Totals, inputs, warnings, then each file with coverage: covered/coverable PCs and functions entered.
+    /// Totals, inputs, warnings, then each file with coverage, most covered first: covered/coverable
+    /// PCs and functions entered.
     public func summary(imageName: String) -> String {
         var lines = ["image: \(imageName) (\(mode.rawValue) mode; unit: \(unitDescription))"]
         for input in inputs {
@@ -54,7 +55,8 @@ extension CoverageReport {
                 + "\(files.count { $0.counts.covered > 0 }) of \(files.count) files")
         if uncountedPCs > 0 { lines.append(uncountedNote) }
         for warning in warnings { lines.append("warning: \(warning)") }
-        for file in files where file.counts.covered > 0 {
+        let covered = files.filter { $0.counts.covered > 0 }.sorted { ($1.counts.covered, $0.path) < ($0.counts.covered, $1.path) }
+        for file in covered {
             let entered = file.functions.count { $0.counts.covered > 0 }
             lines.append(
                 "  \(percentText(file.counts).leftPadded(7)) \(String(file.counts.covered).leftPadded(6))/\(String(file.counts.coverable).leftPadded(6)) \(unitNoun)  \(entered)/\(file.functions.count) functions  \(file.path)")

@@ -143,8 +143,10 @@ struct CoverageReportModelTests {
 }
 
 @Suite("Coverage files")
-struct CoverageInputTests {
+final class CoverageInputTests {
     let directory = temporaryDirectory("coverage-input")
+
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
 
     func file(_ text: String) throws -> String {
         let path = directory + "/\(UInt32.random(in: 0...UInt32.max))"

@@ -74,8 +74,10 @@ struct KernelImageVmlinuxTests {
 }
 
 @Suite("KernelImage on bad input")
-struct KernelImageBadInputTests {
+final class KernelImageBadInputTests {
     let directory = temporaryDirectory("kernel-image-tests")
+
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
 
     @Test("A missing file, a text file and a bzImage-like blob are refused with what to pass instead")
     func notAnELF() throws {

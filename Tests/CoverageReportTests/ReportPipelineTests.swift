@@ -4,8 +4,10 @@ import Testing
 
 /// `trace --vm` on the test kernel, then `report` in every format, then Debian's genhtml.
 @Suite("trace --vm → report → genhtml, on the test kernel", .serialized)
-struct ReportPipelineTests {
+final class ReportPipelineTests {
     let directory = temporaryDirectory("report-pipeline")
+
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
 
     /// Parses rawcover text into PCs.
     func pcs(_ rawcover: String) -> [UInt64] {
@@ -71,6 +73,12 @@ struct ReportPipelineTests {
         #expect(FileManager.default.fileExists(atPath: directory + "/html/index.html"))
         let index = try String(contentsOfFile: directory + "/html/index.html", encoding: .utf8)
         #expect(index.contains("cat"), "genhtml's index names the test")
+
+        // --source-dir moves every SF: path under the given tree, relative paths kept.
+        let moved = try kcovctl(["report", "--vmlinux", vmlinux, "--format", "lcov", "--source-dir", "/elsewhere/linux", cover])
+        let sourceFiles = moved.output.split(separator: "\n").filter { $0.hasPrefix("SF:") }
+        #expect(!sourceFiles.isEmpty && sourceFiles.allSatisfy { $0.hasPrefix("SF:/elsewhere/linux/") })
+        #expect(sourceFiles.contains("SF:/elsewhere/linux/fs/read_write.c"))
 
         let page = directory + "/cat.html"
         let html = try kcovctl(["report", "--vmlinux", vmlinux, "--format", "html", "--output", page, cover])

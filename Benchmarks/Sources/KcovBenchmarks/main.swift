@@ -2,8 +2,8 @@ import Foundation
 import KernelImage
 import KernelSymbolizer
 
-// Each benchmark times the project's path and the baseline tool on the same vmlinux in this run,
-// checks they found the same thing, and prints the ratio (baseline time / ours).
+// Each benchmark times the project's path and the baseline tool on the same vmlinux in this run
+// (best of 3 each), checks they found about the same thing, and prints the ratio (baseline / ours).
 
 /// Wall-clock seconds of `body`, best of `repeats`.
 func best<T>(of repeats: Int, _ body: () throws -> T) rethrows -> (seconds: Double, result: T) {
@@ -63,7 +63,7 @@ func main() throws {
 
     // 1. Coverable PCs: our scan of the executable sections vs objdump's disassembly piped to grep.
     let scan = try best(of: 3) { try KernelImage(path: path).coverablePCs() }
-    let objdump = try best(of: 1) {
+    let objdump = try best(of: 3) {
         try shell("objdump -d --no-show-raw-insn '\(path)' | grep -c 'call.*<__sanitizer_cov_trace_pc>'")
     }
     let objdumpCount = Int(String(decoding: objdump.result, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
@@ -79,12 +79,12 @@ func main() throws {
 
     // 2. Symbolizing every coverable PC's call site, inlined frames included: one batch each.
     let sites = scan.result.pc.all.map { $0 - CoverablePCs.callLength }
-    let ours = try best(of: 2) {
+    let ours = try best(of: 3) {
         let symbolizer = try KernelSymbolizer(vmlinux: path)
         return symbolizer.frames(for: sites).reduce(0) { $0 + $1.count }
     }
     let input = Data(sites.map { String($0, radix: 16) }.joined(separator: "\n").utf8 + [0x0a])
-    let addr2line = try best(of: 1) { try shell("addr2line -afi -e '\(path)' | wc -l", input: input) }
+    let addr2line = try best(of: 3) { try shell("addr2line -afi -e '\(path)' | wc -l", input: input) }
     let lines = Int(String(decoding: addr2line.result, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     report(
         "symbolize \(sites.count) call sites (\(ours.result) frames)",
