@@ -114,24 +114,21 @@ struct TraceReport {
             append(trace.comparisons.isEmpty ? "],\n" : "\n  ],\n")
         }
         if let functions {
-            append("  \"granularity\": \"function\",\n  \"probed\": \(functions.probed.count),\n  \"probedFunctions\": [")
-            for (index, probed) in functions.probed.enumerated() {
-                append(index == 0 ? "\n    {\"name\": " : ",\n    {\"name\": ")
-                append(jsonString(probed.name))
-                append(", \"pc\": ")
-                appendQuotedHex(probed.pc)
-                append("}")
+            /// `"key": [{"name": …, "pc": …, extra}, …],` for functions the kernel knows.
+            func appendList<Function>(_ key: String, _ list: [Function], name: (Function) -> String, pc: (Function) -> UInt64, extra: (Function) -> String) {
+                append("  \"\(key)\": [")
+                for (index, function) in list.enumerated() {
+                    append(index == 0 ? "\n    {\"name\": " : ",\n    {\"name\": ")
+                    append(jsonString(name(function)))
+                    append(", \"pc\": ")
+                    appendQuotedHex(pc(function))
+                    append(extra(function) + "}")
+                }
+                append(list.isEmpty ? "],\n" : "\n  ],\n")
             }
-            append(functions.probed.isEmpty ? "],\n" : "\n  ],\n")
-            append("  \"functions\": [")
-            for (index, hit) in functions.hits.enumerated() {
-                append(index == 0 ? "\n    {\"name\": " : ",\n    {\"name\": ")
-                append(jsonString(hit.name))
-                append(", \"pc\": ")
-                appendQuotedHex(hit.pc)
-                append(", \"hits\": \(hit.hits)}")
-            }
-            append(functions.hits.isEmpty ? "],\n" : "\n  ],\n")
+            append("  \"granularity\": \"function\",\n  \"probed\": \(functions.probed.count),\n")
+            appendList("probedFunctions", functions.probed, name: \.name, pc: \.pc) { _ in "" }
+            appendList("functions", functions.hits, name: \.name, pc: \.pc) { ", \"hits\": \($0.hits)" }
             append("  \"skipped\": [")
             for (index, skipped) in functions.skipped.enumerated() {
                 append(index == 0 ? "\n    {\"name\": " : ",\n    {\"name\": ")

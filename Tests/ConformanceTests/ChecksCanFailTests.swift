@@ -69,12 +69,14 @@ import Testing
 }
 
 /// A backend that passes every call to `real` but reports altered capabilities — a backend that
-/// does not enforce what it advertises.
-struct CapabilityOverride: CoverageBackend {
-    let real: LinuxKcovBackend
+/// does not enforce what it advertises. Function-level backends may also have their counters
+/// replaced (`wrapCounters`), to break one behaviour of theirs.
+struct CapabilityOverride<Base: CoverageBackend>: CoverageBackend {
+    let real: Base
     let change: @Sendable (inout BackendCapabilities) -> Void
+    var wrapCounters: @Sendable (any FunctionCounters) -> any FunctionCounters = { $0 }
 
-    init(real: LinuxKcovBackend, _ change: @escaping @Sendable (inout BackendCapabilities) -> Void) {
+    init(real: Base, _ change: @escaping @Sendable (inout BackendCapabilities) -> Void) {
         self.real = real
         self.change = change
     }
@@ -100,4 +102,13 @@ struct CapabilityOverride: CoverageBackend {
     func runEnabled(_ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command) throws(CoverageError) -> CommandExit {
         try real.runEnabled(fd, mode: mode, buffer: buffer, words: words, command: command)
     }
+}
+
+extension CapabilityOverride: FunctionCoverageOperations where Base: FunctionCoverageOperations {
+    var probeFunctions: [String] { real.probeFunctions }
+    var functionsOffProbePath: [String] { real.functionsOffProbePath }
+    func openCounters(_ functions: [String], mode: CoverageMode) throws(CoverageError) -> any FunctionCounters {
+        wrapCounters(try real.openCounters(functions, mode: mode))
+    }
+    func heldProbes() -> Int { real.heldProbes() }
 }

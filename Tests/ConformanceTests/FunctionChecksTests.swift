@@ -52,23 +52,25 @@ import Testing
     }
 
     @Test func modeCheckCatchesABackendThatIgnoresItsCapabilities() {
-        let liar = FunctionBackendOverride(capabilities: { $0.supportedModes = [] })
+        let liar = CapabilityOverride(real: KprobeBackend(kernel: KprobePMUModel())) { $0.supportedModes = [] }
         let result = ConformanceSuite.run(on: liar, checks: [Self.check("function.mode-unsupported")])
         #expect(result.first?.status == .fail, "\(result.first?.detail ?? "")")
     }
 
     @Test func remoteCheckCatchesCapabilitiesThatListRemoteKinds() {
-        let liar = FunctionBackendOverride(capabilities: { $0.remote = [.commonHandle] })
+        let liar = CapabilityOverride(real: KprobeBackend(kernel: KprobePMUModel())) { $0.remote = [.commonHandle] }
         let result = ConformanceSuite.run(on: liar, checks: [Self.check("function.remote-unsupported")])
         #expect(result.first?.status == .fail, "\(result.first?.detail ?? "")")
     }
 
     @Test func newCoverageCheckCatchesCountersWithoutABaseline() {
-        let forgetful = FunctionBackendOverride(forgetsBaseline: true)
+        let unchanged = CapabilityOverride(real: KprobeBackend(kernel: KprobePMUModel())) { _ in }
+        var forgetful = unchanged
+        forgetful.wrapCounters = { ForgetfulCounters($0) }
         let result = ConformanceSuite.run(on: forgetful, checks: [Self.check("function.new-coverage")])
         #expect(result.first?.status == .fail, "\(result.first?.detail ?? "")")
         // The wrapper alone changes nothing else.
-        let faithful = ConformanceSuite.run(on: FunctionBackendOverride(), checks: FunctionChecks.all)
+        let faithful = ConformanceSuite.run(on: unchanged, checks: FunctionChecks.all)
         #expect(faithful.allSatisfy { $0.status == .pass }, "\(faithful.filter { $0.status != .pass })")
     }
 
@@ -79,49 +81,6 @@ import Testing
         #expect(Set(ids).count == ids.count)
         #expect(ids.allSatisfy { $0.hasPrefix("function.") && $0 == $0.lowercased() })
     }
-}
-
-/// The kprobe backend over its model, with altered capabilities (a backend that does not enforce
-/// what it advertises) or counters that forget their baseline.
-struct FunctionBackendOverride: FunctionCoverageOperations {
-    let real = KprobeBackend(kernel: KprobePMUModel())
-    let change: @Sendable (inout BackendCapabilities) -> Void
-    let forgetsBaseline: Bool
-
-    init(capabilities change: @escaping @Sendable (inout BackendCapabilities) -> Void = { _ in }, forgetsBaseline: Bool = false) {
-        self.change = change
-        self.forgetsBaseline = forgetsBaseline
-    }
-
-    var name: String { real.name }
-    var capabilities: BackendCapabilities {
-        var capabilities = real.capabilities
-        change(&capabilities)
-        return capabilities
-    }
-    func availability() -> Availability { real.availability() }
-    func openDevice() throws(CoverageError) -> Int32 { try real.openDevice() }
-    func closeDevice(_ fd: Int32) { real.closeDevice(fd) }
-    func initialize(_ fd: Int32, words: Int) throws(CoverageError) { try real.initialize(fd, words: words) }
-    func mapBuffer(_ fd: Int32, words: Int) throws(CoverageError) -> UnsafeMutableRawPointer { try real.mapBuffer(fd, words: words) }
-    func unmapBuffer(_ address: UnsafeMutableRawPointer, words: Int) { real.unmapBuffer(address, words: words) }
-    func enable(_ fd: Int32, mode: CoverageMode) throws(CoverageError) { try real.enable(fd, mode: mode) }
-    func enableRemote(_ fd: Int32, mode: CoverageMode, _ request: RemoteRequest) throws(CoverageError) { try real.enableRemote(fd, mode: mode, request) }
-    func disable(_ fd: Int32) throws(CoverageError) { try real.disable(fd) }
-    func sendUndefinedRequest(_ fd: Int32) throws(CoverageError) { try real.sendUndefinedRequest(fd) }
-    func currentThreadID() -> Int32 { real.currentThreadID() }
-    func probe() { real.probe() }
-    func runEnabled(_ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command) throws(CoverageError) -> CommandExit {
-        try real.runEnabled(fd, mode: mode, buffer: buffer, words: words, command: command)
-    }
-
-    var probeFunctions: [String] { real.probeFunctions }
-    var functionsOffProbePath: [String] { real.functionsOffProbePath }
-    func openCounters(_ functions: [String], mode: CoverageMode) throws(CoverageError) -> any FunctionCounters {
-        let counters = try real.openCounters(functions, mode: mode)
-        return forgetsBaseline ? ForgetfulCounters(counters) : counters
-    }
-    func heldProbes() -> Int { real.heldProbes() }
 }
 
 /// Counters whose every count is "new": no baseline.
