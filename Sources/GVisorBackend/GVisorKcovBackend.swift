@@ -80,20 +80,15 @@ public struct GVisorKcovBackend: CoverageBackend {
         guard verdict.insideGVisor else {
             return Availability(available: false, reason: "not running inside gVisor (\(verdict.explanation)); start the program with `runsc do`")
         }
-        let fd = kernel.open(devicePath, flags: O_RDWR | O_CLOEXEC)
-        if fd >= 0 {
-            _ = kernel.close(fd)
-            return Availability(available: true, reason: "inside gVisor (\(verdict.explanation)); \(devicePath) opened read-write")
+        return kernel.availability(of: devicePath, reason: "inside gVisor (\(verdict.explanation)); \(devicePath) opened read-write") {
+            openError($0, insideGVisor: true)
         }
-        return Availability(available: false, reason: openError(errno, insideGVisor: true).message)
     }
 
     // MARK: Device
 
     public func openDevice() throws(CoverageError) -> Int32 {
-        let fd = kernel.open(devicePath, flags: O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { throw openError(errno, insideGVisor: nil) }
-        return fd
+        try kernel.openDevice(devicePath) { openError($0, insideGVisor: nil) }
     }
 
     /// Why opening the kcov file failed, with what to do about it. In gVisor ENOENT means a runsc
@@ -110,12 +105,12 @@ public struct GVisorKcovBackend: CoverageBackend {
                 .permissionDenied, "no permission to open \(devicePath): run as root in the sandbox (the file is 0600 in a 0700 directory)",
                 syscall: call, errno: code)
         default:
-            return linux.systemErrorForGVisor(call, code)
+            return .system(call, errno: code)
         }
     }
 
     public func closeDevice(_ fd: Int32) {
-        linux.closeDevice(fd)
+        kernel.closeDevice(fd)
     }
 
     // MARK: Buffer
@@ -148,10 +143,7 @@ public struct GVisorKcovBackend: CoverageBackend {
     /// mmap of `bytes` at offset 0. gVisor checks neither length nor offset (touching past the
     /// buffer raises SIGBUS); EINVAL means the fd is not between INIT_TRACE and ENABLE.
     package func map(_ fd: Int32, bytes: Int) throws(CoverageError) -> UnsafeMutableRawPointer {
-        if let address = kernel.mmap(
-            length: bytes, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd: fd, offset: 0) {
-            return address
-        }
+        if let address = kernel.mapShared(fd, bytes: bytes) { return address }
         let code = errno
         let call = "mmap(\(bytes) bytes)"
         switch code {
@@ -165,12 +157,12 @@ public struct GVisorKcovBackend: CoverageBackend {
         case ENOMEM:
             throw CoverageError(.outOfMemory, "the sandbox could not allocate \(bytes) bytes: use a smaller buffer", syscall: call, errno: code)
         default:
-            throw linux.systemErrorForGVisor(call, code)
+            throw .system(call, errno: code)
         }
     }
 
     public func unmapBuffer(_ address: UnsafeMutableRawPointer, words: Int) {
-        linux.unmapBuffer(address, words: words)
+        kernel.unmapBuffer(address, bytes: words * 8)
     }
 
     // MARK: Collection
@@ -212,7 +204,7 @@ public struct GVisorKcovBackend: CoverageBackend {
         case EBUSY:
             return CoverageError(.busy, "the fd is enabled by another thread", syscall: call, errno: code)
         default:
-            return linux.ioctlErrorForGVisor(call, code)
+            return .ioctl(call, errno: code, unknownRequest: "gVisor does not know this kcov request")
         }
     }
 
@@ -273,21 +265,5 @@ public struct GVisorKcovBackend: CoverageBackend {
     public static func blocks(of trace: Trace) -> [SyntheticPC]? {
         guard let format = pcFormat(of: trace) else { return nil }
         return trace.pcs.map { SyntheticPC.decode($0, as: format) }
-    }
-}
-
-extension LinuxKcovBackend {
-    /// A failed syscall with no kcov meaning, worded like the Linux backend's.
-    func systemErrorForGVisor(_ call: String, _ code: Int32) -> CoverageError {
-        precondition(code != EFAULT && code != EBADF, "\(call) failed with \(code == EFAULT ? "EFAULT" : "EBADF"): a bug in KernelCoverage")
-        return CoverageError.system(call, errno: code)
-    }
-
-    /// ENOTTY as unsupported; EFAULT and EBADF trap; anything else is a system error.
-    func ioctlErrorForGVisor(_ call: String, _ code: Int32) -> CoverageError {
-        if code == ENOTTY {
-            return CoverageError(.unsupportedOperation, "gVisor does not know this kcov request", syscall: call, errno: code)
-        }
-        return systemErrorForGVisor(call, code)
     }
 }

@@ -39,20 +39,13 @@ public struct LinuxKcovBackend: CoverageBackend {
     static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
     public func availability() -> Availability {
-        let fd = kernel.open(devicePath, flags: O_RDWR | O_CLOEXEC)
-        if fd >= 0 {
-            _ = kernel.close(fd)
-            return Availability(available: true, reason: "\(devicePath) opened read-write")
-        }
-        return Availability(available: false, reason: openError(errno).message)
+        kernel.availability(of: devicePath, reason: "\(devicePath) opened read-write", explain: openError)
     }
 
     // MARK: Device
 
     public func openDevice() throws(CoverageError) -> Int32 {
-        let fd = kernel.open(devicePath, flags: O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { throw openError(errno) }
-        return fd
+        try kernel.openDevice(devicePath, explain: openError)
     }
 
     /// Why opening the kcov file failed, with what to do about it.
@@ -95,8 +88,7 @@ public struct LinuxKcovBackend: CoverageBackend {
     }
 
     public func closeDevice(_ fd: Int32) {
-        let result = kernel.close(fd)
-        precondition(result == 0 || errno != EBADF, "closed kcov fd \(fd) twice")
+        kernel.closeDevice(fd)
     }
 
     // MARK: Buffer
@@ -133,10 +125,7 @@ public struct LinuxKcovBackend: CoverageBackend {
 
     /// mmap of `bytes` at offset 0, for misuse checks.
     package func map(_ fd: Int32, bytes: Int) throws(CoverageError) -> UnsafeMutableRawPointer {
-        if let address = kernel.mmap(
-            length: bytes, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd: fd, offset: 0) {
-            return address
-        }
+        if let address = kernel.mapShared(fd, bytes: bytes) { return address }
         let code = errno
         let call = "mmap(\(bytes) bytes)"
         switch code {
@@ -158,8 +147,7 @@ public struct LinuxKcovBackend: CoverageBackend {
     }
 
     public func unmapBuffer(_ address: UnsafeMutableRawPointer, words: Int) {
-        let result = kernel.munmap(address, length: words * 8)
-        precondition(result == 0, "munmap of a kcov buffer failed: errno \(errno)")
+        kernel.unmapBuffer(address, bytes: words * 8)
     }
 
     // MARK: Collection
@@ -308,14 +296,8 @@ public struct LinuxKcovBackend: CoverageBackend {
 
     // MARK: Errors
 
-    /// Errors any ioctl can give; EFAULT and EBADF can only be this library's fault.
+    /// Errors any ioctl can give, in Linux's words.
     func ioctlError(_ call: String, _ code: Int32) -> CoverageError {
-        precondition(code != EFAULT && code != EBADF, "\(call) failed with \(code == EFAULT ? "EFAULT" : "EBADF"): a bug in KernelCoverage")
-        if code == ENOTTY {
-            return CoverageError(
-                .unsupportedOperation, "the kernel does not know this kcov request (too old, or not Linux kcov)",
-                syscall: call, errno: code)
-        }
-        return CoverageError.system(call, errno: code)
+        .ioctl(call, errno: code, unknownRequest: "the kernel does not know this kcov request (too old, or not Linux kcov)")
     }
 }

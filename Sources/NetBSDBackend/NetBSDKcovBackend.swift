@@ -68,12 +68,7 @@ public struct NetBSDKcovBackend: CoverageBackend {
         if onHostKernel, let system = Self.hostSystemName(), system != "NetBSD" {
             return Availability(available: false, reason: notNetBSDReason(system))
         }
-        let fd = kernel.open(devicePath, flags: O_RDWR | O_CLOEXEC)
-        if fd >= 0 {
-            _ = kernel.close(fd)
-            return Availability(available: true, reason: "\(devicePath) opened read-write")
-        }
-        return Availability(available: false, reason: openError(errno).message)
+        return kernel.availability(of: devicePath, reason: "\(devicePath) opened read-write", explain: openError)
     }
 
     func notNetBSDReason(_ system: String) -> String {
@@ -83,9 +78,7 @@ public struct NetBSDKcovBackend: CoverageBackend {
     // MARK: Device
 
     public func openDevice() throws(CoverageError) -> Int32 {
-        let fd = kernel.open(devicePath, flags: O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { throw openError(errno) }
-        return fd
+        try kernel.openDevice(devicePath, explain: openError)
     }
 
     /// Why opening the device failed, with what to do about it.
@@ -119,8 +112,7 @@ public struct NetBSDKcovBackend: CoverageBackend {
     }
 
     public func closeDevice(_ fd: Int32) {
-        let result = kernel.close(fd)
-        precondition(result == 0 || errno != EBADF, "closed kcov fd \(fd) twice")
+        kernel.closeDevice(fd)
     }
 
     // MARK: Buffer
@@ -131,11 +123,7 @@ public struct NetBSDKcovBackend: CoverageBackend {
 
     /// KCOV_IOC_SETBUFSIZE with any entry count, for misuse checks.
     package func setBufferSize(_ fd: Int32, entries: UInt64) throws(CoverageError) {
-        var argument = entries
-        let result = withUnsafeMutableBytes(of: &argument) {
-            kernel.ioctl(fd, NetBSDKcovABI.setBufferSize, pointer: $0.baseAddress!)
-        }
-        guard result != 0 else { return }
+        guard kernel.ioctl(fd, NetBSDKcovABI.setBufferSize, passing: entries) != 0 else { return }
         let code = errno
         let call = "ioctl(KCOV_IOC_SETBUFSIZE, \(entries))"
         let range = NetBSDKcovABI.bufferEntries
@@ -165,10 +153,7 @@ public struct NetBSDKcovBackend: CoverageBackend {
 
     /// A shared read-write mmap of `bytes` at `offset`, for misuse checks.
     package func map(_ fd: Int32, bytes: Int, offset: Int = 0) throws(CoverageError) -> UnsafeMutableRawPointer {
-        if let address = kernel.mmap(
-            length: bytes, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd: fd, offset: offset) {
-            return address
-        }
+        if let address = kernel.mapShared(fd, bytes: bytes, offset: offset) { return address }
         let code = errno
         let call = "mmap(\(bytes) bytes at \(offset))"
         let maxBytes = NetBSDKcovABI.bufferEntries.upperBound * NetBSDKcovABI.entrySize
@@ -194,8 +179,7 @@ public struct NetBSDKcovBackend: CoverageBackend {
     }
 
     public func unmapBuffer(_ address: UnsafeMutableRawPointer, words: Int) {
-        let result = kernel.munmap(address, length: words * NetBSDKcovABI.entrySize)
-        precondition(result == 0, "munmap of a kcov buffer failed: errno \(errno)")
+        kernel.unmapBuffer(address, bytes: words * NetBSDKcovABI.entrySize)
     }
 
     // MARK: Collection
@@ -215,11 +199,7 @@ public struct NetBSDKcovBackend: CoverageBackend {
     /// KCOV_IOC_ENABLE with any mode number, including KCOV_MODE_NONE (0), which binds the thread
     /// but records nothing.
     public func enable(_ fd: Int32, rawMode: Int32) throws(CoverageError) {
-        var argument = rawMode
-        let result = withUnsafeMutableBytes(of: &argument) {
-            kernel.ioctl(fd, NetBSDKcovABI.enable, pointer: $0.baseAddress!)
-        }
-        guard result != 0 else { return }
+        guard kernel.ioctl(fd, NetBSDKcovABI.enable, passing: rawMode) != 0 else { return }
         let code = errno
         let call = "ioctl(KCOV_IOC_ENABLE, \(rawMode))"
         if code == EBUSY {
@@ -233,11 +213,7 @@ public struct NetBSDKcovBackend: CoverageBackend {
     func fdIsEnabled(_ fd: Int32) -> Bool {
         let saved = errno
         defer { errno = saved }
-        var zero: UInt64 = 0
-        let result = withUnsafeMutableBytes(of: &zero) {
-            kernel.ioctl(fd, NetBSDKcovABI.setBufferSize, pointer: $0.baseAddress!)
-        }
-        return result == 0 || errno == EBUSY
+        return kernel.ioctl(fd, NetBSDKcovABI.setBufferSize, passing: UInt64(0)) == 0 || errno == EBUSY
     }
 
     func alreadyEnabled(_ call: String, _ code: Int32) -> CoverageError {
@@ -307,11 +283,8 @@ public struct NetBSDKcovBackend: CoverageBackend {
             throw CoverageError(.invalidArgument, "a remote request needs one VHCI port")
         }
         try attachRemote(fd, subsystem: NetBSDKcovABI.remoteVHCI, id: NetBSDKcovABI.vhciID(bus: port.bus, port: port.port))
-        var argument = Self.modeArgument(mode)
-        let result = withUnsafeMutableBytes(of: &argument) {
-            kernel.ioctl(fd, NetBSDKcovABI.enable, pointer: $0.baseAddress!)
-        }
-        guard result != 0 else { return }
+        let argument = Self.modeArgument(mode)
+        guard kernel.ioctl(fd, NetBSDKcovABI.enable, passing: argument) != 0 else { return }
         let code = errno
         let call = "ioctl(KCOV_IOC_ENABLE, \(argument)) of a remote"
         if code == EBUSY {
@@ -324,11 +297,7 @@ public struct NetBSDKcovBackend: CoverageBackend {
 
     /// KCOV_IOC_REMOTE_ATTACH with a raw `(subsystem, id)`, for misuse checks.
     package func attachRemote(_ fd: Int32, subsystem: UInt64, id: UInt64) throws(CoverageError) {
-        var argument: (UInt64, UInt64) = (subsystem, id)
-        let result = withUnsafeMutableBytes(of: &argument) {
-            kernel.ioctl(fd, NetBSDKcovABI.remoteAttach, pointer: $0.baseAddress!)
-        }
-        guard result != 0 else { return }
+        guard kernel.ioctl(fd, NetBSDKcovABI.remoteAttach, passing: (subsystem, id)) != 0 else { return }
         let code = errno
         let call = "ioctl(KCOV_IOC_REMOTE_ATTACH, \(subsystem), 0x\(String(id, radix: 16)))"
         switch code {
@@ -409,14 +378,8 @@ public struct NetBSDKcovBackend: CoverageBackend {
 
     // MARK: Errors
 
-    /// Errors any ioctl can give; EFAULT and EBADF can only be this library's fault.
+    /// Errors any ioctl can give, in NetBSD's words.
     func ioctlError(_ call: String, _ code: Int32) -> CoverageError {
-        precondition(code != EFAULT && code != EBADF, "\(call) failed with \(code == EFAULT ? "EFAULT" : "EBADF"): a bug in KernelCoverage")
-        if code == ENOTTY {
-            return CoverageError(
-                .unsupportedOperation, "this descriptor is not NetBSD's kcov: the kernel does not know the request",
-                syscall: call, errno: code)
-        }
-        return CoverageError.system(call, errno: code)
+        .ioctl(call, errno: code, unknownRequest: "this descriptor is not NetBSD's kcov: the kernel does not know the request")
     }
 }
