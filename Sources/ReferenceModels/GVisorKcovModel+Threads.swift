@@ -11,13 +11,7 @@ extension GVisorKcovModel {
     /// model's thread-exit path for that tid when `body` returns (§B8: the Kcov it enabled last
     /// goes back to INIT with its buffer), waits for the thread and returns `body`'s result.
     package func runOnNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
-        let result = ThreadResult<T>()
-        runOnRealThread { [self] in
-            let tid = Self.threadID()
-            result.value = body()
-            threadExited(tid)
-        }
-        return result.value!
+        runOnRealThread(body) { [self] tid in threadExited(tid) }
     }
 
     /// A simulated `fork` + ENABLE + `execve` (§B8 "fork/clone", "exec").
@@ -68,11 +62,7 @@ extension GVisorKcovModel {
             simulateSyscall(returns: false)  // exit_group
             return .exited
         }
-        switch child {
-        case .enableFailed(let code): return .enableFailed(errno: code)
-        case .execFailed(let code): return .execFailed(errno: code)
-        case .exited: return .running(pid: finishChild())
-        }
+        return child.spawnOutcome(zombie: finishChild)
     }
 
     /// waitpid(2) for a simulated child: `.exited(0)`. A syscall of the caller like any other. A

@@ -11,13 +11,7 @@ extension LinuxKcovModel {
     /// for that tid when `body` returns (§A6: coverage it enabled is disabled, its fd goes back to
     /// INIT with the buffer), waits for the thread and returns `body`'s result.
     package func runOnNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
-        let result = ThreadResult<T>()
-        runOnRealThread { [self] in
-            let tid = Self.threadID()
-            result.value = body()
-            threadExited(tid)
-        }
-        return result.value!
+        runOnRealThread(body) { [self] tid in threadExited(tid) }
     }
 
     /// A simulated `fork` + ENABLE + `execve` (§A6 "fork/clone", "exec").
@@ -64,11 +58,7 @@ extension LinuxKcovModel {
             recordSyscall(for: tid)  // exit_group
             return .exited
         }
-        switch child {
-        case .enableFailed(let code): return .enableFailed(errno: code)
-        case .execFailed(let code): return .execFailed(errno: code)
-        case .exited: return .running(pid: finishChild())
-        }
+        return child.spawnOutcome(zombie: finishChild)
     }
 
     /// waitpid(2) for a simulated child: `.exited(0)`. A pid this model did not hand out, or one

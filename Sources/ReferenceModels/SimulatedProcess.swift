@@ -13,6 +13,29 @@ enum SimulatedChildOutcome: Sendable {
     case enableFailed(CInt)
     case execFailed(CInt)
     case exited
+
+    /// What the seam's spawn reports; a child that exited gets a pid from `zombie` to reap later.
+    func spawnOutcome(zombie: () -> CInt) -> SpawnOutcome {
+        switch self {
+        case .enableFailed(let code): .enableFailed(errno: code)
+        case .execFailed(let code): .execFailed(errno: code)
+        case .exited: .running(pid: zombie())
+        }
+    }
+}
+
+/// Runs `body` on a new pthread (its own kernel tid), then `exited(tid)` on that thread — the
+/// model's thread-exit path — joins it and returns `body`'s result.
+func runOnRealThread<T: Sendable>(
+    _ body: @escaping @Sendable () -> T, thenExit exited: @escaping @Sendable (CInt) -> Void
+) -> T {
+    let result = ThreadResult<T>()
+    runOnRealThread {
+        let tid = SystemKernel().currentThreadID()
+        result.value = body()
+        exited(tid)
+    }
+    return result.value!
 }
 
 extension KernelInterface {
