@@ -100,7 +100,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GVisorBackendTests",
-            dependencies: ["GVisorBackend", "CoverageAPI", "KernelSeam", "ReferenceModels", "Conformance", "LinuxBackend"],
+            dependencies: ["GVisorBackend", "CoverageAPI", "CoverageReport", "KernelSeam", "ReferenceModels", "Conformance", "LinuxBackend"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KprobeBackendTests", dependencies: ["KprobeBackend", "CoverageAPI", "ReferenceModels"], swiftSettings: swiftSettings),

@@ -28,43 +28,11 @@ public struct SourceRange: Sendable, Hashable, Codable, CustomStringConvertible 
 }
 
 /// Maps PCs to source, and knows every PC that could have been covered (a report's denominator).
-/// The kernel's DWARF symbolizer and gVisor's `runsc symbolize` table both conform.
+/// A vmlinux's coverage map (`KernelCoverageMap`, DWARF) and gVisor's `runsc symbolize` table both
+/// conform; `CoverageReport` counts traces against either.
 public protocol CoverageSymbolizer {
     /// The source of `pc`, or `nil` when the symbolizer does not know it (a PC of another build).
     func sourceRange(of pc: UInt64) -> SourceRange?
     /// Every coverable PC with its source.
     var coverable: [(pc: UInt64, source: SourceRange)] { get }
-}
-
-/// Covered and coverable PCs of one source file.
-public struct FileCoverage: Sendable, Hashable, Codable {
-    public var file: String
-    public var covered: Int
-    public var coverable: Int
-
-    public init(file: String, covered: Int, coverable: Int) {
-        self.file = file
-        self.covered = covered
-        self.coverable = coverable
-    }
-}
-
-extension CoverageSymbolizer {
-    /// Per file, sorted by name: how many coverable PCs `pcs` covered. PCs the symbolizer does not
-    /// know are returned separately, so a wrong build shows as a count, never as a silently lower
-    /// percentage.
-    public func fileCoverage(of pcs: some Sequence<UInt64>) -> (files: [FileCoverage], unknown: [UInt64]) {
-        let hit = Set(pcs)
-        var byFile: [String: FileCoverage] = [:]
-        var known = Set<UInt64>()
-        for (pc, source) in coverable {
-            known.insert(pc)
-            var entry = byFile[source.file] ?? FileCoverage(file: source.file, covered: 0, coverable: 0)
-            entry.coverable += 1
-            if hit.contains(pc) { entry.covered += 1 }
-            byFile[source.file] = entry
-        }
-        let unknown = hit.subtracting(known).sorted()
-        return (byFile.values.sorted { $0.file < $1.file }, unknown)
-    }
 }

@@ -38,13 +38,7 @@ public struct CoverablePCs: Sendable {
 
         /// Whether `pc` is one of ``all``.
         public func contains(_ pc: UInt64) -> Bool {
-            var low = 0
-            var high = all.count
-            while low < high {
-                let middle = (low + high) / 2
-                if all[middle] < pc { low = middle + 1 } else { high = middle }
-            }
-            return low < all.count && all[low] == pc
+            all.lastIndex(atMost: pc, by: { $0 }).map { all[$0] == pc } ?? false
         }
     }
 
@@ -114,13 +108,7 @@ extension KernelImage {
     /// functions that jump to the nearest entry at or below it.
     private func owners(of address: UInt64, orphanEntries: [(entry: UInt64, from: [UInt64])]) -> [UInt64] {
         if let function = function(containing: address) { return [function.address] }
-        var low = 0
-        var high = orphanEntries.count
-        while low < high {
-            let middle = (low + high) / 2
-            if orphanEntries[middle].entry <= address { low = middle + 1 } else { high = middle }
-        }
-        return low == 0 ? [] : orphanEntries[low - 1].from
+        return orphanEntries.lastIndex(atMost: address, by: \.entry).map { orphanEntries[$0].from } ?? []
     }
 
     /// Jump targets outside every function, sorted, with the functions that jump there.

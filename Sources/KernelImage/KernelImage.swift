@@ -82,14 +82,8 @@ public final class KernelImage {
 
     /// The function containing `address` (by symbol address and size), if any.
     public func function(containing address: UInt64) -> FunctionSymbol? {
-        var low = 0
-        var high = functions.count
-        while low < high {
-            let middle = (low + high) / 2
-            if functions[middle].address <= address { low = middle + 1 } else { high = middle }
-        }
-        guard low > 0 else { return nil }
-        let candidate = functions[low - 1]
+        guard let index = functions.lastIndex(atMost: address, by: \.address) else { return nil }
+        let candidate = functions[index]
         return address < candidate.address + max(candidate.size, 1) ? candidate : nil
     }
 
@@ -159,5 +153,18 @@ public final class KernelImage {
         }
         throw KernelImageError(
             path: path, "has no symbol table (.symtab): a stripped image; use the unstripped vmlinux from the kernel build tree")
+    }
+}
+
+extension Array {
+    /// In an array sorted by `key`, the index of the last element whose key is at most `value`.
+    func lastIndex(atMost value: UInt64, by key: (Element) -> UInt64) -> Int? {
+        var low = 0
+        var high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if key(self[middle]) <= value { low = middle + 1 } else { high = middle }
+        }
+        return low == 0 ? nil : low - 1
     }
 }

@@ -1,4 +1,5 @@
 import CoverageAPI
+import CoverageReport
 import GVisorBackend
 import Testing
 
@@ -37,13 +38,14 @@ import Testing
     @Test func allOutputGivesPerFileDenominators() throws {
         let table = try GVisorSymbolTable(parsing: Self.output(Self.blocks))
         let hit = [SyntheticPC.current(package: 5, function: 61, block: 0).pc, 0x1234]
-        let coverage = table.fileCoverage(of: hit)
-        #expect(coverage.files == [
-            FileCoverage(file: "gvisor.dev/gvisor/pkg/sentry/kernel/task_run.go", covered: 1, coverable: 2),
-            FileCoverage(file: "gvisor.dev/gvisor/pkg/sentry/syscalls/linux/sys_read_write.go", covered: 0, coverable: 1),
-            FileCoverage(file: "gvisor.dev/gvisor/pkg/tcpip/stack/nic.go", covered: 0, coverable: 1),
+        let coverage = try CoverageReport(
+            inputs: [CoverageInput(path: "hit", mode: .pc, pcs: hit, truncated: false)], symbolizer: table, imageName: "runsc")
+        #expect(coverage.files.map { [$0.path, "\($0.counts.covered)", "\($0.counts.coverable)"] } == [
+            ["gvisor.dev/gvisor/pkg/sentry/kernel/task_run.go", "1", "2"],
+            ["gvisor.dev/gvisor/pkg/sentry/syscalls/linux/sys_read_write.go", "0", "1"],
+            ["gvisor.dev/gvisor/pkg/tcpip/stack/nic.go", "0", "1"],
         ])
-        #expect(coverage.unknown == [0x1234], "a PC runsc did not list is counted, not dropped")
+        #expect(coverage.unknownPCs == [0x1234], "a PC runsc did not list is counted, not dropped")
         let symbolized = table.symbolize(hit)
         #expect(symbolized.found.count == 1 && symbolized.unknown == [0x1234])
     }
