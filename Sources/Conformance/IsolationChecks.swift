@@ -54,21 +54,25 @@ enum IsolationChecks {
         },
         ConformanceCheck("isolation.other-thread", "Per-thread backends never record another thread's syscalls; global ones hand them to the owner at its next syscall.") { context in
             let words = 64 * context.smallestMappableWords
-            // What only the probe runs, on this thread: the second of two probes (the first can
-            // also fault fresh stack and buffer pages in), less what another syscall (gettid) runs.
-            // Entry, exit and rescheduling code is shared with interrupts and preemption, which
-            // can reach a spinning thread without any syscall of its own.
+            // What only the probe runs, on this thread: the PCs every one of five probes records
+            // (after a first probe, which can also fault fresh stack and buffer pages in), less
+            // any that five gettid calls record. Entry, exit and scheduler code is shared with
+            // interrupts and preemption, which reach a spinning thread without a syscall of its
+            // own, and a probe that happened to be preempted records the scheduler too.
             let probePCs: Set<UInt64> = try context.withInstance(words: words) { instance in
                 try context.enable(instance)
+                func traced(_ call: () -> Void) -> Set<UInt64> {
+                    instance.buffer!.reset()
+                    call()
+                    return Set(instance.buffer!.read(mode: .pc, pcKind: context.capabilities.pcKind).pcs)
+                }
                 context.backend.probe()
-                instance.buffer!.reset()
-                context.backend.probe()
-                let probe = instance.buffer!.read(mode: .pc, pcKind: context.capabilities.pcKind)
-                instance.buffer!.reset()
-                _ = context.backend.currentThreadID()
-                let otherSyscall = instance.buffer!.read(mode: .pc, pcKind: context.capabilities.pcKind)
+                var probe = traced { context.backend.probe() }
+                var otherSyscall = Set<UInt64>()
+                for _ in 0..<4 { probe.formIntersection(traced { context.backend.probe() }) }
+                for _ in 0..<5 { otherSyscall.formUnion(traced { _ = context.backend.currentThreadID() }) }
                 try context.disable(instance)
-                return Set(probe.pcs).subtracting(otherSyscall.pcs)
+                return probe.subtracting(otherSyscall)
             }
             try context.expect(!probePCs.isEmpty, "the probe syscall recorded nothing on its own thread that gettid does not")
             try context.withInstance(words: words) { instance in
@@ -93,7 +97,9 @@ enum IsolationChecks {
                 try context.disable(instance)
                 if context.capabilities.perThread {
                     let leaked = quiet.intersection(probePCs)
-                    try context.expect(leaked.isEmpty, "\(leaked.count) of the other thread's probe PCs were recorded for this thread")
+                    try context.expect(
+                        leaked.isEmpty,
+                        "\(leaked.count) of the other thread's probe PCs were recorded for this thread, such as \(leaked.sorted().prefix(8).map { "0x" + String($0, radix: 16) }.joined(separator: " "))")
                 } else {
                     try context.expect(quiet.isDisjoint(with: probePCs), "global coverage appeared before the owner returned from a syscall")
                     try context.expect(probePCs.isSubset(of: afterOwnSyscall), "the other thread's probe coverage did not reach the owner at its next syscall")
