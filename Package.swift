@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "GVisorBackend", targets: ["GVisorBackend"]),
         .library(name: "Conformance", targets: ["Conformance"]),
         .library(name: "KprobeBackend", targets: ["KprobeBackend"]),
+        .library(name: "BackendSelection", targets: ["BackendSelection"]),
         .library(name: "KernelImage", targets: ["KernelImage"]),
         .library(name: "KernelSymbolizer", targets: ["KernelSymbolizer"]),
         .library(name: "CoverageReport", targets: ["CoverageReport"]),
@@ -33,16 +34,23 @@ let package = Package(
         .target(name: "CoverageAPI", swiftSettings: swiftSettings),
         .target(name: "LinuxBackend", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
         .target(name: "NetBSDBackend", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
-        // Lets the NetBSD model and backend run NetBSD's own kcov test list from the Conformance library.
+        // Adapters, one per backend with kernel-specific checks, named <Backend>Conformance: each
+        // conforms its backend (and, where that kernel's own tests need process operations, its
+        // reference model) to the Conformance library's protocol for those checks.
+        // NetBSD's own kcov test list: NetBSDKcovOperations, and the model's LWPs and process exit.
         .target(
-            name: "NetBSDConformanceSupport", dependencies: ["NetBSDBackend", "ReferenceModels", "Conformance", "KernelSeam", "CoverageAPI"],
+            name: "NetBSDConformance", dependencies: ["NetBSDBackend", "ReferenceModels", "Conformance", "KernelSeam", "CoverageAPI"],
             swiftSettings: swiftSettings),
         // Function-level coverage from counting kprobes (the kprobe PMU) on kernels without kcov.
-        .target(name: "KprobeBackend", dependencies: ["CoverageAPI", "KernelSeam", "CKernelShim"], swiftSettings: swiftSettings),
-        // Lets the kprobe backend run the function-granularity checks of the Conformance library.
+        .target(name: "KprobeBackend", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
+        // The function.* checks: FunctionCoverageOperations for the kprobe backend.
         .target(
-            name: "KprobeConformanceSupport", dependencies: ["KprobeBackend", "Conformance", "CoverageAPI"], swiftSettings: swiftSettings),
+            name: "KprobeConformance", dependencies: ["KprobeBackend", "Conformance", "CoverageAPI"], swiftSettings: swiftSettings),
         .target(name: "GVisorBackend", dependencies: ["CoverageAPI", "KernelSeam", "LinuxBackend"], swiftSettings: swiftSettings),
+        // Every backend by name, availability with reasons, and `auto` (with the gVisor rule).
+        .target(
+            name: "BackendSelection", dependencies: ["CoverageAPI", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "KprobeBackend"],
+            swiftSettings: swiftSettings),
         // elfutils (libelf, libdw) from Debian, found through pkg-config.
         .systemLibrary(name: "CElfutils", pkgConfig: "libdw", providers: [.apt(["libdw-dev"])]),
         // A vmlinux read with libelf: sections, symbols, and the coverable PCs (call sites of the
@@ -60,11 +68,11 @@ let package = Package(
         .target(name: "VirtualMachine", swiftSettings: swiftSettings),
         // Simulated kcov drivers behind the seam, written from shared/reference: the models the
         // conformance suite is measured against.
-        .target(name: "ReferenceModels", dependencies: ["KernelSeam", "KprobeBackend"], swiftSettings: swiftSettings),
+        .target(name: "ReferenceModels", dependencies: ["KernelSeam", "CoverageAPI"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "kcovctl",
             dependencies: [
-                "CoverageAPI", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "KprobeBackend", "Conformance", "NetBSDConformanceSupport", "KprobeConformanceSupport", "ReferenceModels", "TestKernel", "VirtualMachine",
+                "CoverageAPI", "BackendSelection", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "KprobeBackend", "Conformance", "NetBSDConformance", "KprobeConformance", "ReferenceModels", "TestKernel", "VirtualMachine",
                 "KernelImage", "KernelSymbolizer", "CoverageReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -78,7 +86,7 @@ let package = Package(
         // Run inside the test kernel only (GuestSuiteTests boots it): the real /sys/kernel/debug/kcov.
         .testTarget(
             name: "RealKernelTests",
-            dependencies: ["CoverageAPI", "LinuxBackend", "KprobeBackend", "KprobeConformanceSupport", "Conformance", "ReferenceModels"],
+            dependencies: ["CoverageAPI", "LinuxBackend", "KprobeBackend", "KprobeConformance", "Conformance", "ReferenceModels"],
             swiftSettings: swiftSettings
         ),
         // Runs the built kcovctl: exit statuses, errors, and the --vm path.
@@ -90,12 +98,12 @@ let package = Package(
         ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["Conformance", "CoverageAPI", "LinuxBackend", "ReferenceModels", "KernelSeam", "KprobeBackend", "KprobeConformanceSupport"],
+            dependencies: ["Conformance", "CoverageAPI", "LinuxBackend", "ReferenceModels", "KernelSeam", "KprobeBackend", "KprobeConformance"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "NetBSDBackendTests",
-            dependencies: ["NetBSDBackend", "NetBSDConformanceSupport", "CoverageAPI", "KernelSeam", "ReferenceModels", "Conformance", "LinuxBackend"],
+            dependencies: ["NetBSDBackend", "NetBSDConformance", "CoverageAPI", "KernelSeam", "ReferenceModels", "Conformance", "LinuxBackend"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -4,19 +4,41 @@ public import CoverageAPI
 /// ``ConformanceFailure``s with a useful message. Every instance a check opens through
 /// ``withInstance(words:map:_:)`` is closed, and every mapping unmapped, whatever happens.
 public struct CheckContext: Sendable {
-    public let backend: any CoverageBackend
+    /// The backend under test.
+    public let subject: any CoverageBackend
+    private let kcov: (any KcovDriver)?
+    /// The buffer rules of a kcov driver.
+    private let rules: BufferRules?
 
-    public init(backend: any CoverageBackend) {
-        self.backend = backend
+    /// A context for `subject`; ``ConformanceSuite/run(on:checks:)`` makes one per check.
+    public init(backend subject: any CoverageBackend) {
+        self.subject = subject
+        if case .kcovBuffer(let driver) = subject.driver { kcov = driver } else { kcov = nil }
+        rules = subject.capabilities.buffer
     }
 
-    public var capabilities: BackendCapabilities { backend.capabilities }
+    /// The kcov driver under test. ``ConformanceSuite/run(on:checks:)`` runs a check that drives a
+    /// kcov buffer only on a backend that is a kcov driver with buffer rules.
+    public var backend: any KcovDriver {
+        guard let kcov else { preconditionFailure("a kcov check ran on \(subject.name), which is not a kcov driver") }
+        return kcov
+    }
 
-    /// The smallest buffer the backend can map: `bufferWordMultiple`, raised to the lower bound.
+    /// Whether ``backend`` and ``bufferRules`` can be used: a kcov driver with buffer rules.
+    var drivesKcovBuffer: Bool { kcov != nil && rules != nil }
+
+    public var capabilities: BackendCapabilities { subject.capabilities }
+
+    /// The kcov driver's buffer size rules.
+    public var bufferRules: BufferRules {
+        guard let rules else { preconditionFailure("a kcov check ran on \(subject.name), which declares no buffer rules") }
+        return rules
+    }
+
+    /// The smallest buffer the backend can map: the word multiple, raised to the lower bound.
     public var smallestMappableWords: Int {
-        let multiple = capabilities.bufferWordMultiple
-        let lower = capabilities.bufferWords.lowerBound
-        return (lower + multiple - 1) / multiple * multiple
+        let multiple = bufferRules.wordMultiple
+        return (bufferRules.words.lowerBound + multiple - 1) / multiple * multiple
     }
 
     /// Fails unless `condition` holds.
@@ -45,7 +67,7 @@ public struct CheckContext: Sendable {
     }
 
     /// Runs `body`, turning a ``CoverageError`` into a failure that says what was being done.
-    public func must<T>(_ what: String, _ body: () throws(CoverageError) -> T) throws -> T {
+    public func must<T: ~Copyable>(_ what: String, _ body: () throws(CoverageError) -> T) throws -> T {
         do {
             return try body()
         } catch {

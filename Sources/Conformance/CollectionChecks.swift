@@ -104,8 +104,8 @@ enum CollectionChecks {
             }
         },
         ConformanceCheck("fork.child-enable", "The fork pattern: this process sizes and maps, a child enables and runs a program, and the trace holds the child's kernel work.") { context in
-            let multiple = context.capabilities.bufferWordMultiple
-            let words = min(1 << 20, context.capabilities.bufferWords.upperBound) / multiple * multiple
+            let multiple = context.bufferRules.wordMultiple
+            let words = min(1 << 20, context.bufferRules.words.upperBound) / multiple * multiple
             try context.withInstance(words: words) { instance in
                 let command = Command(path: "/bin/true", arguments: ["true"], environment: [])
                 let exit = try context.must("run /bin/true") { () throws(CoverageError) in

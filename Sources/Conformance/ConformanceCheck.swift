@@ -1,6 +1,7 @@
 public import CoverageAPI
 
-/// One named behaviour every backend must show, checked through ``CoverageBackend`` alone.
+/// One named behaviour every backend must show, checked through its driver protocol alone
+/// (``KcovDriver`` for the shared checks, ``FunctionCounterDriver`` for the `function.*` ones).
 ///
 /// What a check expects comes from the backend's ``BackendCapabilities``, never from its name. A
 /// check that cannot apply to some capabilities says which one in ``notApplicable``.
@@ -11,17 +12,22 @@ public struct ConformanceCheck: Sendable {
     public let summary: String
     /// Why the check does not apply to these capabilities (naming the capability), or `nil`.
     public let notApplicable: @Sendable (BackendCapabilities) -> String?
+    /// Whether the check drives a kcov buffer through ``CheckContext/backend`` (most checks) or
+    /// reaches function counters through ``CheckContext/subject``.
+    public let drivesKcovBuffer: Bool
     /// Runs the check; throws ``ConformanceFailure`` when the backend misbehaves.
     public let body: @Sendable (CheckContext) throws -> Void
 
     public init(
         _ id: String, _ summary: String,
         notApplicable: @escaping @Sendable (BackendCapabilities) -> String? = { _ in nil },
+        drivesKcovBuffer: Bool = true,
         body: @escaping @Sendable (CheckContext) throws -> Void
     ) {
         self.id = id
         self.summary = summary
         self.notApplicable = notApplicable
+        self.drivesKcovBuffer = drivesKcovBuffer
         self.body = body
     }
 }

@@ -15,6 +15,11 @@ public enum ConformanceSuite {
                 return CheckResult(id: check.id, status: .notApplicable, detail: reason)
             }
             let context = CheckContext(backend: backend)
+            if check.drivesKcovBuffer && !context.drivesKcovBuffer {
+                return CheckResult(
+                    id: check.id, status: .fail,
+                    detail: "the capabilities say \(backend.capabilities.granularity.rawValue) granularity, but the \(backend.name) backend is not a kcov driver with buffer rules")
+            }
             switch ThreadRunner.run({ try check.body(context) }) {
             case nil:
                 return CheckResult(id: check.id, status: .pass, detail: "")

@@ -1,57 +1,22 @@
 public import CoverageAPI
 
-/// One probed function's entries in a collection.
-public struct FunctionCount: Sendable, Hashable {
-    public var name: String
-    /// The function's address (its kallsyms address on Linux), the PC reports use.
-    public var pc: UInt64
-    public var hits: UInt64
-
-    public init(name: String, pc: UInt64, hits: UInt64) {
-        self.name = name
-        self.pc = pc
-        self.hits = hits
-    }
-}
-
-/// Counting probes on named kernel functions, bound to the thread that enables them: how a
-/// function-granularity backend collects, as the `function.*` checks drive it.
-public protocol FunctionCounters: AnyObject {
-    /// The functions that got a probe; those that cannot be probed are left out, not fatal.
-    var probedFunctions: [String] { get }
-    /// Zeroes the counts and starts counting the calling thread's entries.
-    func enable() throws(CoverageError)
-    /// Stops counting; the counts stay readable.
-    func disable() throws(CoverageError)
-    /// Entries per probed function since the last enable; functions not entered are left out.
-    func counts() throws(CoverageError) -> [FunctionCount]
-    /// The functions of ``counts()`` that no earlier call of this method reported: new coverage
-    /// since the counters' baseline, which this call extends.
-    func newFunctions() throws(CoverageError) -> [FunctionCount]
-    /// Removes every probe.
-    func close()
-}
-
 /// What the `function.*` checks need from a backend whose coverage is counts of entries into
 /// named kernel functions (`granularity == .function`) rather than a kcov buffer.
 ///
 /// Implementation requirements (each is a check of ``FunctionChecks``):
-/// - ``openCounters(_:mode:)`` refuses a mode outside `supportedModes` as `.unsupportedMode`
-///   before any syscall; otherwise it probes each named function, not yet counting.
+/// - ``FunctionCounterDriver/openCounters(_:mode:)`` refuses a mode outside `supportedModes` as
+///   `.unsupportedMode` before any syscall; otherwise it probes each named function, not yet counting.
 /// - Counters count the entries of the thread that enabled them, once per entry, only between
 ///   enable and disable, from zero at each enable; another thread's entries are not counted
 ///   where the capabilities say `perThread`.
 /// - ``FunctionCounters/close()`` releases every probe: ``heldProbes()`` is back where it was.
-/// - Function counters have no remote coverage: `remote` is empty and ``CoverageBackend/enableRemote(_:mode:_:)``
-///   is refused as `.unsupportedOperation` before any syscall (there is no descriptor to pass:
-///   the checks pass -1).
-public protocol FunctionCoverageOperations: CoverageBackend {
+/// - Function counters have no remote coverage: `remote` is empty and a collector's
+///   ``CoverageCollector/enableRemote(_:)`` is refused as `.unsupportedOperation` before any syscall.
+public protocol FunctionCoverageOperations: FunctionCounterDriver {
     /// Functions the probe syscall (``CoverageBackend/probe()``) enters exactly once per call.
     var probeFunctions: [String] { get }
     /// Functions the probe syscall never enters: the control.
     var functionsOffProbePath: [String] { get }
-    /// Probes `functions` for the calling thread in `mode`, not yet counting.
-    func openCounters(_ functions: [String], mode: CoverageMode) throws(CoverageError) -> any FunctionCounters
     /// The probes this process holds, as the kernel counts them (for leak checks).
     func heldProbes() -> Int
 }
@@ -83,12 +48,12 @@ public enum FunctionChecks {
         },
         check("function.same-path-twice", "The probe syscall enters the same functions the same number of times on every collection.") { ops, context in
             try withCounters(ops, context) { counters in
-                var rounds: [[FunctionCount]] = []
+                var rounds: [[FunctionHit]] = []
                 for _ in 0..<3 {
                     try context.must("enable") { () throws(CoverageError) in try counters.enable() }
                     ops.probe()
                     try context.must("disable") { () throws(CoverageError) in try counters.disable() }
-                    rounds.append(try context.must("read") { () throws(CoverageError) in try counters.counts() })
+                    rounds.append(try context.must("read") { () throws(CoverageError) in try counters.read() })
                 }
                 try context.expect(Set(rounds[1]) == Set(rounds[2]), "two collections of one probe differ: \(rounds[1]) and \(rounds[2])")
             }
@@ -98,9 +63,9 @@ public enum FunctionChecks {
                 try context.must("enable") { () throws(CoverageError) in try counters.enable() }
                 ops.probe()
                 try context.must("disable") { () throws(CoverageError) in try counters.disable() }
-                let before = try context.must("read") { () throws(CoverageError) in try counters.counts() }
+                let before = try context.must("read") { () throws(CoverageError) in try counters.read() }
                 for _ in 0..<10 { ops.probe() }
-                let after = try context.must("read") { () throws(CoverageError) in try counters.counts() }
+                let after = try context.must("read") { () throws(CoverageError) in try counters.read() }
                 try context.expect(Set(before) == Set(after), "the counts moved from \(before) to \(after) after disable")
             }
         },
@@ -113,7 +78,7 @@ public enum FunctionChecks {
                 try context.must("enable again") { () throws(CoverageError) in try counters.enable() }
                 ops.probe()
                 try context.must("disable again") { () throws(CoverageError) in try counters.disable() }
-                let counts = try context.must("read") { () throws(CoverageError) in try counters.counts() }
+                let counts = try context.must("read") { () throws(CoverageError) in try counters.read() }
                 for function in ops.probeFunctions {
                     try context.expect(hits(counts, function) == 1, "\(function) counted \(hits(counts, function)) entries for one probe syscall after re-enabling")
                 }
@@ -125,12 +90,12 @@ public enum FunctionChecks {
                 let failure = ThreadRunner.run { for _ in 0..<20 { ops.probe() } }
                 try context.must("disable") { () throws(CoverageError) in try counters.disable() }
                 if let failure { throw failure }
-                let theirs = try context.must("read") { () throws(CoverageError) in try counters.counts() }
+                let theirs = try context.must("read") { () throws(CoverageError) in try counters.read() }
                 // Control: the enabling thread's own entries are counted.
                 try context.must("enable") { () throws(CoverageError) in try counters.enable() }
                 ops.probe()
                 try context.must("disable") { () throws(CoverageError) in try counters.disable() }
-                let own = try context.must("read") { () throws(CoverageError) in try counters.counts() }
+                let own = try context.must("read") { () throws(CoverageError) in try counters.read() }
                 for function in ops.probeFunctions {
                     try context.expect(hits(own, function) == 1, "the enabling thread's own probe counted \(hits(own, function)) entries of \(function)")
                     if context.capabilities.perThread {
@@ -148,7 +113,7 @@ public enum FunctionChecks {
             let held = ops.heldProbes()
             for mode in CoverageMode.allCases where !context.capabilities.supportedModes.contains(mode) {
                 try context.expectError(.unsupportedMode, "counters in \(mode.rawValue) mode", beforeAnySyscall: true) { () throws(CoverageError) in
-                    let counters = try ops.openCounters(functions(ops), mode: mode)
+                    let counters = try ops.openCounters(FunctionSelection(patterns: functions(ops)), mode: mode)
                     counters.close()
                 }
             }
@@ -157,15 +122,18 @@ public enum FunctionChecks {
         check("function.remote-unsupported", "Function counters have no remote coverage: remote lists nothing, and a remote enable is refused as unsupportedOperation before any syscall.") { ops, context in
             try context.expect(context.capabilities.remote.isEmpty, "the capabilities list remote kinds \(context.capabilities.remote.map(\.rawValue).sorted()), which function counters cannot attach to")
             let targets: [RemoteRequest.Target] = [.common(instance: 1), .usbBus(1), .vhciPort(bus: 0, port: 1)]
+            var collector = try context.must("open a collector") { () throws(CoverageError) in
+                try CoverageCollector(backend: ops, functions: FunctionSelection(patterns: ops.probeFunctions))
+            }
             for target in targets {
                 try context.expectError(.unsupportedOperation, "remote enable of \(target.kind.rawValue)", beforeAnySyscall: true) { () throws(CoverageError) in
-                    try ops.enableRemote(-1, mode: .pc, RemoteRequest(targets: [target], sectionWords: 512))
+                    try collector.enableRemote(RemoteRequest(targets: [target], sectionWords: 512))
                 }
             }
         },
         check("function.release-on-close", "Each probed function holds one probe until close, which releases every one of them.") { ops, context in
             let held = ops.heldProbes()
-            let counters = try context.must("open counters") { () throws(CoverageError) in try ops.openCounters(functions(ops), mode: .pc) }
+            let counters = try context.must("open counters") { () throws(CoverageError) in try ops.openCounters(FunctionSelection(patterns: functions(ops)), mode: .pc) }
             let open = ops.heldProbes() - held
             var closed = false
             defer { if !closed { counters.close() } }
@@ -179,11 +147,12 @@ public enum FunctionChecks {
         },
         check("function.new-coverage", "Functions are new coverage the first time they are entered since the baseline, and only then.") { ops, context in
             try withCounters(ops, context) { counters in
+                var baseline = FunctionBaseline()
                 func round(probe: Bool) throws -> Set<String> {
                     try context.must("enable") { () throws(CoverageError) in try counters.enable() }
                     if probe { ops.probe() }
                     try context.must("disable") { () throws(CoverageError) in try counters.disable() }
-                    return Set(try context.must("new functions") { () throws(CoverageError) in try counters.newFunctions() }.map(\.name))
+                    return Set(baseline.merge(try context.must("read") { () throws(CoverageError) in try counters.read() }).map(\.name))
                 }
                 let idle = try round(probe: false)
                 try context.expect(idle.isDisjoint(with: ops.probeFunctions), "\(idle) are new before any probe syscall")
@@ -203,9 +172,9 @@ public enum FunctionChecks {
     ) -> ConformanceCheck {
         ConformanceCheck(id, summary, notApplicable: { capabilities in
             capabilities.granularity == .function ? notApplicable(capabilities) : "granularity is \(capabilities.granularity.rawValue): coverage is a kcov buffer, not function counters"
-        }) { context in
-            guard let ops = context.backend as? any FunctionCoverageOperations else {
-                throw ConformanceFailure("the \(context.backend.name) backend has function granularity but does not offer function counters (FunctionCoverageOperations)")
+        }, drivesKcovBuffer: false) { context in
+            guard let ops = context.subject as? any FunctionCoverageOperations else {
+                throw ConformanceFailure("the \(context.subject.name) backend has function granularity but does not offer function counters (FunctionCoverageOperations)")
             }
             try body(ops, context)
         }
@@ -217,7 +186,7 @@ public enum FunctionChecks {
     }
 
     /// Entries of `function` in `counts`.
-    static func hits(_ counts: [FunctionCount], _ function: String) -> UInt64 {
+    static func hits(_ counts: [FunctionHit], _ function: String) -> UInt64 {
         counts.first { $0.name == function }?.hits ?? 0
     }
 
@@ -226,19 +195,20 @@ public enum FunctionChecks {
         _ ops: any FunctionCoverageOperations, _ context: CheckContext, _ body: (any FunctionCounters) throws -> T
     ) throws -> T {
         let wanted = functions(ops)
-        let counters = try context.must("open counters on \(wanted)") { () throws(CoverageError) in try ops.openCounters(wanted, mode: .pc) }
+        let counters = try context.must("open counters on \(wanted)") { () throws(CoverageError) in try ops.openCounters(FunctionSelection(patterns: wanted), mode: .pc) }
         defer { counters.close() }
-        try context.expect(counters.probedFunctions.sorted() == wanted.sorted(), "only \(counters.probedFunctions) of \(wanted) could be probed")
+        let probed = counters.probedFunctions.map(\.name)
+        try context.expect(probed.sorted() == wanted.sorted(), "only \(probed) of \(wanted) could be probed")
         return try body(counters)
     }
 
     /// The counts of one collection around `body`.
-    static func collect(_ ops: any FunctionCoverageOperations, _ context: CheckContext, _ body: () -> Void) throws -> [FunctionCount] {
+    static func collect(_ ops: any FunctionCoverageOperations, _ context: CheckContext, _ body: () -> Void) throws -> [FunctionHit] {
         try withCounters(ops, context) { counters in
             try context.must("enable") { () throws(CoverageError) in try counters.enable() }
             body()
             try context.must("disable") { () throws(CoverageError) in try counters.disable() }
-            return try context.must("read") { () throws(CoverageError) in try counters.counts() }
+            return try context.must("read") { () throws(CoverageError) in try counters.read() }
         }
     }
 }

@@ -18,7 +18,7 @@ public enum GVisorChecks {
             "Row 7: INIT refuses (bufferSize, from the kernel) a size within range that is not a multiple of bufferWordMultiple, and accepts the multiple.",
             notApplicable: { $0.remapAfterDisable && $0.requiresMapBeforeEnable ? nil : "the size rule is gVisor's (requiresMapBeforeEnable and remapAfterDisable)" }
         ) { context in
-            let multiple = context.capabilities.bufferWordMultiple
+            let multiple = context.bufferRules.wordMultiple
             for words in [2, multiple + 1, 3 * multiple / 2] {
                 try context.withInstance { instance in
                     try context.expectError(.bufferSize, "initialize(\(words) words)") { () throws(CoverageError) in

@@ -17,7 +17,7 @@ enum LifecycleChecks {
             }
         },
         ConformanceCheck("lifecycle.init-size-range", "Sizes outside the backend's range are refused as bufferSize.") { context in
-            let range = context.capabilities.bufferWords
+            let range = context.bufferRules.words
             for words in [range.lowerBound - 1, range.upperBound + 1] {
                 try context.withInstance { instance in
                     try context.expectError(.bufferSize, "initialize(\(words) words)") { () throws(CoverageError) in

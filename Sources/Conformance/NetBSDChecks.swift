@@ -18,7 +18,7 @@ import Musl
 ///   which the kernel has freed that thread (disabling what it left enabled).
 /// - ``exitProcess()`` ends the process that holds every open fd and mapping without cleanup, or
 ///   throws `.unsupportedOperation` where that cannot be done and the checks continue.
-public protocol NetBSDKcovOperations: CoverageBackend {
+public protocol NetBSDKcovOperations: KcovDriver {
     /// The page size mappings are rounded to (`PAGE_SIZE` of the tests).
     var pageSize: Int { get }
     /// KCOV_IOC_ENABLE with any mode number.

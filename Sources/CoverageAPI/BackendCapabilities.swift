@@ -49,18 +49,19 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
     /// Closing the last descriptor of an enabled instance leaves collection running until the
     /// thread exits (and the thread busy); otherwise closing stops collection at once.
     public var collectsAfterClose: Bool
-    /// Buffer sizes INIT accepts, in words.
-    public var bufferWords: ClosedRange<Int>
-    /// A size must be a multiple of this many words to be mappable.
-    public var bufferWordMultiple: Int
-    /// Bytes per buffer word.
-    public var wordSize: Int
+    /// The shared buffer's size rules; `nil` for a backend without one (function counters).
+    public var buffer: BufferRules?
+
+    /// What one entry of this backend's traces stands for.
+    public var unit: CoverageUnit {
+        granularity == .function ? .function : CoverageUnit(pcKind)
+    }
 
     public init(
         supportedModes: Set<CoverageMode>, pcKind: PCKind, granularity: Granularity, perThread: Bool,
         orderedTrace: Bool, remote: Set<RemoteKind>, requiresMapBeforeEnable: Bool, remapAfterDisable: Bool,
         mapLengthMustMatch: Bool, oneEnabledInstancePerThread: Bool, collectsAfterClose: Bool,
-        bufferWords: ClosedRange<Int>, bufferWordMultiple: Int, wordSize: Int, remapAfterRemoteAttach: Bool = false
+        buffer: BufferRules?, remapAfterRemoteAttach: Bool = false
     ) {
         self.supportedModes = supportedModes
         self.pcKind = pcKind
@@ -74,15 +75,12 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
         self.remapAfterRemoteAttach = remapAfterRemoteAttach
         self.oneEnabledInstancePerThread = oneEnabledInstancePerThread
         self.collectsAfterClose = collectsAfterClose
-        self.bufferWords = bufferWords
-        self.bufferWordMultiple = bufferWordMultiple
-        self.wordSize = wordSize
+        self.buffer = buffer
     }
 
     private enum CodingKeys: String, CodingKey {
         case supportedModes, pcKind, granularity, perThread, orderedTrace, remote, requiresMapBeforeEnable,
-             remapAfterDisable, mapLengthMustMatch, remapAfterRemoteAttach, oneEnabledInstancePerThread, collectsAfterClose, bufferWords,
-             bufferWordMultiple, wordSize
+             remapAfterDisable, mapLengthMustMatch, remapAfterRemoteAttach, oneEnabledInstancePerThread, collectsAfterClose, buffer
     }
 
     /// Encodes sets sorted, so the same capabilities always print the same JSON.
@@ -100,22 +98,43 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
         try container.encode(remapAfterRemoteAttach, forKey: .remapAfterRemoteAttach)
         try container.encode(oneEnabledInstancePerThread, forKey: .oneEnabledInstancePerThread)
         try container.encode(collectsAfterClose, forKey: .collectsAfterClose)
-        try container.encode(bufferWords, forKey: .bufferWords)
-        try container.encode(bufferWordMultiple, forKey: .bufferWordMultiple)
-        try container.encode(wordSize, forKey: .wordSize)
+        try container.encode(buffer, forKey: .buffer)
+    }
+}
+
+/// The size rules of a kcov-style shared buffer, in words of ``wordSize`` bytes, count word included.
+public struct BufferRules: Sendable, Hashable, Codable {
+    /// Sizes INIT accepts.
+    public var words: ClosedRange<Int>
+    /// A size must be a multiple of this many words to be mappable (whole pages).
+    public var wordMultiple: Int
+    /// Bytes per buffer word.
+    public var wordSize: Int
+
+    public init(words: ClosedRange<Int>, wordMultiple: Int, wordSize: Int) {
+        self.words = words
+        self.wordMultiple = wordMultiple
+        self.wordSize = wordSize
     }
 
-    /// Checks a buffer size against ``bufferWords`` and ``bufferWordMultiple``.
-    public func validate(bufferWords words: Int) throws(CoverageError) {
-        guard bufferWords.contains(words) else {
-            throw CoverageError(
-                .bufferSize,
-                "a buffer of \(words) words is out of range: use \(bufferWords.lowerBound)…\(bufferWords.upperBound) words")
-        }
-        guard words % bufferWordMultiple == 0 else {
-            throw CoverageError(
-                .bufferSize,
-                "a buffer of \(words) words cannot be mapped: use a multiple of \(bufferWordMultiple) words (\(bufferWordMultiple * wordSize) bytes)")
+    /// Sizes that INIT accepts and that can be mapped: from the smallest multiple of
+    /// ``wordMultiple`` in ``words`` to the largest; `nil` if there is none.
+    public var mappableWords: ClosedRange<Int>? {
+        guard wordMultiple > 0 else { return nil }
+        let (up, overflow) = words.lowerBound.addingReportingOverflow(wordMultiple - 1)
+        guard !overflow else { return nil }
+        let lowest = up / wordMultiple * wordMultiple
+        let highest = words.upperBound / wordMultiple * wordMultiple
+        return lowest <= highest ? lowest...highest : nil
+    }
+
+    /// Checks a buffer size against ``words`` and ``wordMultiple``; the error names the sizes
+    /// that work.
+    public func validate(words count: Int) throws(CoverageError) {
+        let usable = mappableWords.map { "use \($0.lowerBound)…\($0.upperBound) words, a multiple of \(wordMultiple) (\(wordMultiple * wordSize)-byte pages)" }
+            ?? "this backend has no mappable size"
+        guard words.contains(count), count % wordMultiple == 0 else {
+            throw CoverageError(.bufferSize, "a buffer of \(count) words cannot be used: \(usable)")
         }
     }
 }

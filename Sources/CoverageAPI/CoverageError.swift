@@ -27,6 +27,8 @@ public struct CoverageError: Error, Sendable, Hashable, CustomStringConvertible 
         case outOfMemory
         /// The traced command could not be started.
         case commandFailed
+        /// The backend does not fit this kernel (the linux backend inside gVisor): use the one named.
+        case wrongBackend
         /// Any other failure of a syscall.
         case system
     }
@@ -49,7 +51,7 @@ public struct CoverageError: Error, Sendable, Hashable, CustomStringConvertible 
     /// True when the backend cannot be used here at all: no device, no permission, no such mode in this kernel.
     public var meansUnavailable: Bool {
         switch code {
-        case .deviceMissing, .permissionDenied, .unsupportedMode: true
+        case .deviceMissing, .permissionDenied, .unsupportedMode, .wrongBackend: true
         default: false
         }
     }

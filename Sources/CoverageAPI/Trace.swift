@@ -1,27 +1,60 @@
-/// What one collection recorded: PCs in PC mode, comparison records in comparisons mode.
+/// What one entry of a trace stands for.
+public enum CoverageUnit: String, Sendable, Hashable, Codable, CaseIterable {
+    /// A kernel text address with KASLR removed, about one basic block (kcov's PC mode, or the
+    /// PC of a comparison in CMP mode): symbolize against the vmlinux.
+    case pc
+    /// An identifier the kernel made up for a block of its own code (gVisor's Go coverage
+    /// blocks): symbolize with the kernel's own tool.
+    case syntheticBlock = "synthetic-block"
+    /// A probed kernel function, by its entry address, with a hit count.
+    case function
+}
+
+/// What one collection recorded, from any backend: PCs in PC mode, comparison records in CMP
+/// mode, functions with hit counts for function-level backends.
 public struct Trace: Sendable, Hashable {
+    /// The backend that recorded it (`linux`, `netbsd`, `gvisor`, `kprobe`); `nil` for a trace
+    /// read straight from a buffer (``CoverageBuffer/read(mode:pcKind:)``).
+    public var backend: String?
+    public var unit: CoverageUnit
     public var mode: CoverageMode
-    public var pcKind: BackendCapabilities.PCKind
-    /// PCs in the order the kernel wrote them (execution order on ordered backends), with repeats.
+    /// PCs in the order the kernel wrote them (execution order on ordered backends), with
+    /// repeats; for ``CoverageUnit/function``, each entered function's address once.
     public var pcs: [UInt64]
     /// Decoded comparison records, in the order the kernel wrote them.
     public var comparisons: [ComparisonRecord]
+    /// For ``CoverageUnit/function``: the functions entered, by address, with their counts.
+    public var functions: [FunctionHit]
     /// The kernel had more to record than the buffer held: entries were dropped.
     public var truncated: Bool
 
     public init(
-        mode: CoverageMode, pcKind: BackendCapabilities.PCKind, pcs: [UInt64] = [],
-        comparisons: [ComparisonRecord] = [], truncated: Bool = false
+        backend: String? = nil, unit: CoverageUnit, mode: CoverageMode, pcs: [UInt64] = [],
+        comparisons: [ComparisonRecord] = [], functions: [FunctionHit] = [], truncated: Bool = false
     ) {
+        self.backend = backend
+        self.unit = unit
         self.mode = mode
-        self.pcKind = pcKind
         self.pcs = pcs
         self.comparisons = comparisons
+        self.functions = functions
         self.truncated = truncated
     }
 
-    /// Entries recorded: PCs or comparison records.
+    /// A function-level trace: `functions` sorted by address, ``pcs`` their addresses.
+    public init(backend: String?, functions: [FunctionHit]) {
+        let sorted = functions.sorted { $0.pc < $1.pc }
+        self.init(backend: backend, unit: .function, mode: .pc, pcs: sorted.map(\.pc), functions: sorted)
+    }
+
+    /// What a PC means: a kernel address, or a synthetic id.
+    public var pcKind: BackendCapabilities.PCKind { unit == .syntheticBlock ? .synthetic : .kernelAddress }
+
+    /// Entries recorded: PCs (or functions) or comparison records.
     public var count: Int { mode == .pc ? pcs.count : comparisons.count }
+
+    /// Hits of the function called `name` (0 when it was not entered or not probed).
+    public func hits(_ name: String) -> UInt64 { functions.first { $0.name == name }?.hits ?? 0 }
 }
 
 /// One comparison the kernel executed, decoded from its four-word record.

@@ -14,7 +14,7 @@ import Glibc
 /// order). One piece of evidence is enough; each is reported.
 public enum GVisorDetection {
     /// `uname -v` (and the tail of `/proc/version`) in every gVisor release: a fixed, fake date.
-    public static let versionString = "#1 SMP Sun Jan 10 15:06:54 PST 2016"
+    public static let versionString = GVisorSignature.kernelVersion
     /// The first line the sentry writes to its kernel log (`dmesg`).
     public static let bootBanner = "Starting gVisor..."
 

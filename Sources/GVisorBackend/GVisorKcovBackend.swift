@@ -24,7 +24,7 @@ import Glibc
 ///
 /// The corresponding ioctls are KCOV_INIT_TRACE, KCOV_ENABLE and KCOV_DISABLE (Linux's numbers);
 /// gVisor answers every other request, KCOV_REMOTE_ENABLE included, with ENOTTY.
-public struct GVisorKcovBackend: CoverageBackend {
+public struct GVisorKcovBackend: KcovDriver {
     package let kernel: any KernelInterface
     /// Where the kcov file is in the sandbox: inside sysfs, not on a debugfs mount.
     public let devicePath: String
@@ -68,7 +68,7 @@ public struct GVisorKcovBackend: CoverageBackend {
             perThread: false, orderedTrace: false, remote: [],
             requiresMapBeforeEnable: true, remapAfterDisable: true, mapLengthMustMatch: false,
             oneEnabledInstancePerThread: false, collectsAfterClose: false,
-            bufferWords: Self.wordMultiple...Self.maxWords, bufferWordMultiple: Self.wordMultiple, wordSize: 8)
+            buffer: BufferRules(words: Self.wordMultiple...Self.maxWords, wordMultiple: Self.wordMultiple, wordSize: 8))
     }
 
     /// What a release `runsc` (such as Debian's) lacks, and which build has the kcov file.

@@ -38,8 +38,12 @@ extension KernelInterface {
         case .enableFailed(let code):
             throw enableError(code)
         case .execFailed(let code):
-            throw CoverageError(
-                .commandFailed, "cannot run \(command.path): \(String(cString: strerror(code)))", syscall: "execve", errno: code)
+            let advice = switch code {
+            case ENOENT: ": there is no such file; give the program's path (absolute, or relative to the current directory) or a name on PATH"
+            case EACCES: ": permission denied; is it an executable file?"
+            default: ": \(String(cString: strerror(code)))"
+            }
+            throw CoverageError(.commandFailed, "cannot run \(command.path)" + advice, syscall: "execve", errno: code)
         case .forkFailed(let code):
             throw CoverageError.system("fork", errno: code)
         }

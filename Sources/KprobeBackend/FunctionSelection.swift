@@ -2,41 +2,7 @@
 import Glibc
 #endif
 import CoverageAPI
-
-/// Which kernel functions to probe: exact names, globs over `/proc/kallsyms` text symbols
-/// (`vfs_*`), and files of such patterns (one a line, `#` comments).
-public struct FunctionSelection: Sendable, Hashable {
-    public var patterns: [String]
-    public var files: [String]
-
-    public init(patterns: [String] = [], files: [String] = []) {
-        self.patterns = patterns
-        self.files = files
-    }
-
-    /// Whether a pattern is a glob rather than a name.
-    static func isGlob(_ pattern: String) -> Bool { pattern.contains { "*?[".contains($0) } }
-}
-
-/// A function with a kprobe on it: its name and its kallsyms address (the PC reports use).
-public struct ProbedFunction: Sendable, Hashable, Codable {
-    public var name: String
-    public var pc: UInt64
-    public init(name: String, pc: UInt64) {
-        self.name = name
-        self.pc = pc
-    }
-}
-
-/// A function that was asked for but cannot be probed, and why.
-public struct SkippedFunction: Sendable, Hashable, Codable {
-    public var name: String
-    public var reason: String
-    public init(name: String, reason: String) {
-        self.name = name
-        self.reason = reason
-    }
-}
+package import KernelSeam
 
 /// `/proc/kallsyms` text symbols and the kprobe blacklist, read once.
 struct KernelSymbols {

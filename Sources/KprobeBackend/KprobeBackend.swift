@@ -2,6 +2,7 @@
 import Glibc
 #endif
 public import CoverageAPI
+package import KernelSeam
 
 /// Function-level coverage from kprobes, for kernels without kcov: one counting kprobe per named
 /// function through the kprobe PMU (`perf_event_open`), bound to one thread.
@@ -12,14 +13,14 @@ public import CoverageAPI
 /// clean up after a crash: the kernel removes the probe when the fd closes), and reading a count is
 /// one `read`. tracefs events are global, need a `common_pid` filter per event and a trace pipe.
 ///
-/// The kcov-shaped operations of ``CoverageBackend`` (open/init/map/enable a buffer the kernel
-/// writes PCs into) have no counterpart: there is no shared buffer, the kernel keeps one counter
-/// per function. They throw `.unsupportedOperation` naming ``KprobeSession``, the API that fits.
-public struct KprobeBackend: CoverageBackend {
+/// There is no shared buffer: the kernel keeps one counter per probed function, so this backend is
+/// a ``FunctionCounterDriver`` and ``CoverageCollector`` collects from it with a function selection.
+public struct KprobeBackend: FunctionCounterDriver {
     package let kernel: any KprobeKernel
 
-    public static let pmuTypePath = "/sys/bus/event_source/devices/kprobe/type"
-    static let paranoidPath = "/proc/sys/kernel/perf_event_paranoid"
+    /// The kprobe PMU's perf type number.
+    public static let pmuTypePath = KprobePaths.pmuType
+    static let paranoidPath = KprobePaths.paranoid
     /// The function a test probe goes on (``probeRefusal(pmuType:)``).
     static let testFunction = "ksys_read"
 
@@ -34,7 +35,7 @@ public struct KprobeBackend: CoverageBackend {
             supportedModes: [.pc], pcKind: .kernelAddress, granularity: .function, perThread: true,
             orderedTrace: false, remote: [], requiresMapBeforeEnable: false, remapAfterDisable: false,
             mapLengthMustMatch: false, oneEnabledInstancePerThread: false, collectsAfterClose: false,
-            bufferWords: 2...2, bufferWordMultiple: 1, wordSize: 8)
+            buffer: nil)
     }
 
     /// The kprobe PMU's perf type, or why there is none.
@@ -131,30 +132,11 @@ public struct KprobeBackend: CoverageBackend {
         }
     }
 
-    // MARK: The kcov-shaped operations
-
-    private func unsupported(_ what: String) -> CoverageError {
-        CoverageError(
-            .unsupportedOperation,
-            "the kprobe backend has no coverage buffer to \(what): the kernel keeps one counter per probed function; use KprobeSession (or `kcovctl trace --backend kprobe --functions …`)")
-    }
-
-    public func openDevice() throws(CoverageError) -> Int32 { throw unsupported("open") }
-    public func closeDevice(_ fd: Int32) {}
-    public func initialize(_ fd: Int32, words: Int) throws(CoverageError) { throw unsupported("size") }
-    public func mapBuffer(_ fd: Int32, words: Int) throws(CoverageError) -> UnsafeMutableRawPointer { throw unsupported("map") }
-    public func unmapBuffer(_ address: UnsafeMutableRawPointer, words: Int) {}
-    public func enable(_ fd: Int32, mode: CoverageMode) throws(CoverageError) { throw unsupported("enable") }
-    public func enableRemote(_ fd: Int32, mode: CoverageMode, _ request: RemoteRequest) throws(CoverageError) {
-        throw CoverageError(.unsupportedOperation, "the kprobe backend has no remote coverage: probes count one thread's own kernel work")
-    }
-    public func disable(_ fd: Int32) throws(CoverageError) { throw unsupported("disable") }
-    public func sendUndefinedRequest(_ fd: Int32) throws(CoverageError) { throw unsupported("send requests to") }
     public func currentThreadID() -> Int32 { kernel.currentThreadID() }
     public func probe() { kernel.probeSyscall() }
-    public func runEnabled(
-        _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command
-    ) throws(CoverageError) -> CommandExit {
-        throw unsupported("run a command with")
+
+    /// Opens one counting probe per function `selection` names, bound to the calling thread.
+    public func openCounters(_ selection: FunctionSelection, mode: CoverageMode) throws(CoverageError) -> any FunctionCounters {
+        try KprobeSession(backend: self, selection: selection, mode: mode)
     }
 }

@@ -2,44 +2,7 @@
 import Glibc
 #endif
 public import CoverageAPI
-
-/// One probed function's count in a collection.
-public struct FunctionHit: Sendable, Hashable, Codable {
-    public var name: String
-    public var pc: UInt64
-    public var hits: UInt64
-    public init(name: String, pc: UInt64, hits: UInt64) {
-        self.name = name
-        self.pc = pc
-        self.hits = hits
-    }
-}
-
-/// What one collection saw: the probed functions entered, with how often.
-public struct FunctionCoverage: Sendable, Hashable {
-    /// Functions entered at least once, by address.
-    public var functions: [FunctionHit]
-
-    public init(functions: [FunctionHit]) { self.functions = functions.sorted { $0.pc < $1.pc } }
-
-    /// The same coverage as a ``Trace``: each entered function's kallsyms address once (function
-    /// granularity, unordered), so kcov's symbolizer and reports apply.
-    public var trace: Trace { Trace(mode: .pc, pcKind: .kernelAddress, pcs: functions.map(\.pc)) }
-
-    /// Hits of the function called `name` (0 when it was not entered or not probed).
-    public func hits(_ name: String) -> UInt64 { functions.first { $0.name == name }?.hits ?? 0 }
-}
-
-/// The functions seen so far, to tell which a new collection enters for the first time.
-public struct FunctionBaseline: Sendable, Hashable {
-    public private(set) var seen: Set<UInt64> = []
-    public init() {}
-
-    /// The functions of `coverage` not in the baseline; adds them to it.
-    public mutating func merge(_ coverage: FunctionCoverage) -> [FunctionHit] {
-        coverage.functions.filter { seen.insert($0.pc).inserted }
-    }
-}
+package import KernelSeam
 
 /// Counting kprobes on a set of functions, bound to one thread: the kprobe backend's session.
 ///
@@ -51,10 +14,10 @@ public struct FunctionBaseline: Sendable, Hashable {
 /// One artefact is inherent: `disable()` is an ioctl the thread makes while counting, so probed
 /// functions on the ioctl entry path (`__x64_sys_ioctl`, `perf_ioctl`, …) count one hit more —
 /// as kcov's traces hold ENABLE's return path.
-public final class KprobeSession {
+public final class KprobeSession: FunctionCounters {
     public let backend: KprobeBackend
     /// Functions with a live probe, in the order asked for.
-    public private(set) var functions: [ProbedFunction] = []
+    public private(set) var probedFunctions: [ProbedFunction] = []
     /// Functions asked for that have no probe, with why.
     public private(set) var skipped: [SkippedFunction] = []
 
@@ -66,8 +29,6 @@ public final class KprobeSession {
     /// Group leaders: one ioctl each enables, disables or resets its whole group.
     private var leaders: [Int32] = []
     private var boundThread: Int32 = 0
-    /// The functions ``readNew()`` has reported.
-    private var baseline = FunctionBaseline()
     private var enabledThread: Int32?
     /// Probes beyond this many in one group start a new group (keeps each group's read size small).
     static let groupLimit = 512
@@ -82,7 +43,7 @@ public final class KprobeSession {
         guard backend.capabilities.supportedModes.contains(mode) else {
             throw CoverageError(.unsupportedMode, "the kprobe backend counts function entries (pc mode); it has no \(mode.rawValue) mode")
         }
-        guard !selection.patterns.isEmpty || !selection.files.isEmpty else {
+        guard !selection.isEmpty else {
             throw CoverageError(.invalidArgument, "no functions named: give names, globs (vfs_*) or a file of them")
         }
         self.type = try backend.pmuType()
@@ -132,7 +93,7 @@ public final class KprobeSession {
             fds.append(fd)
             opened.append(function)
         }
-        functions = opened
+        probedFunctions = opened
         // Skips found at the kernel stay listed once, after those found in kallsyms.
         let known = Set(skipped.map(\.name))
         skipped += refused.filter { !known.contains($0.name) }
@@ -144,7 +105,7 @@ public final class KprobeSession {
         for fd in fds { _ = kernel.close(fd) }
         fds = []
         leaders = []
-        functions = []
+        probedFunctions = []
     }
 
     /// Closes every probe now; the session cannot be used after.
@@ -186,41 +147,22 @@ public final class KprobeSession {
     public func reset() throws(CoverageError) { try groupIoctl(PerfIoctl.reset, "PERF_EVENT_IOC_RESET") }
 
     /// The counts since the last enable or reset.
-    public func read() throws(CoverageError) -> FunctionCoverage {
+    public func read() throws(CoverageError) -> [FunctionHit] {
         var hits: [FunctionHit] = []
-        for (function, fd) in zip(functions, fds) {
+        for (function, fd) in zip(probedFunctions, fds) {
             guard let count = kernel.readCounter(fd) else {
                 let code = errno
                 throw CoverageError(.system, "reading the counter of \(function.name) failed: errno \(code)", syscall: "read(perf fd)", errno: code)
             }
             if count > 0 { hits.append(FunctionHit(name: function.name, pc: function.pc, hits: count)) }
         }
-        return FunctionCoverage(functions: hits)
-    }
-
-    /// The functions of ``read()`` that no earlier `readNew()` of this session reported: the new
-    /// coverage a fuzzer keeps an input for. They join the session's baseline.
-    public func readNew() throws(CoverageError) -> [FunctionHit] {
-        baseline.merge(try read())
-    }
-
-    /// Which probed functions the calling thread enters while `body` runs, and how often.
-    public func collect(_ body: () throws -> Void) throws -> FunctionCoverage {
-        try enable()
-        do {
-            try body()
-        } catch {
-            try? disable()
-            throw error
-        }
-        try disable()
-        return try read()
+        return hits
     }
 
     /// Runs `command` with these functions probed in it (and its threads and children, which
     /// inherit the probes), counting from its exec; returns how it ended and what it entered.
     /// This session's own probes are left alone.
-    public func run(_ command: Command) throws(CoverageError) -> (exit: CommandExit, coverage: FunctionCoverage) {
+    public func run(_ command: Command) throws(CoverageError) -> (exit: CommandExit, functions: [FunctionHit]) {
         guard let child = kernel.spawnPaused(path: command.path, arguments: command.arguments, environment: command.environment) else {
             let code = errno
             throw CoverageError(.commandFailed, "could not start \(command.path): fork failed with errno \(code)", syscall: "fork", errno: code)
@@ -229,7 +171,7 @@ public final class KprobeSession {
         var leader: Int32 = -1
         var groupSize = 0
         func closeChildProbes() { for (_, fd) in childFDs { _ = kernel.close(fd) } }
-        for function in functions {
+        for function in probedFunctions {
             if groupSize >= Self.groupLimit { leader = -1 }
             let fd = kernel.openKprobe(
                 pmuType: type, function: function.name, pid: child.pid, groupLeader: leader,
@@ -265,6 +207,6 @@ public final class KprobeSession {
             }
             if count > 0 { hits.append(FunctionHit(name: function.name, pc: function.pc, hits: count)) }
         }
-        return (status.exited ? .exited(status.status) : .signaled(status.status), FunctionCoverage(functions: hits))
+        return (status.exited ? .exited(status.status) : .signaled(status.status), hits)
     }
 }

@@ -9,7 +9,7 @@ import Glibc
 /// records, remote coverage through common and USB handles.
 ///
 /// The corresponding ioctls are KCOV_INIT_TRACE, KCOV_ENABLE, KCOV_DISABLE and KCOV_REMOTE_ENABLE.
-public struct LinuxKcovBackend: CoverageBackend {
+public struct LinuxKcovBackend: KcovDriver {
     package let kernel: any KernelInterface
     /// Where the kcov file is.
     public let devicePath: String
@@ -33,19 +33,32 @@ public struct LinuxKcovBackend: CoverageBackend {
             perThread: true, orderedTrace: true, remote: [.commonHandle, .usbBus],
             requiresMapBeforeEnable: false, remapAfterDisable: false, mapLengthMustMatch: true,
             oneEnabledInstancePerThread: true, collectsAfterClose: true,
-            bufferWords: LinuxKcovABI.bufferWords, bufferWordMultiple: Self.pageSize / 8, wordSize: 8)
+            buffer: BufferRules(words: LinuxKcovABI.bufferWords, wordMultiple: Self.pageSize / 8, wordSize: 8))
     }
 
     static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
     public func availability() -> Availability {
-        kernel.availability(of: devicePath, reason: "\(devicePath) opened read-write", explain: openError)
+        if let refusal = gVisorRefusal() { return Availability(available: false, reason: refusal.message) }
+        return kernel.availability(of: devicePath, reason: "\(devicePath) opened read-write", explain: openError)
     }
 
     // MARK: Device
 
+    /// Opens the kcov file; inside gVisor refuses with `.wrongBackend` before opening anything.
     public func openDevice() throws(CoverageError) -> Int32 {
-        try kernel.openDevice(devicePath, explain: openError)
+        if let refusal = gVisorRefusal() { throw refusal }
+        return try kernel.openDevice(devicePath, explain: openError)
+    }
+
+    /// Why this backend must not be used here: inside gVisor, whose kcov answers Linux's ioctls
+    /// with global, unordered synthetic block ids that this backend would report as kernel
+    /// addresses of one thread. Recognised by gVisor's fixed kernel version in `/proc/version`.
+    func gVisorRefusal() -> CoverageError? {
+        guard let version = kernel.readTextFile("/proc/version"), version.contains(GVisorSignature.kernelVersion) else { return nil }
+        return CoverageError(
+            .wrongBackend,
+            "this is a gVisor sandbox (its kernel version is gVisor's fixed \"\(GVisorSignature.kernelVersion)\"): its kcov records the whole sandbox's Go coverage blocks as synthetic ids, not this thread's kernel PCs; use the gvisor backend (GVisorKcovBackend, or --backend gvisor)")
     }
 
     /// Why opening the kcov file failed, with what to do about it.
@@ -53,6 +66,11 @@ public struct LinuxKcovBackend: CoverageBackend {
         let call = "open(\(devicePath))"
         switch code {
         case ENOENT:
+            guard devicePath == LinuxKcovABI.devicePath else {
+                return CoverageError(
+                    .deviceMissing, "\(devicePath) does not exist: check the device path (Linux's kcov file is \(LinuxKcovABI.devicePath))",
+                    syscall: call, errno: code)
+            }
             guard debugfsMounted else {
                 return CoverageError(
                     .deviceMissing,

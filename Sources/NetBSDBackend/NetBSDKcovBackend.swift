@@ -18,7 +18,7 @@ import Musl
 /// EBUSY, `.busy`). The backend tells them apart after the fact with a SETBUFSIZE of 0 entries,
 /// which changes nothing: the driver checks "enabled" (EBUSY) before the size (EINVAL), so the
 /// answer says whether this fd is the enabled one.
-public struct NetBSDKcovBackend: CoverageBackend {
+public struct NetBSDKcovBackend: KcovDriver {
     package let kernel: any KernelInterface
     /// Where the kcov device is.
     public let devicePath: String
@@ -57,7 +57,7 @@ public struct NetBSDKcovBackend: CoverageBackend {
             perThread: true, orderedTrace: true, remote: [.vhciPort],
             requiresMapBeforeEnable: false, remapAfterDisable: false, mapLengthMustMatch: false,
             oneEnabledInstancePerThread: true, collectsAfterClose: true,
-            bufferWords: NetBSDKcovABI.bufferEntries, bufferWordMultiple: 1, wordSize: NetBSDKcovABI.entrySize,
+            buffer: BufferRules(words: NetBSDKcovABI.bufferEntries, wordMultiple: 1, wordSize: NetBSDKcovABI.entrySize),
             remapAfterRemoteAttach: true)
     }
 

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-package import KprobeBackend
+package import KernelSeam
 import Synchronization
 
 /// A small model of the kprobe PMU behind ``KprobeKernel``: counting events bound to a thread (or
@@ -63,7 +63,7 @@ package final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
             $0.files["/proc/kallsyms"] = Self.kallsyms
             $0.files["/proc/sys/kernel/perf_event_paranoid"] = "2\n"
             $0.files["/sys/kernel/debug/kprobes/blacklist"] = "0xffffffff81100900-0xffffffff81100950\tdo_int3\n"
-            if pmu { $0.files[KprobeBackend.pmuTypePath] = "8\n" }
+            if pmu { $0.files[KprobePaths.pmuType] = "8\n" }
         }
     }
 

@@ -8,7 +8,7 @@ import Synchronization
 
 /// A simulated Linux 6.12 kcov driver behind the seam, written from
 /// `reference/linux-gvisor-kcov.md` Part A: the test double for the Linux backend and for
-/// `CoverageSession` on hosts without kcov, and the model the conformance suite compares with the
+/// `CoverageCollector` on hosts without kcov, and the model the conformance suite compares with the
 /// real kernel check by check.
 ///
 /// It enforces kcov's per-fd state machine (§A2) and each ioctl's check order (§A3, §A7), returns

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CoverageAPI
 import Foundation
+import BackendSelection
 import GVisorBackend
 import LinuxBackend
 
@@ -29,11 +30,10 @@ struct BackendsCommand: ParsableCommand {
     }
 
     func run() throws {
-        let entries = BackendChoice.allBackends().map { backend in
-            let availability = backend.availability()
-            return Entry(
-                name: backend.name, available: availability.available, reason: availability.reason,
-                capabilities: backend.capabilities)
+        let entries = BackendSelection.system.list().map { status in
+            Entry(
+                name: status.name, available: status.availability.available, reason: status.availability.reason,
+                capabilities: status.capabilities)
         }
         let report = Report(environment: HostEnvironment.current(), backends: entries)
         switch format {
@@ -50,10 +50,10 @@ struct BackendsCommand: ParsableCommand {
                 let capabilities = entry.capabilities
                 print("  modes: \(capabilities.supportedModes.map(\.rawValue).sorted().joined(separator: ", ")); PCs: \(capabilities.pcKind.rawValue); granularity: \(capabilities.granularity.rawValue)")
                 print("  per thread: \(capabilities.perThread); ordered trace: \(capabilities.orderedTrace); remote: \(capabilities.remote.isEmpty ? "none" : capabilities.remote.map(\.rawValue).sorted().joined(separator: ", "))")
-                if capabilities.granularity == .function {
-                    print("  no shared buffer: the kernel counts hits per probed function")
+                if let buffer = capabilities.buffer {
+                    print("  buffer: \(buffer.words.lowerBound)…\(buffer.words.upperBound) words, multiple of \(buffer.wordMultiple); map before enable: \(capabilities.requiresMapBeforeEnable); remap after disable: \(capabilities.remapAfterDisable)")
                 } else {
-                    print("  buffer: \(capabilities.bufferWords.lowerBound)…\(capabilities.bufferWords.upperBound) words, multiple of \(capabilities.bufferWordMultiple); map before enable: \(capabilities.requiresMapBeforeEnable); remap after disable: \(capabilities.remapAfterDisable)")
+                    print("  no shared buffer: the kernel counts hits per probed function")
                 }
             }
         }

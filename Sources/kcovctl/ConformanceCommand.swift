@@ -4,10 +4,10 @@ import CoverageAPI
 import Foundation
 import GVisorBackend
 import KprobeBackend
-import KprobeConformanceSupport
+import KprobeConformance
 import LinuxBackend
 import NetBSDBackend
-import NetBSDConformanceSupport
+import NetBSDConformance
 import ReferenceModels
 
 /// `kcovctl conformance`: the shared checks against a backend's real device or its reference model.

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CoverageAPI
 import Foundation
-import KprobeBackend
+import BackendSelection
 
 /// `kcovctl trace`: runs a command with coverage enabled on its main thread and writes what it covered.
 struct TraceCommand: ParsableCommand {
@@ -21,8 +21,8 @@ struct TraceCommand: ParsableCommand {
             "skipped" (functions that cannot be probed, with the reason).
             """)
 
-    @Option(help: "Backend: \(BackendChoice.allValueStrings.joined(separator: ", ")).")
-    var backend: BackendChoice = .auto
+    @Option(help: "Backend: \(BackendSelection.optionValues).")
+    var backend: String = BackendSelection.auto
 
     @Option(help: "What to record: pc (covered blocks) or cmp (comparison operands).")
     var mode: ModeOption = .pc
@@ -62,6 +62,9 @@ struct TraceCommand: ParsableCommand {
 
     func validate() throws {
         guard !command.isEmpty else { throw ValidationError("name a command to trace after --, for example: kcovctl trace -- /bin/true") }
+        guard BackendSelection.system.names.contains(backend) else {
+            throw ValidationError("there is no backend called \"\(backend)\": use one of \(BackendSelection.optionValues)")
+        }
         guard bufferWords >= 2 else { throw ValidationError("--buffer-words must be at least 2 (one count word and one entry)") }
         if kvm && !vm { throw ValidationError("--kvm only applies with --vm") }
     }
@@ -73,18 +76,28 @@ struct TraceCommand: ParsableCommand {
         let commandOutput = output == nil && format != .summary ? CommandOutputOnStandardError() : nil
         defer { commandOutput?.restore() }
         do {
-            let program = try resolveProgram(command[0])
-            let chosen = try backend.resolve(explain: note)
-            if let kprobe = chosen as? KprobeBackend { return try runKprobe(kprobe, program: program, commandOutput: commandOutput) }
-            if !selection.patterns.isEmpty || !selection.files.isEmpty {
+            let program = try Command(path: command[0], arguments: command, environment: []).resolvedPath()
+            let chosen = try BackendSelection.resolveOption(backend, explain: note)
+            let functionLevel = chosen.capabilities.granularity == .function
+            if functionLevel && selection.isEmpty {
+                throw CoverageError(
+                    .invalidArgument,
+                    "the \(chosen.name) backend records named functions only: pass --functions (for example --functions 'vfs_*,ksys_read') or --functions-file")
+            }
+            if !functionLevel && !selection.isEmpty {
                 throw CoverageError(.invalidArgument, "--functions and --functions-file apply to the kprobe backend only; the \(chosen.name) backend records every block")
             }
-            var session = try CoverageSession(backend: chosen, mode: mode.mode, bufferWords: bufferWords)
-            let result = try session.run(Command(
-                path: program, arguments: command,
-                environment: ProcessInfo.processInfo.environment.map { "\($0)=\($1)" }))
+            var collector = try CoverageCollector(backend: chosen, mode: mode.mode, bufferWords: bufferWords, functions: selection)
+            for skipped in collector.skippedFunctions { note("\(chosen.name): skipping \(skipped.name): \(skipped.reason)") }
+            if functionLevel && collector.probedFunctions.isEmpty {
+                throw CoverageError(.invalidArgument, "none of the named functions can be probed (see the reasons above)")
+            }
+            let result = try collector.run(Command(
+                path: program, arguments: command, environment: ProcessInfo.processInfo.environment.map { "\($0)=\($1)" }))
             let text = TraceReport(
-                backend: chosen.name, command: command, exit: result.exit, trace: result.trace, bufferWords: bufferWords
+                backend: chosen.name, command: command, exit: result.exit, trace: result.trace, bufferWords: collector.bufferWords ?? 0,
+                functions: functionLevel
+                    ? FunctionReport(probed: collector.probedFunctions, hits: result.trace.functions, skipped: collector.skippedFunctions) : nil
             ).render(format)
             commandOutput?.restore()
             try write(text)
@@ -93,32 +106,9 @@ struct TraceCommand: ParsableCommand {
         }
     }
 
-    /// The kprobe backend: one counting probe per named function, armed at the command's exec.
-    private func runKprobe(_ kprobe: KprobeBackend, program: String, commandOutput: CommandOutputOnStandardError?) throws {
-        guard !selection.patterns.isEmpty || !selection.files.isEmpty else {
-            throw CoverageError(
-                .invalidArgument,
-                "the kprobe backend records named functions only: pass --functions (for example --functions 'vfs_*,ksys_read') or --functions-file")
-        }
-        let session = try KprobeSession(backend: kprobe, selection: selection, mode: mode.mode)
-        defer { session.close() }
-        for skipped in session.skipped { note("kprobe: skipping \(skipped.name): \(skipped.reason)") }
-        guard !session.functions.isEmpty else {
-            throw CoverageError(.invalidArgument, "none of the named functions can be probed (see the reasons above)")
-        }
-        let result = try session.run(Command(
-            path: program, arguments: command, environment: ProcessInfo.processInfo.environment.map { "\($0)=\($1)" }))
-        let text = TraceReport(
-            backend: kprobe.name, command: command, exit: result.exit, trace: result.coverage.trace, bufferWords: 0,
-            functions: FunctionReport(probed: session.functions, hits: result.coverage.functions, skipped: session.skipped)
-        ).render(format)
-        commandOutput?.restore()
-        try write(text)
-    }
-
     /// Re-runs this subcommand, minus `--vm`, `--kvm` and `--output`, in the test kernel.
     private func runInGuest() throws {
-        var arguments = ["trace", "--backend", backend.rawValue, "--mode", mode.rawValue,
+        var arguments = ["trace", "--backend", backend, "--mode", mode.rawValue,
                          "--buffer-words", String(bufferWords), "--format", format.rawValue]
         for pattern in functions { arguments += ["--functions", pattern] }
         for file in functionsFile { arguments += ["--functions-file", file] }
@@ -166,21 +156,4 @@ final class CommandOutputOnStandardError {
         close(saved)
         saved = -1
     }
-}
-
-/// Finds a program the way a shell would: a path with a slash as is, else the first match on `PATH`.
-func resolveProgram(_ name: String) throws(CoverageError) -> String {
-    let manager = FileManager.default
-    if name.contains("/") {
-        let path = name.hasPrefix("/") ? name : manager.currentDirectoryPath + "/" + name
-        guard manager.isExecutableFile(atPath: path) else {
-            throw CoverageError(.commandFailed, "\(name) is not an executable file")
-        }
-        return path
-    }
-    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-        let candidate = "\(directory)/\(name)"
-        if manager.isExecutableFile(atPath: candidate) { return candidate }
-    }
-    throw CoverageError(.commandFailed, "command not found: \(name) (not an executable on PATH)")
 }

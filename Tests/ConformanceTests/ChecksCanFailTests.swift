@@ -88,6 +88,17 @@ struct CapabilityOverride<Base: CoverageBackend>: CoverageBackend {
         return capabilities
     }
     func availability() -> Availability { real.availability() }
+    func currentThreadID() -> Int32 { real.currentThreadID() }
+    func probe() { real.probe() }
+    /// This wrapper as the driver `real` is, so its overrides are the ones called.
+    var driver: BackendDriver {
+        if let kcov = self as? any KcovDriver { return .kcovBuffer(kcov) }
+        if let counters = self as? any FunctionCounterDriver { return .functionCounters(counters) }
+        return real.driver
+    }
+}
+
+extension CapabilityOverride: KcovDriver where Base: KcovDriver {
     func openDevice() throws(CoverageError) -> Int32 { try real.openDevice() }
     func closeDevice(_ fd: Int32) { real.closeDevice(fd) }
     func initialize(_ fd: Int32, words: Int) throws(CoverageError) { try real.initialize(fd, words: words) }
@@ -97,18 +108,22 @@ struct CapabilityOverride<Base: CoverageBackend>: CoverageBackend {
     func enableRemote(_ fd: Int32, mode: CoverageMode, _ request: RemoteRequest) throws(CoverageError) { try real.enableRemote(fd, mode: mode, request) }
     func disable(_ fd: Int32) throws(CoverageError) { try real.disable(fd) }
     func sendUndefinedRequest(_ fd: Int32) throws(CoverageError) { try real.sendUndefinedRequest(fd) }
-    func currentThreadID() -> Int32 { real.currentThreadID() }
-    func probe() { real.probe() }
     func runEnabled(_ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command) throws(CoverageError) -> CommandExit {
         try real.runEnabled(fd, mode: mode, buffer: buffer, words: words, command: command)
+    }
+}
+
+extension CapabilityOverride: FunctionCounterDriver where Base: FunctionCounterDriver {
+    func openCounters(_ selection: FunctionSelection, mode: CoverageMode) throws(CoverageError) -> any FunctionCounters {
+        guard capabilities.supportedModes.contains(mode) || real.capabilities.supportedModes.contains(mode) else {
+            return try real.openCounters(selection, mode: mode)
+        }
+        return wrapCounters(try real.openCounters(selection, mode: mode))
     }
 }
 
 extension CapabilityOverride: FunctionCoverageOperations where Base: FunctionCoverageOperations {
     var probeFunctions: [String] { real.probeFunctions }
     var functionsOffProbePath: [String] { real.functionsOffProbePath }
-    func openCounters(_ functions: [String], mode: CoverageMode) throws(CoverageError) -> any FunctionCounters {
-        wrapCounters(try real.openCounters(functions, mode: mode))
-    }
     func heldProbes() -> Int { real.heldProbes() }
 }

@@ -1,7 +1,7 @@
 import Conformance
 import CoverageAPI
 import KprobeBackend
-import KprobeConformanceSupport
+import KprobeConformance
 import LinuxBackend
 import ReferenceModels
 import Testing
@@ -63,11 +63,11 @@ import Testing
         #expect(result.first?.status == .fail, "\(result.first?.detail ?? "")")
     }
 
-    @Test func newCoverageCheckCatchesCountersWithoutABaseline() {
+    @Test func newCoverageCheckCatchesCountersThatReportFunctionsNotEntered() {
         let unchanged = CapabilityOverride(real: KprobeBackend(kernel: KprobePMUModel())) { _ in }
-        var forgetful = unchanged
-        forgetful.wrapCounters = { ForgetfulCounters($0) }
-        let result = ConformanceSuite.run(on: forgetful, checks: [Self.check("function.new-coverage")])
+        var phantom = unchanged
+        phantom.wrapCounters = { PhantomCounters($0) }
+        let result = ConformanceSuite.run(on: phantom, checks: [Self.check("function.new-coverage")])
         #expect(result.first?.status == .fail, "\(result.first?.detail ?? "")")
         // The wrapper alone changes nothing else.
         let faithful = ConformanceSuite.run(on: unchanged, checks: FunctionChecks.all)
@@ -83,15 +83,22 @@ import Testing
     }
 }
 
-/// Counters whose every count is "new": no baseline.
-final class ForgetfulCounters: FunctionCounters {
+/// Counters that report every probed function as entered, zero counts included.
+final class PhantomCounters: FunctionCounters {
     let real: any FunctionCounters
     init(_ real: any FunctionCounters) { self.real = real }
 
-    var probedFunctions: [String] { real.probedFunctions }
+    var probedFunctions: [ProbedFunction] { real.probedFunctions }
+    var skipped: [SkippedFunction] { real.skipped }
     func enable() throws(CoverageError) { try real.enable() }
     func disable() throws(CoverageError) { try real.disable() }
-    func counts() throws(CoverageError) -> [FunctionCount] { try real.counts() }
-    func newFunctions() throws(CoverageError) -> [FunctionCount] { try real.counts() }
+    func reset() throws(CoverageError) { try real.reset() }
+    func read() throws(CoverageError) -> [FunctionHit] {
+        let entered = try real.read()
+        return real.probedFunctions.map { function in
+            FunctionHit(name: function.name, pc: function.pc, hits: max(1, entered.first { $0.pc == function.pc }?.hits ?? 0))
+        }
+    }
+    func run(_ command: Command) throws(CoverageError) -> (exit: CommandExit, functions: [FunctionHit]) { try real.run(command) }
     func close() { real.close() }
 }

@@ -1,3 +1,4 @@
+import KernelSeam
 import KprobeBackend
 import ReferenceModels
 import Synchronization

@@ -5,21 +5,25 @@ import Testing
 
 @Suite struct CapabilitiesTests {
     let linux = LinuxKcovBackend().capabilities
+    var linuxBuffer: BufferRules { linux.buffer! }
 
     @Test(arguments: [0, 1, 511, 513, 268_435_456])
     func linuxRefusesUnmappableOrOutOfRangeSizes(words: Int) {
-        #expect(throws: CoverageError.self) { try linux.validate(bufferWords: words) }
+        #expect(throws: CoverageError.self) { try linuxBuffer.validate(words: words) }
         do {
-            try linux.validate(bufferWords: words)
-        } catch {
+            try linuxBuffer.validate(words: words)
+        } catch let error as CoverageError {
             #expect(error.code == .bufferSize)
             #expect(error.syscall == nil, "refused before any syscall")
+            #expect(error.message.contains("use 512…268434944 words"), "names the mappable sizes: \(error.message)")
+        } catch {
+            Issue.record("not a CoverageError: \(error)")
         }
     }
 
     @Test(arguments: [512, 1024, 262_144])
     func linuxAcceptsPageMultiples(words: Int) throws {
-        try linux.validate(bufferWords: words)
+        try linuxBuffer.validate(words: words)
     }
 
     @Test func linuxCapabilitiesDescribeKcov() {

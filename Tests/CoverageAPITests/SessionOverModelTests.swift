@@ -9,7 +9,7 @@ import Testing
 import Glibc
 #endif
 
-/// CoverageSession and the Linux backend over the Linux reference model: the paths a host
+/// CoverageCollector and the Linux backend over the Linux reference model: the paths a host
 /// without kcov cannot reach for real (missing device, no permission, no CMP, leaks).
 @Suite struct SessionOverModelTests {
     typealias Model = LinuxKcovModel
@@ -36,7 +36,7 @@ import Glibc
         let model = Model()
         let backend = LinuxKcovBackend(kernel: model)
         do {
-            var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 512)
+            var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 512)
             let trace = try session.collect { backend.probe() }
             #expect(trace.pcs == Model.probePCs, "ENABLE's tail is reset away; DISABLE's start is not read")
             #expect(!trace.truncated)
@@ -49,7 +49,7 @@ import Glibc
     @Test func comparisonsDecodeFromTheModel() throws {
         let model = Model()
         let backend = LinuxKcovBackend(kernel: model)
-        var session = try CoverageSession(backend: backend, mode: .comparisons, bufferWords: 512)
+        var session = try CoverageCollector(backend: backend, mode: .comparisons, bufferWords: 512)
         let trace = try session.collect { backend.probe() }
         #expect(trace.comparisons.map(\.pc) == Model.probeComparisons.map(\.pc))
         #expect(trace.comparisons.map(\.type) == Model.probeComparisons.map(\.type))
@@ -59,7 +59,7 @@ import Glibc
     @Test func overflowIsTruncatedAtSizeMinusOne() throws {
         let model = Model()
         let backend = LinuxKcovBackend(kernel: model)
-        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 512)
+        var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 512)
         let trace = try session.collect { for _ in 0..<100 { backend.probe() } }
         #expect(trace.truncated)
         #expect(trace.pcs.count == 511)
@@ -68,7 +68,7 @@ import Glibc
 
     @Test func missingDebugfsSaysToMountIt() {
         let model = Model(debugfsMounted: false, deviceExists: false)
-        let error = coverageError { _ = try CoverageSession(backend: LinuxKcovBackend(kernel: model)) }
+        let error = coverageError { _ = try CoverageCollector(backend: LinuxKcovBackend(kernel: model)) }
         #expect(error?.code == .deviceMissing)
         #expect(error?.errno == ENOENT)
         #expect(error?.message.contains("mount -t debugfs none /sys/kernel/debug") == true)
@@ -78,18 +78,18 @@ import Glibc
 
     @Test func kernelWithoutKcovNamesTheConfigOption() {
         let model = Model(debugfsMounted: true, deviceExists: false)
-        let error = coverageError { _ = try CoverageSession(backend: LinuxKcovBackend(kernel: model)) }
+        let error = coverageError { _ = try CoverageCollector(backend: LinuxKcovBackend(kernel: model)) }
         #expect(error?.code == .deviceMissing)
         #expect(error?.message.contains("CONFIG_KCOV") == true)
         #expect(error?.meansUnavailable == true)
     }
 
     @Test func permissionAndLockdown() {
-        let denied = coverageError { _ = try CoverageSession(backend: LinuxKcovBackend(kernel: Model(accessAllowed: false))) }
+        let denied = coverageError { _ = try CoverageCollector(backend: LinuxKcovBackend(kernel: Model(accessAllowed: false))) }
         #expect(denied?.code == .permissionDenied)
         #expect(denied?.errno == EACCES)
         #expect(denied?.message.contains("root") == true)
-        let locked = coverageError { _ = try CoverageSession(backend: LinuxKcovBackend(kernel: Model(lockedDown: true))) }
+        let locked = coverageError { _ = try CoverageCollector(backend: LinuxKcovBackend(kernel: Model(lockedDown: true))) }
         #expect(locked?.code == .permissionDenied)
         #expect(locked?.errno == EPERM)
         #expect(locked?.message.contains("lockdown") == true)
@@ -98,7 +98,7 @@ import Glibc
     @Test func kernelWithoutComparisonsRefusesCMPMode() throws {
         let model = Model(comparisonsBuiltIn: false)
         do {
-            var session = try CoverageSession(backend: LinuxKcovBackend(kernel: model), mode: .comparisons, bufferWords: 512)
+            var session = try CoverageCollector(backend: LinuxKcovBackend(kernel: model), mode: .comparisons, bufferWords: 512)
             let error = coverageError { try session.enable() }
             #expect(error?.code == .unsupportedMode)
             #expect(error?.errno == 524)
@@ -111,7 +111,7 @@ import Glibc
 
     @Test func failedMappingClosesTheDevice() {
         let model = Model()
-        let error = coverageError { _ = try CoverageSession(backend: WrongSizeMapping(real: LinuxKcovBackend(kernel: model)), bufferWords: 512) }
+        let error = coverageError { _ = try CoverageCollector(backend: WrongSizeMapping(real: LinuxKcovBackend(kernel: model)), bufferWords: 512) }
         #expect(error?.code == .invalidState)
         #expect(error?.errno == EINVAL)
         expectNothingLeft(model)
@@ -121,18 +121,18 @@ import Glibc
         let model = Model()
         let backend = LinuxKcovBackend(kernel: model)
         do {
-            var session = try CoverageSession(backend: backend, bufferWords: 512)
+            var session = try CoverageCollector(backend: backend, bufferWords: 512)
             try session.enable()
         }
         expectNothingLeft(model)
         // The thread holds no kcov any more: a new session enables without EBUSY.
-        var session = try CoverageSession(backend: backend, bufferWords: 512)
+        var session = try CoverageCollector(backend: backend, bufferWords: 512)
         try session.enable()
         try session.disable()
     }
 
     @Test func sessionRefusesEnableTwiceAndDisableWhenOff() throws {
-        var session = try CoverageSession(backend: LinuxKcovBackend(kernel: Model()), bufferWords: 512)
+        var session = try CoverageCollector(backend: LinuxKcovBackend(kernel: Model()), bufferWords: 512)
         let off = coverageError { try session.disable() }
         #expect(off?.code == .invalidState && off?.syscall == nil)
         try session.enable()
@@ -143,8 +143,8 @@ import Glibc
 
     @Test func secondSessionOnOneThreadIsBusy() throws {
         let backend = LinuxKcovBackend(kernel: Model())
-        var first = try CoverageSession(backend: backend, bufferWords: 512)
-        var second = try CoverageSession(backend: backend, bufferWords: 512)
+        var first = try CoverageCollector(backend: backend, bufferWords: 512)
+        var second = try CoverageCollector(backend: backend, bufferWords: 512)
         try first.enable()
         let error = coverageError { try second.enable() }
         #expect(error?.code == .busy && error?.errno == EBUSY)
@@ -159,7 +159,7 @@ import Glibc
         let results = Mutex<[[UInt64]]>([])
         let threads = (0..<4).map { index in
             model.runOnNewThread {
-                var session = try! CoverageSession(backend: backend, bufferWords: 512)
+                var session = try! CoverageCollector(backend: backend, bufferWords: 512)
                 let trace = try! session.collect { for _ in 0...index { backend.probe() } }
                 results.withLock { $0.append(trace.pcs) }
                 return index
@@ -175,7 +175,7 @@ import Glibc
     @Test func runTracesTheChildAndReleases() throws {
         let model = Model()
         do {
-            var session = try CoverageSession(backend: LinuxKcovBackend(kernel: model), bufferWords: 512)
+            var session = try CoverageCollector(backend: LinuxKcovBackend(kernel: model), bufferWords: 512)
             let result = try session.run(Command(path: "/bin/sh", arguments: ["sh"], environment: []))
             #expect(result.exit == .exited(0))
             #expect(result.trace.pcs == Model.ioctlExitPath.pcs + Model.syscallPath.pcs + Model.probePCs + Model.syscallPath.pcs)
@@ -187,7 +187,7 @@ import Glibc
 
     @Test func childEnableFailureIsTyped() throws {
         let model = Model(comparisonsBuiltIn: false)
-        var session = try CoverageSession(backend: LinuxKcovBackend(kernel: model), mode: .comparisons, bufferWords: 512)
+        var session = try CoverageCollector(backend: LinuxKcovBackend(kernel: model), mode: .comparisons, bufferWords: 512)
         let error = coverageError { _ = try session.run(Command(path: "/bin/sh", arguments: ["sh"], environment: [])) }
         #expect(error?.code == .unsupportedMode && error?.errno == 524)
     }
@@ -195,15 +195,15 @@ import Glibc
     @Test func remoteCoverageFromACommonHandle() throws {
         let model = Model()
         let backend = LinuxKcovBackend(kernel: model)
-        var session = try CoverageSession(backend: backend, bufferWords: 512)
+        var session = try CoverageCollector(backend: backend, bufferWords: 512)
         try session.enableRemote(RemoteRequest(targets: [.common(instance: 7)], sectionWords: 512))
         backend.probe()
-        #expect(session.read().pcs.isEmpty, "the remote-enabled thread's own syscalls are not recorded")
+        #expect(try session.read().pcs.isEmpty, "the remote-enabled thread's own syscalls are not recorded")
         #expect(model.runRemoteSection(handle: 7) == Model.remoteSectionPath.pcs.count)
-        #expect(session.read().pcs == Model.remoteSectionPath.pcs)
+        #expect(try session.read().pcs == Model.remoteSectionPath.pcs)
         let taken = Mutex<CoverageError?>(nil)
         model.runOnNewThread {
-            var other = try! CoverageSession(backend: backend, bufferWords: 512)
+            var other = try! CoverageCollector(backend: backend, bufferWords: 512)
             do { try other.enableRemote(RemoteRequest(targets: [.common(instance: 7)], sectionWords: 512)) } catch let error as CoverageError { taken.withLock { $0 = error } } catch {}
         }
         #expect(taken.withLock { $0 }?.code == .handleInUse)
@@ -212,7 +212,7 @@ import Glibc
     }
 
     @Test func remoteTargetsLinuxDoesNotHave() throws {
-        var session = try CoverageSession(backend: LinuxKcovBackend(kernel: Model()), bufferWords: 512)
+        var session = try CoverageCollector(backend: LinuxKcovBackend(kernel: Model()), bufferWords: 512)
         let vhci = coverageError { try session.enableRemote(RemoteRequest(targets: [.vhciPort(bus: 0, port: 1)], sectionWords: 512)) }
         #expect(vhci?.code == .unsupportedOperation && vhci?.syscall == nil)
         let twoCommon = coverageError {
@@ -227,14 +227,14 @@ import Glibc
 
     @Test func unmappableSizeIsRefusedBeforeAnySyscall() {
         let model = Model()
-        let error = coverageError { _ = try CoverageSession(backend: LinuxKcovBackend(kernel: model), bufferWords: 100) }
+        let error = coverageError { _ = try CoverageCollector(backend: LinuxKcovBackend(kernel: model), bufferWords: 100) }
         #expect(error?.code == .bufferSize && error?.syscall == nil)
         #expect(model.openDescriptorCount == 0)
     }
 }
 
 /// The Linux backend over the model, mapping one page more than the buffer: the kernel refuses.
-struct WrongSizeMapping: CoverageBackend {
+struct WrongSizeMapping: KcovDriver {
     let real: LinuxKcovBackend
     var name: String { real.name }
     var capabilities: BackendCapabilities { real.capabilities }

@@ -54,7 +54,7 @@ import Testing
         #expect(!capabilities.perThread && !capabilities.orderedTrace && capabilities.remote.isEmpty)
         #expect(capabilities.requiresMapBeforeEnable && capabilities.remapAfterDisable && !capabilities.mapLengthMustMatch)
         #expect(!capabilities.oneEnabledInstancePerThread && !capabilities.collectsAfterClose)
-        #expect(capabilities.bufferWords == 512...10_485_760 && capabilities.bufferWordMultiple == 512 && capabilities.wordSize == 8)
+        #expect(capabilities.buffer?.words == 512...10_485_760 && capabilities.buffer?.wordMultiple == 512 && capabilities.buffer?.wordSize == 8)
     }
 
     // MARK: errno → code
@@ -163,7 +163,7 @@ import Testing
 
     @Test func sessionCollectsASetOfCurrentFormatPCs() throws {
         let backend = Self.backend()
-        var session = try CoverageSession(backend: backend, bufferWords: 4096)
+        var session = try CoverageCollector(backend: backend, bufferWords: 4096)
         let trace = try session.collect { backend.probe() }
         let expected = GVisorKcovModel.window(GVisorKcovModel.probeBlocks)
         #expect(trace.pcs == expected)
@@ -177,19 +177,19 @@ import Testing
 
     @Test func legacyFormatIsReported() throws {
         let backend = Self.backend(GVisorKcovModel(legacyPCs: true))
-        var session = try CoverageSession(backend: backend, bufferWords: 512)
+        var session = try CoverageCollector(backend: backend, bufferWords: 512)
         let trace = try session.collect { backend.probe() }
         #expect(GVisorKcovBackend.pcFormat(of: trace) == .legacy)
         #expect(GVisorKcovBackend.blocks(of: trace)?.first == .legacy(file: 1, block: 44))
     }
 
     @Test func sessionRefusesComparisons() {
-        #expect(throws: CoverageError.self) { _ = try CoverageSession(backend: Self.backend(), mode: .comparisons, bufferWords: 512) }
+        #expect(throws: CoverageError.self) { _ = try CoverageCollector(backend: Self.backend(), mode: .comparisons, bufferWords: 512) }
     }
 
     @Test func runEnabledRecordsTheChild() throws {
         let backend = Self.backend()
-        var session = try CoverageSession(backend: backend, bufferWords: 512)
+        var session = try CoverageCollector(backend: backend, bufferWords: 512)
         let result = try session.run(Command(path: "/bin/true", arguments: ["true"], environment: []))
         #expect(result.exit == .exited(0))
         #expect(!result.trace.pcs.isEmpty)

@@ -22,13 +22,13 @@ import Testing
     @Test func bufferTheBackendCannotMapIsAUsageError() throws {
         let result = try KCovCtlProcess.run(["trace", "--backend", "linux", "--buffer-words", "1000", "--", "true"])
         #expect(result.status == 64)
-        #expect(result.standardError == "kcovctl: error: a buffer of 1000 words cannot be mapped: use a multiple of 512 words (4096 bytes)\n")
+        #expect(result.standardError == "kcovctl: error: a buffer of 1000 words cannot be used: use 512…268434944 words, a multiple of 512 (4096-byte pages)\n")
     }
 
     @Test func missingCommandIsOneLineAndExit1() throws {
         let result = try KCovCtlProcess.run(["trace", "--", "/nonexistent/tool"])
         #expect(result.status == 1)
-        #expect(result.standardError == "kcovctl: error: /nonexistent/tool is not an executable file\n")
+        #expect(result.standardError == "kcovctl: error: /nonexistent/tool does not exist: give the program's path (absolute, or relative to the current directory) or a name on PATH (access(/nonexistent/tool, X_OK): errno 2)\n")
         let onPath = try KCovCtlProcess.run(["trace", "--", "no-such-command-anywhere"])
         #expect(onPath.status == 1)
         #expect(onPath.standardError.hasPrefix("kcovctl: error: command not found: no-such-command-anywhere"))

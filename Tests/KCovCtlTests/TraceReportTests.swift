@@ -5,7 +5,7 @@ import Testing
 @testable import kcovctl
 
 @Suite struct TraceReportTests {
-    let pcTrace = Trace(mode: .pc, pcKind: .kernelAddress, pcs: [0xffff_ffff_8100_0000, 0x1, 0xffff_ffff_ffff_ffff], truncated: true)
+    let pcTrace = Trace(unit: .pc, mode: .pc, pcs: [0xffff_ffff_8100_0000, 0x1, 0xffff_ffff_ffff_ffff], truncated: true)
 
     func report(_ trace: Trace, command: [String] = ["/bin/true"], exit: CommandExit = .exited(0)) -> TraceReport {
         TraceReport(backend: "linux", command: command, exit: exit, trace: trace, bufferWords: 512)
@@ -31,14 +31,14 @@ import Testing
     }
 
     @Test func jsonOfAnEmptyTraceIsValid() throws {
-        let text = report(Trace(mode: .pc, pcKind: .kernelAddress)).render(.json)
+        let text = report(Trace(unit: .pc, mode: .pc)).render(.json)
         let json = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         #expect(json["pcs"] as? [String] == [])
         #expect(json["exitStatus"] as? Int == 0)
     }
 
     @Test func comparisonsInJSONAndRawcover() throws {
-        let trace = Trace(mode: .comparisons, pcKind: .kernelAddress, comparisons: [
+        let trace = Trace(unit: .pc, mode: .comparisons, comparisons: [
             ComparisonRecord(type: 0b111, first: 0x10, second: 0xffff_ffff_ffff_fff0, pc: 0xffff_ffff_8100_0040),
             ComparisonRecord(type: 0b010, first: 1, second: 2, pc: 0xffff_ffff_8100_0080),
         ])
@@ -58,11 +58,11 @@ import Testing
     }
 
     @Test func syntheticTracesNameTheirFormat() throws {
-        let current = Trace(mode: .pc, pcKind: .synthetic, pcs: [SyntheticPC.current(package: 3, function: 7, block: 1).pc])
+        let current = Trace(unit: .syntheticBlock, mode: .pc, pcs: [SyntheticPC.current(package: 3, function: 7, block: 1).pc])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(report(current).render(.json).utf8)) as? [String: Any])
         #expect(json["pcFormat"] as? String == "current")
         #expect(report(current).render(.summary).contains("(synthetic, current format)"))
-        let legacy = Trace(mode: .pc, pcKind: .synthetic, pcs: [SyntheticPC.legacy(file: 2, block: 9).pc])
+        let legacy = Trace(unit: .syntheticBlock, mode: .pc, pcs: [SyntheticPC.legacy(file: 2, block: 9).pc])
         #expect(report(legacy).render(.summary).contains("(synthetic, legacy format)"))
         let kernel = try #require(try JSONSerialization.jsonObject(with: Data(report(pcTrace).render(.json).utf8)) as? [String: Any])
         #expect(kernel["pcFormat"] == nil, "kernel addresses have no synthetic format")
@@ -74,7 +74,7 @@ import Testing
         #expect(text.contains("unique PCs: 3\n"))
         #expect(text.contains("truncated: yes"))
         #expect(text.contains("--buffer-words"))
-        let clean = report(Trace(mode: .pc, pcKind: .kernelAddress, pcs: [5, 5, 6])).render(.summary)
+        let clean = report(Trace(unit: .pc, mode: .pc, pcs: [5, 5, 6])).render(.summary)
         #expect(clean.contains("entries: 3\n") && clean.contains("unique PCs: 2\n") && clean.contains("truncated: no"))
     }
 }

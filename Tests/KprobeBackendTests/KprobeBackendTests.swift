@@ -9,26 +9,24 @@ import Testing
     @Test func namesGlobsAndFilesResolveToKallsymsAddresses() throws {
         let model = KprobePMUModel()
         model.setFile("/tmp/fns", "# VFS\nvfs_open\n\n  ksys_read  \n")
-        let session = try KprobeSession(
-            backend: KprobeBackend(kernel: model), selection: FunctionSelection(patterns: ["vfs_r*", "__x64_sys_read"], files: ["/tmp/fns"]))
-        #expect(session.functions == [
+        var session = try CoverageCollector(backend: KprobeBackend(kernel: model), functions: FunctionSelection(patterns: ["vfs_r*", "__x64_sys_read"], files: ["/tmp/fns"]))
+        #expect(session.probedFunctions == [
             ProbedFunction(name: "vfs_read", pc: 0xffff_ffff_8110_0200),
             ProbedFunction(name: "__x64_sys_read", pc: 0xffff_ffff_8110_0100),
             ProbedFunction(name: "vfs_open", pc: 0xffff_ffff_8110_0400),
             ProbedFunction(name: "ksys_read", pc: 0xffff_ffff_8110_0010),
         ])
-        #expect(session.skipped.isEmpty)
+        #expect(session.skippedFunctions.isEmpty)
         #expect(model.liveProbes == 4)
     }
 
     @Test func unprobeableFunctionsAreSkippedWithReasons() throws {
         let model = KprobePMUModel()
         model.refusals["nmi_handler"] = EINVAL
-        let session = try KprobeSession(
-            backend: KprobeBackend(kernel: model),
-            selection: FunctionSelection(patterns: ["ksys_read", "inlined_helper", "do_int3", "dup_static", "nmi_handler", "nosuch_*", "__pfx_ksys_read", "modfunc", "some_data"]))
-        #expect(session.functions.map(\.name) == ["ksys_read"])
-        let reasons = Dictionary(uniqueKeysWithValues: session.skipped.map { ($0.name, $0.reason) })
+        let session = try CoverageCollector(
+            backend: KprobeBackend(kernel: model), functions: FunctionSelection(patterns: ["ksys_read", "inlined_helper", "do_int3", "dup_static", "nmi_handler", "nosuch_*", "__pfx_ksys_read", "modfunc", "some_data"]))
+        #expect(session.probedFunctions.map(\.name) == ["ksys_read"])
+        let reasons = Dictionary(uniqueKeysWithValues: session.skippedFunctions.map { ($0.name, $0.reason) })
         #expect(reasons["inlined_helper"]?.contains("not in /proc/kallsyms") == true)
         #expect(reasons["do_int3"]?.contains("blacklist") == true)
         #expect(reasons["dup_static"]?.contains("ambiguous") == true)
@@ -49,13 +47,13 @@ import Testing
     @Test func collectCountsTheEnablingThreadsEntries() throws {
         let model = KprobePMUModel()
         let backend = KprobeBackend(kernel: model)
-        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read", "vfs_*", "__x64_sys_ioctl"]))
+        var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["ksys_read", "vfs_*", "__x64_sys_ioctl"]))
         let coverage = try session.collect { for _ in 0..<3 { backend.probe() } }
         #expect(coverage.hits("ksys_read") == 3)
         #expect(coverage.hits("vfs_open") == 0)
         #expect(coverage.hits("__x64_sys_ioctl") == 1, "DISABLE's own ioctl entry is counted once")
-        #expect(coverage.trace.pcs.contains(0xffff_ffff_8110_0010))
-        #expect(coverage.trace.pcKind == .kernelAddress)
+        #expect(coverage.pcs.contains(0xffff_ffff_8110_0010))
+        #expect(coverage.pcKind == .kernelAddress)
         // A second collection starts from zero.
         let again = try session.collect { backend.probe() }
         #expect(again.hits("ksys_read") == 1)
@@ -64,7 +62,7 @@ import Testing
     @Test func anotherThreadsEntriesAreNotCounted() throws {
         let model = KprobePMUModel()
         let backend = KprobeBackend(kernel: model)
-        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read"]))
+        var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["ksys_read"]))
         try session.enable()
         let done = DispatchSemaphore(value: 0)
         Thread {
@@ -79,74 +77,66 @@ import Testing
     @Test func enablingFromAnotherThreadRebindsTheProbes() throws {
         let model = KprobePMUModel()
         let backend = KprobeBackend(kernel: model)
-        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read"]))
+        var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["ksys_read"]))
         let result = Mutex<UInt64?>(nil)
+        let live = Mutex(0)
         let done = DispatchSemaphore(value: 0)
-        let box = SessionBox(session)
+        let handoff = try CollectorHandoff(session)
         Thread {
-            let coverage = try? box.session.collect { backend.probe() }
+            var collector = handoff.take()
+            let coverage = try? collector?.collect { backend.probe() }
             result.withLock { $0 = coverage?.hits("ksys_read") }
+            live.withLock { $0 = model.liveProbes }
             done.signal()
         }.start()
         done.wait()
         #expect(result.withLock { $0 } == 1)
-        #expect(model.liveProbes == 1, "the old thread's probes were closed")
+        #expect(live.withLock { $0 } == 1, "the old thread's probes were closed")
+        #expect(model.liveProbes == 0, "the worker's collector released its probe")
     }
 
     @Test func baselineReportsFirstEntriesOnly() throws {
         let model = KprobePMUModel()
         let backend = KprobeBackend(kernel: model)
-        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read", "vfs_read"]))
+        var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["ksys_read", "vfs_read"]))
         var baseline = FunctionBaseline()
         let first = try session.collect { backend.probe() }
-        #expect(baseline.merge(first).map(\.name) == ["ksys_read"])
-        #expect(baseline.merge(try session.collect { backend.probe() }).isEmpty)
+        #expect(baseline.merge(first.functions).map(\.name) == ["ksys_read"])
+        #expect(baseline.merge(try session.collect { backend.probe() }.functions).isEmpty)
         let third = try session.collect {
             backend.probe()
             model.enter("vfs_read", thread: backend.currentThreadID())
         }
-        #expect(baseline.merge(third).map(\.name) == ["vfs_read"])
-    }
-
-    @Test func readNewReportsFunctionsOnceAcrossCollections() throws {
-        let model = KprobePMUModel()
-        let backend = KprobeBackend(kernel: model)
-        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read", "vfs_read"]))
-        _ = try session.collect { backend.probe() }
-        #expect(try session.readNew().map(\.name) == ["ksys_read"])
-        _ = try session.collect { backend.probe() }
-        #expect(try session.readNew().isEmpty)
-        _ = try session.collect { model.enter("vfs_read", thread: backend.currentThreadID()) }
-        #expect(try session.readNew().map(\.name) == ["vfs_read"])
+        #expect(baseline.merge(third.functions).map(\.name) == ["vfs_read"])
     }
 
     @Test func openProbesAreCountedAndReleased() throws {
         let model = KprobePMUModel()
         let backend = KprobeBackend(kernel: model)
-        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read", "vfs_*"]))
+        var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["ksys_read", "vfs_*"]))
         #expect(backend.kernel.openPerfEventCount() == 4)
-        session.close()
+        _ = consume session
         #expect(backend.kernel.openPerfEventCount() == 0)
     }
 
     @Test func aCommandsEntriesAreCountedFromItsExec() throws {
         let model = KprobePMUModel()
         model.programs["/bin/cat"] = ["vfs_open", "vfs_read", "vfs_read", "vfs_write"]
-        let session = try KprobeSession(backend: KprobeBackend(kernel: model), selection: FunctionSelection(patterns: ["vfs_*", "ksys_read"]))
+        var session = try CoverageCollector(backend: KprobeBackend(kernel: model), functions: FunctionSelection(patterns: ["vfs_*", "ksys_read"]))
         let result = try session.run(Command(path: "/bin/cat", arguments: ["cat"], environment: []))
         #expect(result.exit == .exited(0))
-        #expect(result.coverage.hits("vfs_read") == 2)
-        #expect(result.coverage.hits("vfs_open") == 1)
-        #expect(model.liveProbes == session.functions.count, "the command's probes are gone; the session's stay")
+        #expect(result.trace.hits("vfs_read") == 2)
+        #expect(result.trace.hits("vfs_open") == 1)
+        #expect(model.liveProbes == session.probedFunctions.count, "the command's probes are gone; the session's stay")
         #expect(throws: CoverageError.self) { try session.run(Command(path: "/nonexistent", arguments: ["x"], environment: [])) }
-        #expect(model.liveProbes == session.functions.count)
+        #expect(model.liveProbes == session.probedFunctions.count)
     }
 
     @Test func closeRemovesEveryProbe() throws {
         let model = KprobePMUModel()
-        let session = try KprobeSession(backend: KprobeBackend(kernel: model), selection: FunctionSelection(patterns: ["*"]))
-        #expect(model.liveProbes == session.functions.count)
-        session.close()
+        var session = try CoverageCollector(backend: KprobeBackend(kernel: model), functions: FunctionSelection(patterns: ["*"]))
+        #expect(model.liveProbes == session.probedFunctions.count)
+        _ = consume session
         #expect(model.liveProbes == 0)
     }
 }
@@ -227,7 +217,7 @@ import Testing
         #expect(model.liveProbes == 0)
     }
 
-    @Test func capabilitiesAndTheBufferOperations() {
+    @Test func capabilitiesHaveNoBufferAndACollectorNeedsFunctions() {
         let backend = KprobeBackend(kernel: KprobePMUModel())
         let capabilities = backend.capabilities
         #expect(capabilities.granularity == .function)
@@ -236,14 +226,9 @@ import Testing
         #expect(capabilities.remote.isEmpty)
         #expect(!capabilities.orderedTrace)
         #expect(backend.availability().available)
-        let error = #expect(throws: CoverageError.self) { _ = try CoverageSession(backend: backend, mode: .pc, bufferWords: 2) }
-        #expect(error?.code == .unsupportedOperation)
-        #expect(error?.message.contains("KprobeSession") == true)
+        #expect(capabilities.buffer == nil, "no shared buffer: one counter per probed function")
+        let error = #expect(throws: CoverageError.self) { _ = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 2) }
+        #expect(error?.code == .invalidArgument, "a collector without functions to probe")
+        #expect(error?.message.contains("FunctionSelection") == true)
     }
-}
-
-/// Hands a session to another thread (the test waits for it, so there is no concurrent use).
-final class SessionBox: @unchecked Sendable {
-    let session: KprobeSession
-    init(_ session: KprobeSession) { self.session = session }
 }

@@ -2,7 +2,7 @@ import Conformance
 import CoverageAPI
 import KernelSeam
 import NetBSDBackend
-import NetBSDConformanceSupport
+import NetBSDConformance
 import ReferenceModels
 import Testing
 

@@ -3,7 +3,7 @@ import CoverageAPI
 import KernelSeam
 import LinuxBackend
 import NetBSDBackend
-import NetBSDConformanceSupport
+import NetBSDConformance
 import ReferenceModels
 import Testing
 
@@ -47,7 +47,7 @@ import Testing
     /// The fork pattern itself works on NetBSD, with a buffer NetBSD accepts.
     @Test func forkPatternWithTheLargestNetBSDBuffer() throws {
         let backend = NetBSDKcovBackend(kernel: NetBSDKcovModel())
-        var session = try CoverageSession(backend: backend, bufferWords: NetBSDKcovABI.bufferEntries.upperBound)
+        var session = try CoverageCollector(backend: backend, bufferWords: NetBSDKcovABI.bufferEntries.upperBound)
         let (exit, trace) = try session.run(Command(path: "/bin/true", arguments: ["true"], environment: []))
         #expect(exit == .exited(0))
         #expect(trace.pcs.contains(NetBSDKcovModel.probePCs[2]))
@@ -55,8 +55,8 @@ import Testing
 }
 
 /// The portability the user asked for: one client function, unchanged, over any backend.
-func probeCoverage(_ backend: any CoverageBackend) throws -> [UInt64] {
-    var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 4096)
+func probeCoverage(_ backend: any KcovDriver) throws -> [UInt64] {
+    var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 4096)
     return try session.collect { backend.probe() }.pcs
 }
 

@@ -1,5 +1,5 @@
 import NetBSDBackend
-import NetBSDConformanceSupport
+import NetBSDConformance
 import Testing
 
 @Suite struct NetBSDKcovABITests {

@@ -4,14 +4,14 @@ import Conformance
 import KernelSeam
 import LinuxBackend
 import NetBSDBackend
-import NetBSDConformanceSupport
+import NetBSDConformance
 import ReferenceModels
 import Testing
 
 /// A misuse, written once against the shared API, to compare backends.
 struct Misuse: Sendable, CustomStringConvertible {
     var description: String
-    var run: @Sendable (any CoverageBackend) throws(CoverageError) -> Void
+    var run: @Sendable (any KcovDriver) throws(CoverageError) -> Void
 }
 
 /// Runs `body` on a new thread and waits for it.
@@ -26,7 +26,7 @@ func onNewThread(_ body: @escaping @Sendable () -> Void) {
 }
 
 /// The code a misuse fails with (nil if it succeeds), on a fresh thread.
-func code(of misuse: Misuse, on backend: any CoverageBackend) -> CoverageError.Code? {
+func code(of misuse: Misuse, on backend: any KcovDriver) -> CoverageError.Code? {
     final class Box: @unchecked Sendable { var code: CoverageError.Code?? }
     let box = Box()
     onNewThread {
@@ -162,10 +162,10 @@ func code(of misuse: Misuse, on backend: any CoverageBackend) -> CoverageError.C
 
     @Test func capabilitiesAreNetBSDs() {
         let capabilities = NetBSDKcovBackend(kernel: NetBSDKcovModel()).capabilities
-        #expect(capabilities.bufferWords == 2...262_144)
-        #expect(capabilities.bufferWordMultiple == 1)
+        #expect(capabilities.buffer?.words == 2...262_144)
+        #expect(capabilities.buffer?.wordMultiple == 1)
         #expect(capabilities.remote == [.vhciPort])
-        #expect(capabilities.wordSize == 8)
+        #expect(capabilities.buffer?.wordSize == 8)
         #expect(!capabilities.mapLengthMustMatch && !capabilities.requiresMapBeforeEnable && !capabilities.remapAfterDisable)
         #expect(capabilities.oneEnabledInstancePerThread && capabilities.collectsAfterClose && capabilities.perThread)
     }
@@ -226,7 +226,7 @@ func code(of misuse: Misuse, on backend: any CoverageBackend) -> CoverageError.C
 
     @Test func comparisonsThroughASession() throws {
         let backend = NetBSDKcovBackend(kernel: NetBSDKcovModel())
-        var session = try CoverageSession(backend: backend, mode: .comparisons, bufferWords: 4096)
+        var session = try CoverageCollector(backend: backend, mode: .comparisons, bufferWords: 4096)
         let trace = try session.collect { backend.probe() }
         #expect(trace.comparisons.map(\.pc) == NetBSDKcovModel.probeComparisons.map(\.pc))
         #expect(trace.comparisons.allSatisfy { $0.isWellFormed })
@@ -258,10 +258,10 @@ func code(of misuse: Misuse, on backend: any CoverageBackend) -> CoverageError.C
     @Test func sessionRemoteMapsAgainAfterAttach() throws {
         let model = NetBSDKcovModel()
         let backend = NetBSDKcovBackend(kernel: model)
-        var session = try CoverageSession(backend: backend, bufferWords: 4096)
+        var session = try CoverageCollector(backend: backend, bufferWords: 4096)
         try session.enableRemote(RemoteRequest(targets: [.vhciPort(bus: 0, port: 2)], sectionWords: 4096))
         model.runRemoteSection(.vhci(bus: 0, port: 2))
-        let pcs = session.read().pcs
+        let pcs = try session.read().pcs
         try session.disable()
         #expect(pcs == NetBSDKcovModel.remoteSectionPath.pcs)
         #expect(model.liveMappingCount == 1, "the mapping made before the attach was released")

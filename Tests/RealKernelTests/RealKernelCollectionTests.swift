@@ -13,7 +13,7 @@ struct RealKernelCollectionTests {
     let backend = LinuxKcovBackend()
 
     @Test func probeSyscallCoverageHoldsKernelAddresses() throws {
-        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 16)
+        var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 16)
         let trace = try session.collect { backend.probe() }
         #expect(trace.pcs.count > 0)
         #expect(!trace.truncated)
@@ -21,7 +21,7 @@ struct RealKernelCollectionTests {
     }
 
     @Test func sameSyscallGivesTheSameTraceTwice() throws {
-        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 16)
+        var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 16)
         // A first round can also record page faults of fresh stack and buffer pages.
         _ = try session.collect { backend.probe() }
         let first = try session.collect { backend.probe() }
@@ -30,7 +30,7 @@ struct RealKernelCollectionTests {
     }
 
     @Test func comparisonModeYieldsDecodableRecords() throws {
-        var session = try CoverageSession(backend: backend, mode: .comparisons, bufferWords: 1 << 16)
+        var session = try CoverageCollector(backend: backend, mode: .comparisons, bufferWords: 1 << 16)
         let trace = try session.collect {
             _ = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)
         }
@@ -50,7 +50,7 @@ struct RealKernelCollectionTests {
         // Control: a thread tracing its own uname calls does record that code.
         let control = Box<Int>()
         onNewThread {
-            var session = try! CoverageSession(backend: LinuxKcovBackend(), mode: .pc, bufferWords: 1 << 16)
+            var session = try! CoverageCollector(backend: LinuxKcovBackend(), mode: .pc, bufferWords: 1 << 16)
             var name = utsname()
             let trace = try! session.collect { for _ in 0..<50 { uname(&name) } }
             control.set(trace.pcs.count { inUname($0) })
@@ -59,7 +59,7 @@ struct RealKernelCollectionTests {
 
         // The worker exists before coverage is enabled and is released through an atomic, so this
         // thread makes no syscall of its own while the worker calls uname 2000 times.
-        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 16)
+        var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 16)
         let go = Atomic<Bool>(false)
         let finished = Atomic<Bool>(false)
         let worker = Thread {
@@ -73,23 +73,23 @@ struct RealKernelCollectionTests {
         go.store(true, ordering: .releasing)
         while !finished.load(ordering: .acquiring) {}
         try session.disable()
-        let leaked = session.read().pcs.filter(inUname)
+        let leaked = try session.read().pcs.filter(inUname)
         #expect(leaked.isEmpty, "another thread's uname PCs in this thread's trace: \(leaked.map { "0x" + String($0, radix: 16) })")
     }
 
     @Test func disableStopsCollection() throws {
-        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 16)
+        var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 16)
         try session.enable()
         backend.probe()
         try session.disable()
-        let afterDisable = session.read()
+        let afterDisable = try session.read()
         for _ in 0..<20 { backend.probe() }
-        #expect(session.read() == afterDisable)
+        #expect(try session.read() == afterDisable)
         #expect(afterDisable.pcs.count > 0)
     }
 
     @Test func reenableAfterDisableCollectsAgain() throws {
-        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 16)
+        var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 16)
         let first = try session.collect { backend.probe() }
         let second = try session.collect { backend.probe() }
         #expect(first.pcs.count > 0 && second.pcs.count > 0)
@@ -97,14 +97,14 @@ struct RealKernelCollectionTests {
 
     @Test func smallestMappableBufferOverflowsAsTruncated() throws {
         // 512 words is the smallest buffer a 4 KiB-page kernel can map; 100 probes need ~10x more.
-        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 512)
+        var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 512)
         let trace = try session.collect { for _ in 0..<100 { backend.probe() } }
         #expect(trace.truncated)
         #expect(trace.pcs.count == 511, "the kernel saturates the count at size - 1")
     }
 
     @Test func comparisonOverflowIsTruncated() throws {
-        var session = try CoverageSession(backend: backend, mode: .comparisons, bufferWords: 512)
+        var session = try CoverageCollector(backend: backend, mode: .comparisons, bufferWords: 512)
         let trace = try session.collect {
             for _ in 0..<20 { _ = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) }
         }
@@ -121,31 +121,31 @@ struct RealKernelCollectionTests {
             #expect(error?.errno == EINVAL)
         }
         // The session refuses it before any syscall, with the same code.
-        let early = coverageError { _ = try CoverageSession(backend: backend, bufferWords: 64) }
+        let early = coverageError { _ = try CoverageCollector(backend: backend, bufferWords: 64) }
         #expect(early?.code == .bufferSize)
     }
 
     @Test func remoteEnableWithCommonHandle() throws {
         let instance = UInt32.random(in: 1...0x7fff_ffff)
         let request = RemoteRequest(targets: [.common(instance: instance)], sectionWords: 512)
-        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 12)
+        var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 12)
         try session.enableRemote(request)
         // The same handle from another fd on another thread is taken.
         let second = Box<CoverageError>()
         onNewThread {
-            var other = try! CoverageSession(backend: LinuxKcovBackend(), mode: .pc, bufferWords: 1 << 12)
+            var other = try! CoverageCollector(backend: LinuxKcovBackend(), mode: .pc, bufferWords: 1 << 12)
             if let error = coverageError({ try other.enableRemote(request) }) { second.set(error) }
         }
         #expect(second.value?.code == .handleInUse)
         #expect(second.value?.errno == EEXIST)
         // The remote-enabled thread's own syscalls are not recorded.
         for _ in 0..<10 { backend.probe() }
-        #expect(session.read().pcs.isEmpty)
+        #expect(try session.read().pcs.isEmpty)
         try session.disable()
     }
 
     @Test func forkedChildTracesTheCommand() throws {
-        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 18)
+        var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 18)
         let result = try session.run(Command(path: "/bin/true", arguments: ["true"], environment: []))
         #expect(result.exit == .exited(0))
         #expect(result.trace.pcs.count > 1000, "exec and the dynamic loader run a lot of kernel code")
@@ -156,7 +156,7 @@ struct RealKernelCollectionTests {
     }
 
     @Test func missingCommandIsACommandError() throws {
-        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 12)
+        var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 12)
         let error = coverageError { _ = try session.run(Command(path: "/nonexistent/tool", arguments: ["tool"], environment: [])) }
         #expect(error?.code == .commandFailed)
         #expect(error?.errno == ENOENT)
@@ -165,7 +165,7 @@ struct RealKernelCollectionTests {
     @Test func sessionsReleaseDescriptorAndMappingOnEveryPath() throws {
         let before = try processResources()
         for _ in 0..<5 {
-            var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 12)
+            var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 12)
             _ = try session.collect { backend.probe() }
         }
         // Fails after open (the kernel refuses to map 64 words): the fd must still be closed.
@@ -175,14 +175,14 @@ struct RealKernelCollectionTests {
         }
         // Dropped while enabled.
         do {
-            var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 12)
+            var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 12)
             try session.enable()
         }
         let after = try processResources()
         #expect(after.fds == before.fds)
         #expect(after.kcovMappings == 0)
         // And the thread is free to enable again: the dropped session disabled itself.
-        var session = try CoverageSession(backend: backend, mode: .pc, bufferWords: 1 << 12)
+        var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 12)
         try session.enable()
         try session.disable()
     }

@@ -2,7 +2,7 @@ import Conformance
 import CoverageAPI
 import Foundation
 import KprobeBackend
-import KprobeConformanceSupport
+import KprobeConformance
 import ReferenceModels
 import Testing
 
@@ -38,8 +38,8 @@ struct RealKernelKprobeTests {
     }
 
     @Test func readOfMinusOneHitsKsysReadOnTheEnablingThread() throws {
-        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: Self.vfs))
-        #expect(session.skipped.isEmpty, "\(session.skipped)")
+        var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: Self.vfs))
+        #expect(session.skippedFunctions.isEmpty, "\(session.skippedFunctions)")
         let coverage = try session.collect { backend.probe() }
         #expect(coverage.hits("ksys_read") == 1)
         #expect(coverage.hits("__x64_sys_read") == 1)
@@ -52,7 +52,7 @@ struct RealKernelKprobeTests {
     }
 
     @Test func readingAFileEntersTheVFS() throws {
-        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: Self.vfs))
+        var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: Self.vfs))
         var buffer = [UInt8](repeating: 0, count: 256)
         let coverage = try session.collect {
             let fd = open("/proc/self/stat", O_RDONLY)
@@ -66,7 +66,7 @@ struct RealKernelKprobeTests {
     }
 
     @Test func anotherThreadsReadsAreNotCounted() throws {
-        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: Self.vfs))
+        var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: Self.vfs))
         let coverage = try session.collect {
             onNewThread { for _ in 0..<1000 { KprobeBackend().probe() } }
         }
@@ -77,14 +77,13 @@ struct RealKernelKprobeTests {
     }
 
     @Test func unprobeableFunctionsAreSkippedWithReasons() throws {
-        let session = try KprobeSession(
-            backend: backend, selection: FunctionSelection(patterns: ["ksys_read", "no_such_function_xyz", "do_int3", "nmi_handle"]))
-        #expect(session.functions.map(\.name) == ["ksys_read"])
-        let reasons = Dictionary(uniqueKeysWithValues: session.skipped.map { ($0.name, $0.reason) })
+        var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["ksys_read", "no_such_function_xyz", "do_int3", "nmi_handle"]))
+        #expect(session.probedFunctions.map(\.name) == ["ksys_read"])
+        let reasons = Dictionary(uniqueKeysWithValues: session.skippedFunctions.map { ($0.name, $0.reason) })
         #expect(reasons["no_such_function_xyz"]?.contains("kallsyms") == true)
         #expect(reasons["do_int3"] != nil, "\(reasons)")
         #expect(reasons["nmi_handle"] != nil, "\(reasons)")
-        print("kprobe skips: \(session.skipped)")
+        print("kprobe skips: \(session.skippedFunctions)")
     }
 
     @Test func twoHundredProbesAreSetAndTornDownCleanly() throws {
@@ -92,14 +91,14 @@ struct RealKernelKprobeTests {
         let kprobesBefore = try registeredKprobes()
         var count = 0
         do {
-            let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["__x64_sys_*", "vfs_*"]))
-            count = session.functions.count
+            var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["__x64_sys_*", "vfs_*"]))
+            count = session.probedFunctions.count
             #expect(count >= 200)
             #expect(try registeredKprobes() >= kprobesBefore + count, "each probe is a registered kprobe")
             #expect(try processResources().fds == before + count, "one fd per probe")
             let coverage = try session.collect { backend.probe() }
             #expect(coverage.hits("__x64_sys_read") == 1)
-            session.close()
+            _ = consume session
         }
         #expect(try registeredKprobes() == kprobesBefore)
         #expect(try processResources().fds == before)
@@ -119,19 +118,19 @@ struct RealKernelKprobeTests {
             var restore = saved
             setrlimit(Int32(RLIMIT_NOFILE.rawValue), &restore)
         }
-        let error = coverageError { _ = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["__x64_sys_*"])) }
+        let error = coverageError { _ = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["__x64_sys_*"])) }
         #expect(error?.message.contains("ulimit -n") == true)
         #expect(try registeredKprobes() == kprobesBefore)
         #expect(try processResources().fds == before)
     }
 
     @Test func aCommandIsTracedFromItsExec() throws {
-        let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: Self.vfs + ["__x64_sys_execve"]))
+        var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: Self.vfs + ["__x64_sys_execve"]))
         let result = try session.run(Command(path: "/bin/cat", arguments: ["cat", "/proc/version"], environment: []))
         #expect(result.exit == .exited(0))
-        #expect(result.coverage.hits("vfs_read") >= 2)
-        #expect(result.coverage.hits("vfs_write") >= 1)
-        #expect(result.coverage.hits("__x64_sys_execve") == 0, "counting starts once execve is done")
+        #expect(result.trace.hits("vfs_read") >= 2)
+        #expect(result.trace.hits("vfs_write") >= 1)
+        #expect(result.trace.hits("__x64_sys_execve") == 0, "counting starts once execve is done")
     }
 
     /// The alternative the backend did not take, measured for the record: a tracefs kprobe event
@@ -171,21 +170,21 @@ struct RealKernelKprobeTests {
         let iterations = 20000
         func perCall(_ body: () -> Void) -> Double { seconds(body) / Double(iterations) * 1e9 }
         let bare = perCall { for _ in 0..<iterations { backend.probe() } }
-        let one = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read"]))
+        var one = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["ksys_read"]))
         var oneCost = 0.0
         _ = try one.collect { oneCost = perCall { for _ in 0..<iterations { backend.probe() } } }
-        one.close()
-        let two = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["ksys_read", "__x64_sys_read"]))
+        _ = consume one
+        var two = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["ksys_read", "__x64_sys_read"]))
         var twoCost = 0.0
         let twoCoverage = try two.collect { twoCost = perCall { for _ in 0..<iterations { backend.probe() } } }
         #expect(twoCoverage.hits("ksys_read") == UInt64(iterations))
-        two.close()
+        _ = consume two
         // Probes on functions the syscall does not enter.
-        let idle = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: ["__x64_sys_*"]))
-        let idleCount = idle.functions.count - 2
+        var idle = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["__x64_sys_*"]))
+        let idleCount = idle.probedFunctions.count - 2
         var idleCost = 0.0
         _ = try idle.collect { idleCost = perCall { for _ in 0..<iterations { backend.probe() } } }
-        idle.close()
+        _ = consume idle
         print(String(
             format: "kprobe cost: read(-1) %.0f ns bare, %.0f ns with 1 probe hit, %.0f ns with 2 (%.0f ns per probed function per syscall); %d probes incl. 2 hit: %.0f ns",
             bare, oneCost, twoCost, (twoCost - bare) / 2, idleCount + 2, idleCost))
@@ -206,13 +205,13 @@ struct RealKernelKprobeTests {
         for more in [["tcp_*", "udp_*", "sock_*", "inet_*"], ["security_*", "ext4_*", "blk_*", "bio_*"], ["pci_*", "acpi_*", "ip6_*", "xfrm_*", "netlink_*", "nf_*"]] {
             globs += more
             var opened = 0
-            var coverage = FunctionCoverage(functions: [])
+            var coverage = Trace(backend: nil, functions: [])
             let took = seconds {
                 do {
-                    let session = try KprobeSession(backend: backend, selection: FunctionSelection(patterns: globs))
-                    opened = session.functions.count
+                    var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: globs))
+                    opened = session.probedFunctions.count
                     coverage = try session.collect { backend.probe() }
-                    session.close()
+                    _ = consume session
                 } catch {
                     print("kprobe: \(globs) failed: \(error)")
                 }

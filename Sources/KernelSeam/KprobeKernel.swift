@@ -36,6 +36,14 @@ package protocol KprobeKernel: Sendable {
     func openPerfEventCount() -> Int
 }
 
+/// Where the kernel says what the kprobe backend needs.
+package enum KprobePaths {
+    /// The kprobe PMU's perf type number; missing without CONFIG_KPROBES/CONFIG_KPROBE_EVENTS.
+    package static let pmuType = "/sys/bus/event_source/devices/kprobe/type"
+    /// `kernel.perf_event_paranoid`; missing without CONFIG_PERF_EVENTS.
+    package static let paranoid = "/proc/sys/kernel/perf_event_paranoid"
+}
+
 /// perf_event_attr flags the backend sets.
 package struct KprobeOpenFlags: OptionSet, Sendable, Hashable {
     package let rawValue: Int32
