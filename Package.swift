@@ -83,6 +83,11 @@ let package = Package(
             dependencies: ["CoverageAPI", "LinuxBackend", "KernelSeam", "ReferenceModels"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "BackendSelectionTests",
+            dependencies: ["BackendSelection", "CoverageAPI", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "KprobeBackend", "ReferenceModels"],
+            swiftSettings: swiftSettings
+        ),
         // Run inside the test kernel only (GuestSuiteTests boots it): the real /sys/kernel/debug/kcov.
         .testTarget(
             name: "RealKernelTests",

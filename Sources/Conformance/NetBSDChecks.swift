@@ -87,8 +87,13 @@ public enum NetBSDChecks {
             let fd = try context.must("open") { () throws(CoverageError) in try ops.openDevice() }
             try context.must("SETBUFSIZE") { () throws(CoverageError) in try ops.initialize(fd, words: words) }
             let address = try context.must("mmap") { () throws(CoverageError) in try ops.mapBuffer(fd, words: words) }
-            ops.closeDevice(fd)
             let buffer = CoverageBuffer(address: address, wordCount: words)
+            // A marker written before the close must still be there after it: the mapping keeps
+            // the same buffer, not pages the kernel freed.
+            let marker: UInt64 = 0x6b63_6f76
+            buffer.countAddress.assumingMemoryBound(to: Atomic<UInt64>.self)[0].store(marker, ordering: .relaxed)
+            ops.closeDevice(fd)
+            try context.expect(buffer.rawCount == marker, "after close the mapping reads \(buffer.rawCount), not the \(marker) written before it")
             buffer.reset()
             try context.expect(buffer.rawCount == 0, "the mapping did not outlive close")
             // The process's exit would unmap it; this one goes on.
@@ -238,13 +243,18 @@ public enum NetBSDChecks {
                 try context.must("ENABLE(PC)") { () throws(CoverageError) in try ops.enable(instance.fd, rawMode: modePC) }
                 defer { try? ops.disable(instance.fd) }
                 let done = Atomic<Bool>(false)
+                let go = Atomic<Bool>(false)
                 let join = try context.must("start a thread") { () throws(CoverageError) in
                     try ops.startThread {
+                        // Only once this thread's buffer is cleared: otherwise syscalls leaked
+                        // before the clear would go unseen.
+                        while !go.load(ordering: .acquiring) {}
                         for _ in 0..<1000 { ops.probe() }
                         done.store(true, ordering: .releasing)
                     }
                 }
                 buffer.reset()
+                go.store(true, ordering: .releasing)
                 // Spin in user space: this thread makes no syscall until the other has finished.
                 while !done.load(ordering: .acquiring) {}
                 let count = buffer.rawCount

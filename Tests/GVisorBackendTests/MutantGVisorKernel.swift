@@ -280,7 +280,7 @@ final class MutantGVisorKernel: KernelInterface, @unchecked Sendable {
 /// The gVisor backend with one deliberate defect of its own. Comparison mode and remote coverage
 /// are refused by the backend from its capabilities before any syscall, so no kernel defect can
 /// reach the checks of those rules; these defects are a backend that asks the kernel instead.
-struct MutantGVisorBackend: CoverageBackend {
+struct MutantGVisorBackend: KcovDriver {
     enum Defect: String, CaseIterable, Sendable {
         /// enable(.comparisons) sends KCOV_ENABLE(KCOV_TRACE_CMP) and lets gVisor refuse it (EOPNOTSUPP).
         case asksKernelForComparisons

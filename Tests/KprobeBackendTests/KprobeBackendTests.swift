@@ -87,6 +87,7 @@ import Testing
             let coverage = try? collector?.collect { backend.probe() }
             result.withLock { $0 = coverage?.hits("ksys_read") }
             live.withLock { $0 = model.liveProbes }
+            collector = nil
             done.signal()
         }.start()
         done.wait()

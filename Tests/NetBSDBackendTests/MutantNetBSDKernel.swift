@@ -21,6 +21,8 @@ import Glibc
 /// the misuse (`deviceStillWorks`).
 final class MutantNetBSDKernel: KernelInterface, NetBSDProcessInterface, @unchecked Sendable {
     enum Defect: String, CaseIterable, Sendable {
+        /// close frees the buffer while it is still mapped: its pages read as zero afterwards.
+        case closeFreesMappedBuffer
         /// DISABLE succeeds whatever the state (not enabled, or not by this LWP).
         case disableAlwaysSucceeds
         /// The probe syscall records nothing, in any mode.
@@ -167,7 +169,12 @@ final class MutantNetBSDKernel: KernelInterface, NetBSDProcessInterface, @unchec
             let shared = group.map { group in state.groups.values.contains(group) } ?? false
             if defect == .closeIgnoresDuplicates, shared, let group { state.closedGroups.insert(group) }
             guard !shared else { return }
-            for (address, mapping) in state.mappings where mapping.fd == fd { state.mappings[address] = (-1, mapping.bytes) }
+            for (address, mapping) in state.mappings where mapping.fd == fd {
+                if defect == .closeFreesMappedBuffer, let pointer = UnsafeMutableRawPointer(bitPattern: address) {
+                    pointer.initializeMemory(as: UInt8.self, repeating: 0, count: mapping.bytes)
+                }
+                state.mappings[address] = (-1, mapping.bytes)
+            }
             for (tid, binding) in state.bindings where binding.fd == fd {
                 state.closedWhileEnabled.insert(tid)
                 state.bindings[tid] = (-1, binding.mode)
