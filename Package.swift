@@ -66,7 +66,7 @@ let package = Package(
         .target(name: "TestKernel", swiftSettings: swiftSettings),
         // Boots a kernel under QEMU with the host root over 9p and runs one command in the guest.
         .target(name: "VirtualMachine", swiftSettings: swiftSettings),
-        // Simulated kcov drivers behind the seam, written from shared/reference: the models the
+        // Simulated kcov drivers behind the seam, written from Docs/: the models the
         // conformance suite is measured against.
         .target(name: "ReferenceModels", dependencies: ["KernelSeam", "CoverageAPI"], swiftSettings: swiftSettings),
         .executableTarget(

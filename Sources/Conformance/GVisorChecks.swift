@@ -1,21 +1,21 @@
 import CoverageAPI
 import Synchronization
 
-/// Checks of gVisor's kcov rules (the rows of the reference's behaviour table that tell gVisor
-/// from Linux: 7, 12, 14, 16, 20, 23, 24, 30, 33, 37, 38, 46), through ``CoverageBackend`` alone.
+/// Checks of gVisor's kcov rules (the rows of Docs/kcov-gvisor.md#differences-from-linux that tell gVisor
+/// from Linux: D7, D12, D14, D16, D20, D23, D24, D30, D33, D37, D38, D46), through ``KcovDriver`` alone.
 ///
 /// Each check is not applicable unless the capabilities are gVisor's on the point it checks, so
-/// the list can run against any backend. Rows 24 and 33 are checked as far as the protocol
+/// the list can run against any backend. D24 and D33 are checked as far as the protocol
 /// reaches: the backend refuses comparison mode and remote coverage from its capabilities,
 /// before any syscall, so the kernel's own answers (EOPNOTSUPP, ENOTTY) are reached only by the
-/// backend's tests. Row 25 (ENABLE's argument truncated to 8 bits) cannot be expressed at all:
+/// backend's tests. D25 (ENABLE's argument truncated to 8 bits) cannot be expressed at all:
 /// ``CoverageMode`` has no raw mode numbers.
 public enum GVisorChecks {
     /// The checks, in a stable order.
     public static let all: [ConformanceCheck] = [
         ConformanceCheck(
             "gvisor.init-size-whole-pages",
-            "Row 7: INIT refuses (bufferSize, from the kernel) a size within range that is not a multiple of bufferWordMultiple, and accepts the multiple.",
+            "D7: INIT refuses (bufferSize, from the kernel) a size within range that is not a multiple of bufferWordMultiple, and accepts the multiple.",
             notApplicable: { $0.remapAfterDisable && $0.requiresMapBeforeEnable ? nil : "the size rule is gVisor's (requiresMapBeforeEnable and remapAfterDisable)" }
         ) { context in
             let multiple = context.bufferRules.wordMultiple
@@ -30,7 +30,7 @@ public enum GVisorChecks {
         },
         ConformanceCheck(
             "gvisor.map-any-length",
-            "Row 12: shorter and longer mappings are accepted, and a shorter one shows the start of the same buffer.",
+            "D12: shorter and longer mappings are accepted, and a shorter one shows the start of the same buffer.",
             notApplicable: { $0.mapLengthMustMatch ? "mapLengthMustMatch is true" : nil }
         ) { context in
             let words = 2 * context.smallestMappableWords
@@ -57,7 +57,7 @@ public enum GVisorChecks {
         },
         ConformanceCheck(
             "gvisor.map-after-enable",
-            "Row 14: mapping while coverage is enabled is refused as invalidState.",
+            "D14: mapping while coverage is enabled is refused as invalidState.",
             notApplicable: { $0.requiresMapBeforeEnable ? nil : "requiresMapBeforeEnable is false" }
         ) { context in
             try context.withInstance(words: context.smallestMappableWords) { instance in
@@ -71,7 +71,7 @@ public enum GVisorChecks {
         },
         ConformanceCheck(
             "gvisor.new-buffer-after-disable",
-            "Rows 16 and 30: after DISABLE, enabling needs a new mapping, which is a new, zeroed buffer; the old mapping is disconnected.",
+            "D16 and D30: after DISABLE, enabling needs a new mapping, which is a new, zeroed buffer; the old mapping is disconnected.",
             notApplicable: { $0.remapAfterDisable ? nil : "remapAfterDisable is false" }
         ) { context in
             try context.withInstance(words: context.smallestMappableWords) { instance in
@@ -104,7 +104,7 @@ public enum GVisorChecks {
         },
         ConformanceCheck(
             "gvisor.enable-needs-map",
-            "Row 20: ENABLE of an initialised but unmapped instance is refused as invalidState by the kernel.",
+            "D20: ENABLE of an initialised but unmapped instance is refused as invalidState by the kernel.",
             notApplicable: { $0.requiresMapBeforeEnable ? nil : "requiresMapBeforeEnable is false" }
         ) { context in
             try context.withInstance(words: context.smallestMappableWords, map: false) { instance in
@@ -120,7 +120,7 @@ public enum GVisorChecks {
         },
         ConformanceCheck(
             "gvisor.two-instances-one-thread",
-            "Row 23: one thread may enable two instances; each block the probe ran is written once, to one of them (coverage is taken, not copied).",
+            "D23: one thread may enable two instances; each block the probe ran is written once, to one of them (coverage is taken, not copied).",
             notApplicable: { $0.oneEnabledInstancePerThread || $0.perThread ? "oneEnabledInstancePerThread or perThread is true" : nil }
         ) { context in
             let words = 64 * context.smallestMappableWords
@@ -142,7 +142,7 @@ public enum GVisorChecks {
         },
         ConformanceCheck(
             "gvisor.cmp-refused-by-capabilities",
-            "Row 24: comparison mode is refused as unsupportedMode before any syscall.",
+            "D24: comparison mode is refused as unsupportedMode before any syscall.",
             notApplicable: { $0.supportedModes.contains(.comparisons) ? "supportedModes lists cmp" : nil }
         ) { context in
             try context.withInstance(words: context.smallestMappableWords) { instance in
@@ -153,7 +153,7 @@ public enum GVisorChecks {
         },
         ConformanceCheck(
             "gvisor.no-remote",
-            "Row 33: remote coverage of any kind is refused as unsupportedOperation before any syscall.",
+            "D33: remote coverage of any kind is refused as unsupportedOperation before any syscall.",
             notApplicable: { $0.remote.isEmpty ? nil : "remote is not empty" }
         ) { context in
             try context.withInstance(words: context.smallestMappableWords) { instance in
@@ -166,7 +166,7 @@ public enum GVisorChecks {
         },
         ConformanceCheck(
             "gvisor.set-not-trace",
-            "Row 37: one syscall yields a set (no PC twice), the same set each time, and a second syscall writes it again after the first.",
+            "D37: one syscall yields a set (no PC twice), the same set each time, and a second syscall writes it again after the first.",
             notApplicable: { $0.orderedTrace ? "orderedTrace is true" : nil }
         ) { context in
             try context.withInstance(words: 64 * context.smallestMappableWords) { instance in
@@ -186,7 +186,7 @@ public enum GVisorChecks {
         },
         ConformanceCheck(
             "gvisor.written-at-return",
-            "Rows 38 and 39: another thread's kernel work is written to the owner's buffer, but only when the owner returns from a syscall.",
+            "D38 and D39: another thread's kernel work is written to the owner's buffer, but only when the owner returns from a syscall.",
             notApplicable: { $0.perThread ? "perThread is true" : nil }
         ) { context in
             try context.withInstance(words: 64 * context.smallestMappableWords) { instance in
@@ -216,7 +216,7 @@ public enum GVisorChecks {
         },
         ConformanceCheck(
             "gvisor.close-stops-and-frees-thread",
-            "Row 46: closing an enabled instance stops its collection at once, and the thread can enable another instance.",
+            "D46: closing an enabled instance stops its collection at once, and the thread can enable another instance.",
             notApplicable: { $0.collectsAfterClose ? "collectsAfterClose is true" : nil }
         ) { context in
             try context.onAnotherThread {

@@ -8,11 +8,11 @@ import Musl
 #endif
 
 /// What NetBSD's own kcov tests (`tests/modules/t_kcov.c`) need from a backend beyond
-/// ``CoverageBackend``: KCOV_MODE_NONE, dup2, LWPs that are reaped, and process exit.
+/// ``KcovDriver``: KCOV_MODE_NONE, dup2, LWPs that are reaped, and process exit.
 ///
 /// Implementation requirements:
 /// - ``enable(_:rawMode:)`` sends KCOV_IOC_ENABLE with the mode number as given (0 NONE, 1
-///   TRACE_PC, 2 TRACE_CMP) and maps errors as ``CoverageBackend/enable(_:mode:)`` does.
+///   TRACE_PC, 2 TRACE_CMP) and maps errors as ``KcovDriver/enable(_:mode:)`` does.
 /// - ``duplicate(_:onto:)`` is dup2(2): `target` shares `fd`'s instance.
 /// - ``startThread(_:)`` runs its closure on a new thread; the returned closure joins it, after
 ///   which the kernel has freed that thread (disabling what it left enabled).
@@ -31,7 +31,7 @@ public protocol NetBSDKcovOperations: KcovDriver {
     func exitProcess() throws(CoverageError)
 }
 
-/// NetBSD's own kcov test list (`tests/modules/t_kcov.c`, reference §5.1, 23 cases), one check
+/// NetBSD's own kcov test list (`tests/modules/t_kcov.c`, Docs/kcov-netbsd.md#netbsds-own-tests, 23 cases), one check
 /// per ATF case with the case's name, expecting what the case expects, run through a backend that
 /// adopts ``NetBSDKcovOperations``. Each ATF case runs in a process of its own; here each check
 /// closes what it opens, except the two that end with the process exiting.

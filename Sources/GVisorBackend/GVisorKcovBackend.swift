@@ -92,7 +92,7 @@ public struct GVisorKcovBackend: KcovDriver {
     }
 
     /// Why opening the kcov file failed, with what to do about it. In gVisor ENOENT means a runsc
-    /// built without kcov, or one writing a coverage report (§B1).
+    /// built without kcov, or one writing a coverage report (Docs/kcov-gvisor.md#availability).
     func openError(_ code: Int32, insideGVisor: Bool?) -> CoverageError {
         let call = "open(\(devicePath))"
         switch code {

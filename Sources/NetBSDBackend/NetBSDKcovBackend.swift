@@ -48,9 +48,9 @@ public struct NetBSDKcovBackend: KcovDriver {
     /// - `mapLengthMustMatch` is false: shorter mappings (and offsets) are accepted; a mapping that
     ///   reaches past the page-rounded buffer is still refused (ENOMEM).
     /// - `collectsAfterClose`: closing an enabled fd leaves its LWP tracing into the orphaned buffer
-    ///   until the LWP is freed (§2.5).
+    ///   until the LWP is freed (Docs/kcov-netbsd.md#thread-exit).
     /// - `remapAfterRemoteAttach`: after REMOTE_ATTACH the fd's mappings show the remote's buffer
-    ///   only when made after the attach (§2.6), so sessions map again.
+    ///   only when made after the attach (Docs/kcov-netbsd.md#remote-coverage), so sessions map again.
     public var capabilities: BackendCapabilities {
         BackendCapabilities(
             supportedModes: [.pc, .comparisons], pcKind: .kernelAddress, granularity: .basicBlock,

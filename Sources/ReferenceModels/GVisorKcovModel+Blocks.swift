@@ -1,5 +1,5 @@
 /// The sentry's Go coverage blocks that the gVisor model "executes", and gVisor's two synthetic PC
-/// formats (§B7).
+/// formats (Docs/kcov-gvisor.md#synthetic-pcs).
 ///
 /// gVisor has no instruction addresses to report: the sentry is built with Go's `-cover`, which
 /// counts how often each basic block ("unit") of each function of each package ran. kcov turns
@@ -32,7 +32,7 @@ extension GVisorKcovModel {
             self.blockIndex = blockIndex
         }
 
-        /// Package, then function, then block: the order one return to user space writes in (§B6).
+        /// Package, then function, then block: the order one return to user space writes in (Docs/kcov-gvisor.md#buffer-layout).
         package static func < (lhs: Self, rhs: Self) -> Bool {
             (lhs.packageIndex, lhs.functionIndex, lhs.blockIndex) < (rhs.packageIndex, rhs.functionIndex, rhs.blockIndex)
         }
@@ -52,7 +52,7 @@ extension GVisorKcovModel {
             self.blockIndex = blockIndex
         }
 
-        /// Files in sorted name order, then block index: the legacy emission order (§B7).
+        /// Files in sorted name order, then block index: the legacy emission order (Docs/kcov-gvisor.md#synthetic-pcs).
         package static func < (lhs: Self, rhs: Self) -> Bool {
             (lhs.fileIndex, lhs.blockIndex) < (rhs.fileIndex, rhs.blockIndex)
         }
@@ -84,13 +84,13 @@ extension GVisorKcovModel {
         package var description: String { "\(indexes) \(location)" }
     }
 
-    // MARK: Synthetic PC formats (§B7)
+    // MARK: Synthetic PC formats (Docs/kcov-gvisor.md#synthetic-pcs)
 
     /// The current synthetic PC (since gVisor `9d3d0af03`, 2025-11-04):
     /// `~(block | function << 8 | package << 20)`, a 64-bit NOT.
     ///
     /// The fields are not masked, as in gVisor: a block index above 255 or a function index above
-    /// 4095 spills into the next field, so two blocks can get the same PC (§B7, [inferred]).
+    /// 4095 spills into the next field, so two blocks can get the same PC (Docs/kcov-gvisor.md#synthetic-pcs, [inferred]).
     /// For a package index below 2048, bits 31–63 of the result are all 1, so every PC is above
     /// `0xffffffff7fffffff`.
     package static func syntheticPC(packageIndex: UInt64, functionIndex: UInt64, blockIndex: UInt64) -> UInt64 {
@@ -171,7 +171,7 @@ extension GVisorKcovModel {
         syscallEntry, syscallDispatch, syscallHandled, returnToUser, runTaskWork,
     ]
 
-    /// Every ioctl up to kcov's handler: what KCOV_ENABLE's counter reset wipes (§B4.2). Five blocks.
+    /// Every ioctl up to kcov's handler: what KCOV_ENABLE's counter reset wipes (Docs/kcov-gvisor.md#kcov_enable). Five blocks.
     package static let ioctlEntryBlocks: [CoverageBlock] = [
         CoverageBlock(3, 9, 0, legacyFile: 0, legacyBlock: 2, "sys.(*kcovFD).Ioctl: entry"),
         syscallEntry,
@@ -181,7 +181,7 @@ extension GVisorKcovModel {
     ]
 
     /// Every ioctl from kcov's handler back to user space: what KCOV_ENABLE leaves for its own
-    /// return to write (§B4.2). Four blocks.
+    /// return to write (Docs/kcov-gvisor.md#kcov_enable). Four blocks.
     package static let ioctlExitBlocks: [CoverageBlock] = [
         CoverageBlock(3, 9, 12, legacyFile: 0, legacyBlock: 14, "sys.(*kcovFD).Ioctl: return"),
         syscallHandled,

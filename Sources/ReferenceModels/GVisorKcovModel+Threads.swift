@@ -8,13 +8,13 @@ import Synchronization
 
 extension GVisorKcovModel {
     /// Runs `body` on a new real thread (its own kernel tid and its own sentry task), runs the
-    /// model's thread-exit path for that tid when `body` returns (§B8: the Kcov it enabled last
+    /// model's thread-exit path for that tid when `body` returns (Docs/kcov-gvisor.md#thread-exit: the Kcov it enabled last
     /// goes back to INIT with its buffer), waits for the thread and returns `body`'s result.
     package func runOnNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
         runOnRealThread(body) { [self] tid in threadExited(tid) }
     }
 
-    /// A simulated `fork` + ENABLE + `execve` (§B8 "fork/clone", "exec").
+    /// A simulated `fork` + ENABLE + `execve` (Docs/kcov-gvisor.md#fork-and-clone, Docs/kcov-gvisor.md#exec).
     ///
     /// A model cannot fork into itself, so the child is a new real thread of this process that
     /// takes the forked child's steps, in the child's order, through this model:
@@ -26,7 +26,7 @@ extension GVisorKcovModel {
     ///    the address's low byte). A failure is ``SpawnOutcome/enableFailed(errno:)``. On success
     ///    the ENABLE clears everyone's pending coverage and its own return writes
     ///    ``ioctlExitBlocks``.
-    /// 2. `execve(path)` (``syscallBlocks``; collection survives exec, §B8 [inferred]). If `path`
+    /// 2. `execve(path)` (``syscallBlocks``; collection survives exec, Docs/kcov-gvisor.md#exec [inferred]). If `path`
     ///    is not an existing regular file with execute permission (`stat`, `access(X_OK)`), the
     ///    execve returns to the child, which reports the errno (one more syscall) and exits:
     ///    ``SpawnOutcome/execFailed(errno:)``.

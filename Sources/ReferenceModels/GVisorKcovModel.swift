@@ -7,20 +7,20 @@ import KernelSeam
 import Synchronization
 
 /// A simulated gVisor kcov emulation (the `runsc` sentry of a coverage build) behind the seam,
-/// written from `reference/linux-gvisor-kcov.md` Part B: the truth the gVisor backend and the
+/// written from `Docs/kcov-gvisor.md`: the truth the gVisor backend and the
 /// conformance suite are measured against, since the Debian `runsc` this project can run is a
 /// release build without kcov.
 ///
 /// It uses Linux's ioctl numbers with gVisor's rules: INIT_TRACE checks state before size and
-/// wants a whole number of 4096-byte pages (§B4.1); the buffer is allocated at the first mmap
-/// (§B5); ENABLE needs that mapping, truncates its argument to 8 bits and knows only PC mode
-/// (§B4.2); DISABLE drops the buffer (§B4.3); and coverage is the sentry's global Go coverage:
+/// wants a whole number of 4096-byte pages (Docs/kcov-gvisor.md#kcov_init_trace); the buffer is allocated at the first mmap
+/// (Docs/kcov-gvisor.md#mmap); ENABLE needs that mapping, truncates its argument to 8 bits and knows only PC mode
+/// (Docs/kcov-gvisor.md#kcov_enable); DISABLE drops the buffer (Docs/kcov-gvisor.md#kcov_disable); and coverage is the sentry's global Go coverage:
 /// a deduplicated set of synthetic PCs, written only when the enabling thread returns to user
-/// space (§B6, §B7).
+/// space (Docs/kcov-gvisor.md#buffer-layout, Docs/kcov-gvisor.md#synthetic-pcs).
 ///
 /// What it simulates, and how:
 /// - **One device.** Only ``devicePath`` exists, and only in a coverage build with no coverage
-///   report configured (§B1; ENOENT otherwise); EACCES without permission. Each open is an
+///   report configured (Docs/kcov-gvisor.md#availability; ENOENT otherwise); EACCES without permission. Each open is an
 ///   independent Kcov whose fd is the lowest free number from 3000 up.
 /// - **Sentry execution.** Every seam call is one syscall and runs a fixed set of Go coverage
 ///   blocks (``probeBlocks`` for ``probeSyscall()``, ``ioctlEntryBlocks`` and
@@ -38,10 +38,10 @@ import Synchronization
 ///   A thread blocked in user space (a client reading its buffer) sees nothing new.
 /// - **Threads** are the real kernel thread ids of the callers; a thread's task is created at
 ///   its first seam call. The model cannot see a thread exit, so ``threadExited(_:)`` runs the
-///   exit path (§B8) and ``runOnNewThread(_:)`` runs a closure on a fresh thread that exits
+///   exit path (Docs/kcov-gvisor.md#thread-exit) and ``runOnNewThread(_:)`` runs a closure on a fresh thread that exits
 ///   properly. Ownership is by task identity: a new thread that reuses a dead thread's id does
 ///   not own what the dead one owned.
-/// - **Mappings** (§B5) are real mappings of the buffer's memory (a memfd), each at its own
+/// - **Mappings** (Docs/kcov-gvisor.md#mmap) are real mappings of the buffer's memory (a memfd), each at its own
 ///   address. Length and offset are not checked against the buffer, as in gVisor: a shorter
 ///   mapping sees the start of the buffer (or the window at `offset`), and a mapping longer than
 ///   the buffer is accepted and mapped at its full length, but touching it past the end of the
@@ -52,18 +52,18 @@ import Synchronization
 /// - **Forked children** are simulated threads; see
 ///   ``spawnEnabled(path:arguments:environment:fd:enable:buffer:bufferBytes:)``.
 ///
-/// read, write and lseek are not in the seam (gVisor: EINVAL, EINVAL, ESPIPE, §B2).
+/// read, write and lseek are not in the seam (gVisor: EINVAL, EINVAL, ESPIPE, Docs/kcov-gvisor.md#device-and-open).
 ///
 /// Thread-safe: one lock guards the whole simulated sentry.
 package final class GVisorKcovModel: KernelInterface, @unchecked Sendable {
-    /// `Kcov.mode` (§B3). gVisor also defines TRACE_CMP = 3, which no Kcov ever enters.
+    /// `Kcov.mode` (Docs/kcov-gvisor.md#state-machine). gVisor also defines TRACE_CMP = 3, which no Kcov ever enters.
     package enum Mode: Int, Sendable {
         case disabled = 0
         case initialized = 1
         case tracePC = 2
     }
 
-    /// The ioctls gVisor answers: Linux's numbers (§B4), compared as 32-bit values.
+    /// The ioctls gVisor answers: Linux's numbers (Docs/kcov-gvisor.md#ioctls), compared as 32-bit values.
     package enum Request {
         /// KCOV_INIT_TRACE, `_IOR('c', 1, unsigned long)`.
         package static let initTrace: UInt = 0x8008_6301
@@ -83,12 +83,12 @@ package final class GVisorKcovModel: KernelInterface, @unchecked Sendable {
     /// gVisor's page size (amd64 and arm64): INIT_TRACE wants `8 * words` to be a multiple of it.
     package static let kcovPageBytes = 4096
 
-    /// Where the device is: in sysfs, not on a debugfs mount (§B2).
+    /// Where the device is: in sysfs, not on a debugfs mount (Docs/kcov-gvisor.md#device-and-open).
     package let devicePath: String
     /// `runsc` built with `--tags kcov,opensource -cover` (`//runsc:runsc_coverage`); a release
-    /// build has no `/sys/kernel/debug` at all (§B1).
+    /// build has no `/sys/kernel/debug` at all (Docs/kcov-gvisor.md#availability).
     package let coverageBuild: Bool
-    /// `--coverage-report` or `GO_COVERAGE_FILE` is set: the kcov file is not created (§B1).
+    /// `--coverage-report` or `GO_COVERAGE_FILE` is set: the kcov file is not created (Docs/kcov-gvisor.md#availability).
     package let coverageReportConfigured: Bool
     /// Whether the caller may open the 0600 file in the 0700 directory.
     package let accessAllowed: Bool
@@ -149,7 +149,7 @@ package final class GVisorKcovModel: KernelInterface, @unchecked Sendable {
 
     // MARK: KernelInterface
 
-    /// open(2) (§B1, §B2): ENOENT unless the path is the device and `runsc` is a coverage build
+    /// open(2) (Docs/kcov-gvisor.md#availability, Docs/kcov-gvisor.md#device-and-open): ENOENT unless the path is the device and `runsc` is a coverage build
     /// without a coverage report; then EACCES without permission. Flags are not checked but kept
     /// for mmap's access checks. Each open is a new Kcov in DISABLED.
     package func open(_ path: String, flags: CInt) -> CInt {
@@ -161,13 +161,13 @@ package final class GVisorKcovModel: KernelInterface, @unchecked Sendable {
     }
 
     /// close(2): EBADF for an fd this model did not hand out. The fd is the only reference to its
-    /// Kcov (mappings hold the buffer, not the file), so this is `Release` → `Clear` (§B8): INIT,
+    /// Kcov (mappings hold the buffer, not the file), so this is `Release` → `Clear` (Docs/kcov-gvisor.md#close-while-enabled): INIT,
     /// no owner, buffer dropped, and an owner's collection stops at once.
     package func close(_ fd: CInt) -> CInt {
         Self.finish(syscall { sentry, _ in -sentry.close(fd) })
     }
 
-    /// ioctl(2) by value (§B4). The request is compared as a `uint32`: KCOV_INIT_TRACE
+    /// ioctl(2) by value (Docs/kcov-gvisor.md#ioctls). The request is compared as a `uint32`: KCOV_INIT_TRACE
     /// (0x80086301), KCOV_ENABLE (0x6364), KCOV_DISABLE (0x6365), FIOCLEX/FIONCLEX; anything else,
     /// KCOV_REMOTE_ENABLE included, is ENOTTY. EBADF for an unknown fd.
     /// - INIT_TRACE: EBUSY unless DISABLED; EINVAL unless `8 * words` is a multiple of 4096; EINVAL
@@ -187,7 +187,7 @@ package final class GVisorKcovModel: KernelInterface, @unchecked Sendable {
         ioctl(fd, request, value: UInt(bitPattern: pointer))
     }
 
-    /// mmap(2) (§B5), in gVisor's order: EINVAL unless exactly one of MAP_SHARED and MAP_PRIVATE
+    /// mmap(2) (Docs/kcov-gvisor.md#mmap), in gVisor's order: EINVAL unless exactly one of MAP_SHARED and MAP_PRIVATE
     /// (MAP_ANONYMOUS is refused too: the model maps only its device); EBADF; EACCES for an fd
     /// not open for reading; then kcov's check, EINVAL unless the fd is in INIT (before
     /// INIT_TRACE and while enabled alike), and the first mmap allocates the buffer (zeroed, real
@@ -291,7 +291,7 @@ package final class GVisorKcovModel: KernelInterface, @unchecked Sendable {
 
     // MARK: Thread exit
 
-    /// Runs the thread-exit path for `tid` (§B8, `Task.ResetKcov` → `Kcov.OnTaskExit`): the Kcov
+    /// Runs the thread-exit path for `tid` (Docs/kcov-gvisor.md#thread-exit, `Task.ResetKcov` → `Kcov.OnTaskExit`): the Kcov
     /// the thread enabled **last** goes to INIT with no owner and keeps its buffer, so any thread
     /// may ENABLE it again without a new mmap. Two quirks follow, both [inferred] in the reference:
     /// - DISABLE does not forget the Kcov, so a thread that enabled and then disabled an fd
@@ -324,12 +324,12 @@ package final class GVisorKcovModel: KernelInterface, @unchecked Sendable {
         sentry.withLock { $0.pending.sorted { $0.indexes < $1.indexes } }
     }
 
-    /// An fd's Kcov (§B3).
+    /// An fd's Kcov (Docs/kcov-gvisor.md#state-machine).
     package struct DescriptorState: Sendable, Equatable {
         package var mode: Mode
         /// Buffer size in words; 0 before INIT_TRACE.
         package var sizeWords: Int
-        /// The thread id of the owning task, which may have exited since (§B10 item 6).
+        /// The thread id of the owning task, which may have exited since (Docs/kcov-gvisor.md#quirks, item 6).
         package var owner: CInt?
         /// The owning task has exited.
         package var ownerExited: Bool

@@ -10,7 +10,7 @@ import Synchronization
 // lock, so none of them is Sendable.
 
 /// A kcov buffer: the `mappable` a Kcov allocates from the sandbox MemoryFile at its first mmap
-/// (§B5). Here a memfd of `words * 8` bytes, so it is page-aligned and zeroed, and every user
+/// (Docs/kcov-gvisor.md#mmap). Here a memfd of `words * 8` bytes, so it is page-aligned and zeroed, and every user
 /// mapping is a real mapping of the same memory at its own address: several mappings share it, a
 /// window at an offset sees the right words, a mapping longer than the buffer raises SIGBUS past
 /// the end (as gVisor's `Translate` does), and MAP_PRIVATE copies on write.
@@ -26,7 +26,7 @@ final class GVisorKcovMemory {
     private let slots: UnsafeMutablePointer<Atomic<UInt64>>
     /// `kcov.mappable` still points here (until DISABLE or close drops it).
     var heldByKcov = true
-    /// User mappings not yet unmapped: each VMA holds its own reference (§B5).
+    /// User mappings not yet unmapped: each VMA holds its own reference (Docs/kcov-gvisor.md#mmap).
     var mappings = 0
     private(set) var isFreed = false
 
@@ -68,7 +68,7 @@ final class GVisorKcovMemory {
         _ = close(file)
     }
 
-    /// `ConsumeCoverageData` into this buffer (§B6): reads the count word (so a user reset is
+    /// `ConsumeCoverageData` into this buffer (Docs/kcov-gvisor.md#buffer-layout): reads the count word (so a user reset is
     /// honoured), writes `pcs` from word `count + 1` until the end of the buffer, drops the rest,
     /// and stores `count + written`. Nothing fits when `count >= size - 1`. The byte offset
     /// `8 * (1 + count)` is computed in wrapping u64 arithmetic, so a user-written count near
@@ -110,7 +110,7 @@ final class GVisorKcovMemory {
     }
 }
 
-/// `kernel.Kcov` (§B3): one per open of the device.
+/// `kernel.Kcov` (Docs/kcov-gvisor.md#state-machine): one per open of the device.
 final class GVisorKcovInstance {
     var mode: GVisorKcovModel.Mode = .disabled
     /// Buffer size in words, set by INIT_TRACE.
@@ -139,7 +139,7 @@ final class GVisorKcovFile {
 final class GVisorTask {
     let tid: CInt
     /// `Task.kcov`: set by every successful ENABLE (the last one wins), cleared only at exit
-    /// (DISABLE leaves it, §B4.3).
+    /// (DISABLE leaves it, Docs/kcov-gvisor.md#kcov_disable).
     var kcov: GVisorKcovInstance?
     /// The task-work queue, as far as kcov uses it: each entry runs at every return to user
     /// space, writes while its Kcov is in TRACE_PC and re-registers; otherwise it is dropped.
@@ -178,7 +178,7 @@ final class GVisorSentry {
         pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
-    // MARK: Coverage (§B6)
+    // MARK: Coverage (Docs/kcov-gvisor.md#buffer-layout)
 
     /// Sentry code ran (on any goroutine, for any task): its blocks' counters become non-zero. A
     /// build without `-cover` has no counters.
@@ -210,7 +210,7 @@ final class GVisorSentry {
 
     /// `task` returns to user space: its queued task work runs in order. A Kcov in TRACE_PC gets
     /// everything pending (so a second one queued behind it gets nothing) and stays queued; any
-    /// other is dropped (§B6, §B8).
+    /// other is dropped (Docs/kcov-gvisor.md#buffer-layout, Docs/kcov-gvisor.md#threads-and-lifecycle).
     func returnToUser(_ task: GVisorTask) {
         task.work = task.work.filter { instance in
             guard instance.mode == .tracePC, let memory = instance.memory else { return false }
@@ -219,7 +219,7 @@ final class GVisorSentry {
         }
     }
 
-    /// `runExitMain` → `Task.ResetKcov` → `Kcov.OnTaskExit` (§B8): the task's last-enabled Kcov
+    /// `runExitMain` → `Task.ResetKcov` → `Kcov.OnTaskExit` (Docs/kcov-gvisor.md#thread-exit): the task's last-enabled Kcov
     /// goes to INIT with no owner and keeps its buffer, **whoever owns it now** [inferred]. The
     /// task never returns to user space again.
     func threadExited(_ tid: CInt) {
@@ -249,7 +249,7 @@ final class GVisorSentry {
         liveBuffers -= 1
     }
 
-    // MARK: Descriptors (§B2)
+    // MARK: Descriptors (Docs/kcov-gvisor.md#device-and-open)
 
     func open(flags: CInt) -> CInt {
         var fd = Self.firstDescriptor
@@ -258,7 +258,7 @@ final class GVisorSentry {
         return fd
     }
 
-    /// The last close: `kcovFD.Release` → `Kcov.Clear` (§B8): INIT, no owner, buffer dropped, from
+    /// The last close: `kcovFD.Release` → `Kcov.Clear` (Docs/kcov-gvisor.md#close-while-enabled): INIT, no owner, buffer dropped, from
     /// any state. The owner's next return to user space finds INIT, so collection stops at once.
     func close(_ fd: CInt) -> CInt {
         guard let file = descriptors.removeValue(forKey: fd) else { return EBADF }
@@ -269,7 +269,7 @@ final class GVisorSentry {
         return 0
     }
 
-    // MARK: ioctl (§B4)
+    // MARK: ioctl (Docs/kcov-gvisor.md#ioctls)
 
     func ioctl(_ fd: CInt, _ request: UInt, _ argument: UInt, task: GVisorTask) -> CInt {
         guard let file = descriptors[fd] else {
@@ -295,7 +295,7 @@ final class GVisorSentry {
         }
     }
 
-    /// §B4.1: state, then alignment (`8 * size` a multiple of 4096, in wrapping u64), then range.
+    /// Docs/kcov-gvisor.md#kcov_init_trace: state, then alignment (`8 * size` a multiple of 4096, in wrapping u64), then range.
     /// No memory yet.
     private func initTrace(_ instance: GVisorKcovInstance, words: UInt64) -> CInt {
         guard instance.mode == .disabled else { return EBUSY }
@@ -306,7 +306,7 @@ final class GVisorSentry {
         return 0
     }
 
-    /// §B4.2: state and buffer, then the trace kind (argument truncated to 8 bits), then the busy
+    /// Docs/kcov-gvisor.md#kcov_enable: state and buffer, then the trace kind (argument truncated to 8 bits), then the busy
     /// check that cannot fire. No check that the task already traces another fd: `Task.kcov` is
     /// overwritten. Clears everyone's pending coverage. Does not touch `area[0]`.
     private func enable(_ instance: GVisorKcovInstance, _ kind: UInt8, task: GVisorTask) -> CInt {
@@ -327,7 +327,7 @@ final class GVisorSentry {
         return 0
     }
 
-    /// §B4.3 (the argument was checked by the caller): only the owner; back to INIT, and the
+    /// Docs/kcov-gvisor.md#kcov_disable (the argument was checked by the caller): only the owner; back to INIT, and the
     /// buffer is dropped. `Task.kcov` stays.
     private func disable(_ instance: GVisorKcovInstance, task: GVisorTask) -> CInt {
         guard instance.owner === task else { return EINVAL }
@@ -337,7 +337,7 @@ final class GVisorSentry {
         return 0
     }
 
-    // MARK: mmap (§B5)
+    // MARK: mmap (Docs/kcov-gvisor.md#mmap)
 
     /// In gVisor's order: map type, fd, readability, then kcov's `ConfigureMMap` (mode, first
     /// allocation), then the memory manager's checks (length, offset, overflow, write permission).

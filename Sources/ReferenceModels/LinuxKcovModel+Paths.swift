@@ -2,10 +2,10 @@
 /// write for them.
 ///
 /// The addresses are invented: they look like KASLR-stripped x86_64 vmlinux return addresses
-/// (0xffffffff81xxxxxx, §A5.1) but belong to no real kernel build, so they must never be
+/// (0xffffffff81xxxxxx, Docs/kcov-linux.md#pc-mode) but belong to no real kernel build, so they must never be
 /// symbolized against a real vmlinux.
 extension LinuxKcovModel {
-    /// One comparison record as kcov writes it in CMP mode: four u64 words (§A5.2).
+    /// One comparison record as kcov writes it in CMP mode: four u64 words (Docs/kcov-linux.md#cmp-mode).
     package struct Comparison: Sendable, Hashable {
         /// bit 0 is KCOV_CMP_CONST, bits 1–2 are log2 of the operand size in bytes.
         package var type: UInt64
@@ -81,7 +81,7 @@ extension LinuxKcovModel {
     package static let probePath = KernelPath(pcs: probePCs, comparisons: probeComparisons)
 
     /// The start of every ioctl, up to kcov's own handler: what KCOV_DISABLE records before it
-    /// stops coverage (§A3.3). Three PCs, one comparison.
+    /// stops coverage (Docs/kcov-linux.md#kcov_disable). Three PCs, one comparison.
     package static let ioctlEntryPath = KernelPath(
         pcs: [syscallEntryPC, 0xffff_ffff_813f_d0e1, 0xffff_ffff_8127_a4c9],
         comparisons: [
@@ -89,7 +89,7 @@ extension LinuxKcovModel {
         ])
 
     /// The end of every ioctl, from kcov's handler to user space: what KCOV_ENABLE records after
-    /// it starts coverage (§A3.2). Three PCs, one comparison.
+    /// it starts coverage (Docs/kcov-linux.md#kcov_enable). Three PCs, one comparison.
     package static let ioctlExitPath = KernelPath(
         pcs: [0xffff_ffff_8127_a5f3, 0xffff_ffff_813f_d14a, syscallExitPC],
         comparisons: [
@@ -104,7 +104,7 @@ extension LinuxKcovModel {
             Comparison(type: Comparison.type(bytes: 8, constant: true), first: 0x1c3, second: 0x10, pc: 0xffff_ffff_8100_2c51),
         ])
 
-    /// What a remote section (§A7, `kcov_remote_start` … `kcov_remote_stop`) executes, for example a
+    /// What a remote section (Docs/kcov-linux.md#remote-sections, `kcov_remote_start` … `kcov_remote_stop`) executes, for example a
     /// USB hub event: five PCs, two comparisons.
     package static let remoteSectionPath = KernelPath(
         pcs: [
@@ -117,6 +117,6 @@ extension LinuxKcovModel {
         ])
 
     /// The words of CONFIG_KCOV_IRQ_AREA_SIZE's default: the buffer a softirq remote section
-    /// records into (§A7).
+    /// records into (Docs/kcov-linux.md#remote-coverage).
     package static let irqAreaWords = 0x40000
 }

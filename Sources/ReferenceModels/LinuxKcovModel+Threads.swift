@@ -8,13 +8,13 @@ import Synchronization
 
 extension LinuxKcovModel {
     /// Runs `body` on a new real thread (its own kernel tid), runs the model's thread-exit path
-    /// for that tid when `body` returns (§A6: coverage it enabled is disabled, its fd goes back to
+    /// for that tid when `body` returns (Docs/kcov-linux.md#threads-and-lifecycle: coverage it enabled is disabled, its fd goes back to
     /// INIT with the buffer), waits for the thread and returns `body`'s result.
     package func runOnNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
         runOnRealThread(body) { [self] tid in threadExited(tid) }
     }
 
-    /// A simulated `fork` + ENABLE + `execve` (§A6 "fork/clone", "exec").
+    /// A simulated `fork` + ENABLE + `execve` (Docs/kcov-linux.md#fork-and-clone, Docs/kcov-linux.md#exec).
     ///
     /// A model cannot fork into itself, so the child is a new real thread of this process that
     /// takes the forked child's steps, in the child's order, through this model:
@@ -28,7 +28,7 @@ extension LinuxKcovModel {
     ///    ``SpawnOutcome/execFailed(errno:)`` (ENOENT, EACCES, …) after recording one more
     ///    ``syscallPath`` (its report), and exits.
     /// 4. The new image makes one ``probeSyscall()`` and exits: ``syscallPath`` for `exit_group`,
-    ///    then the thread-exit path, which disables coverage (§A6 "Thread exit").
+    ///    then the thread-exit path, which disables coverage (Docs/kcov-linux.md#thread-exit).
     ///
     /// So a successful child leaves exactly `ioctlExitPath + syscallPath + probePath + syscallPath`
     /// in the buffer.

@@ -7,40 +7,40 @@ import KernelSeam
 import Synchronization
 
 /// A simulated Linux 6.12 kcov driver behind the seam, written from
-/// `reference/linux-gvisor-kcov.md` Part A: the test double for the Linux backend and for
+/// `Docs/kcov-linux.md`: the test double for the Linux backend and for
 /// `CoverageCollector` on hosts without kcov, and the model the conformance suite compares with the
 /// real kernel check by check.
 ///
-/// It enforces kcov's per-fd state machine (§A2) and each ioctl's check order (§A3, §A7), returns
+/// It enforces kcov's per-fd state machine (Docs/kcov-linux.md#state-machine) and each ioctl's check order (Docs/kcov-linux.md#ioctls, Docs/kcov-linux.md#remote-coverage), returns
 /// the kernel's errnos (including the kernel-internal ENOTSUPP, 524), hands out real, zeroed,
-/// page-aligned memory as the buffer (§A3.1), and writes PCs and comparison records into it the
-/// way `__sanitizer_cov_trace_pc` and `write_comp_data` do (§A5), with relaxed atomic stores.
+/// page-aligned memory as the buffer (Docs/kcov-linux.md#kcov_init_trace), and writes PCs and comparison records into it the
+/// way `__sanitizer_cov_trace_pc` and `write_comp_data` do (Docs/kcov-linux.md#buffer-layout), with relaxed atomic stores.
 ///
 /// What it simulates, and how:
 /// - **One device.** Only ``devicePath`` exists; each open is an independent kcov instance whose
 ///   fd is the lowest free number from 1000 up, so it can never be confused with a real fd.
 /// - **Threads** are the real kernel thread ids of the callers (`gettid`). Per-thread coverage is
 ///   kept per tid; the model cannot see a thread exit, so ``threadExited(_:)`` runs the exit path
-///   (§A6), and ``runOnNewThread(_:)`` runs a closure on a fresh thread and exits it properly.
+///   (Docs/kcov-linux.md#threads-and-lifecycle), and ``runOnNewThread(_:)`` runs a closure on a fresh thread and exits it properly.
 /// - **Kernel execution.** ``probeSyscall()`` executes ``probePath`` for the calling thread. Every
 ///   other seam call is a syscall too and records ``syscallPath`` for a thread that has coverage
 ///   enabled; an ioctl records ``ioctlEntryPath`` before its handler and ``ioctlExitPath`` after,
 ///   each only if the thread is recording at that moment. So ENABLE leaves the tail of its own
-///   syscall in the buffer (clients must store 0 in `area[0]` after ENABLE, §A3.2), and DISABLE
-///   leaves its start (§A3.3).
+///   syscall in the buffer (clients must store 0 in `area[0]` after ENABLE, Docs/kcov-linux.md#kcov_enable), and DISABLE
+///   leaves its start (Docs/kcov-linux.md#kcov_disable).
 /// - **Mappings.** ``mmap(length:protection:flags:fd:offset:)`` returns the buffer's own address:
-///   every mapping of one buffer has the same address and sees the same memory (§A4, "multiple
+///   every mapping of one buffer has the same address and sees the same memory (Docs/kcov-linux.md#mmap, "multiple
 ///   mmaps"). Mappings are counted per address; each ``munmap(_:length:)`` of that address and
-///   length drops one. MAP_PRIVATE is accepted like MAP_SHARED but cannot copy on write (Part D
-///   row 17 is beyond the model).
-/// - **Remote coverage** (§A7): ``remoteSectionStart(handle:softirq:)`` and
+///   length drops one. MAP_PRIVATE is accepted like MAP_SHARED but cannot copy on write (Docs/kcov-gvisor.md#differences-from-linux,
+///   row D17 is beyond the model).
+/// - **Remote coverage** (Docs/kcov-linux.md#remote-coverage): ``remoteSectionStart(handle:softirq:)`` and
 ///   ``remoteSectionStop(_:)`` play kernel code annotated with `kcov_remote_start`/`stop`.
 /// - **Forked children** are simulated threads; see
 ///   ``spawnEnabled(path:arguments:environment:fd:enable:buffer:bufferBytes:)``.
 ///
 /// Thread-safe: one lock guards the whole simulated kernel.
 package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
-    /// `kcov->mode` (§A2; REMOTE exists only as a task mode).
+    /// `kcov->mode` (Docs/kcov-linux.md#state-machine; REMOTE exists only as a task mode).
     package enum Mode: Int, Sendable {
         case disabled = 0
         case initialized = 1
@@ -48,7 +48,7 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
         case traceCMP = 3
     }
 
-    /// The model's own ioctl table: the kernel's numbers for 64-bit x86 (§A3).
+    /// The model's own ioctl table: the kernel's numbers for 64-bit x86 (Docs/kcov-linux.md#ioctls).
     package enum Request {
         /// KCOV_INIT_TRACE, `_IOR('c', 1, unsigned long)`.
         package static let initTrace: UInt = 0x8008_6301
@@ -67,7 +67,7 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
     package static let enotsupp: CInt = 524
     /// KCOV_REMOTE_MAX_HANDLES.
     package static let maxRemoteHandles = 0x100
-    /// Remote handle subsystems, bits 56–63 (§A7).
+    /// Remote handle subsystems, bits 56–63 (Docs/kcov-linux.md#handles).
     package static let subsystemCommon: UInt64 = 0x00 << 56
     package static let subsystemUSB: UInt64 = 0x01 << 56
 
@@ -81,7 +81,7 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
     package let deviceExists: Bool
     /// Whether the caller may open the 0600 root-owned file.
     package let accessAllowed: Bool
-    /// Kernel lockdown of debugfs (EPERM at open, §A1).
+    /// Kernel lockdown of debugfs (EPERM at open, Docs/kcov-linux.md#device-and-open).
     package let lockedDown: Bool
 
     private let kernel: Mutex<KcovKernel>
@@ -130,7 +130,7 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
 
     // MARK: KernelInterface
 
-    /// open(2) (§A1): ENOENT unless the path is the device, debugfs is mounted and CONFIG_KCOV is
+    /// open(2) (Docs/kcov-linux.md#device-and-open): ENOENT unless the path is the device, debugfs is mounted and CONFIG_KCOV is
     /// on; then EACCES without permission; then EPERM under lockdown. Flags are kept for mmap's
     /// access checks.
     package func open(_ path: String, flags: CInt) -> CInt {
@@ -144,7 +144,7 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
     }
 
     /// close(2): EBADF for an fd this model did not hand out. Coverage enabled through the fd
-    /// continues until its thread exits (§A6); a mapping keeps the buffer alive.
+    /// continues until its thread exits (Docs/kcov-linux.md#threads-and-lifecycle); a mapping keeps the buffer alive.
     package func close(_ fd: CInt) -> CInt {
         Self.finish(syscall { kernel, tid in
             kernel.record(Self.syscallPath, for: tid)
@@ -152,8 +152,8 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
         })
     }
 
-    /// ioctl(2) by value: KCOV_INIT_TRACE (§A3.1), KCOV_ENABLE (§A3.2), KCOV_DISABLE (§A3.3);
-    /// anything else is ENOTTY. KCOV_REMOTE_ENABLE (§A7) takes its argument as an address, as the
+    /// ioctl(2) by value: KCOV_INIT_TRACE (Docs/kcov-linux.md#kcov_init_trace), KCOV_ENABLE (Docs/kcov-linux.md#kcov_enable), KCOV_DISABLE (Docs/kcov-linux.md#kcov_disable);
+    /// anything else is ENOTTY. KCOV_REMOTE_ENABLE (Docs/kcov-linux.md#kcov_remote_enable) takes its argument as an address, as the
     /// kernel does; the model cannot probe memory, so only 0 gives EFAULT.
     package func ioctl(_ fd: CInt, _ request: UInt, value: UInt) -> CInt {
         Self.finish(syscall { kernel, tid in -kernel.ioctl(fd, request, value, tid: tid) })
@@ -166,7 +166,7 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
         ioctl(fd, request, value: UInt(bitPattern: pointer))
     }
 
-    /// mmap(2) (§A4). Generic checks first (offset alignment EINVAL, EBADF, zero length EINVAL,
+    /// mmap(2) (Docs/kcov-linux.md#mmap). Generic checks first (offset alignment EINVAL, EBADF, zero length EINVAL,
     /// map type EINVAL, EACCES for a writable shared mapping of a non-O_RDWR fd or any mapping of
     /// a write-only fd), then kcov's: no buffer, non-zero offset, or a page-rounded length other
     /// than the buffer's size in bytes give EINVAL. Allowed in any state once INIT_TRACE
@@ -186,7 +186,7 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
     }
 
     /// munmap(2) of a mapping from ``mmap(length:protection:flags:fd:offset:)``: drops one
-    /// mapping; the last one of a closed fd releases the file (§A4, §A6). Unlike Linux, an address
+    /// mapping; the last one of a closed fd releases the file (Docs/kcov-linux.md#mmap, Docs/kcov-linux.md#close-while-enabled). Unlike Linux, an address
     /// the model did not map, or a length that is not the whole mapping, gives EINVAL: the model
     /// cannot unmap part of a buffer or memory it does not own.
     package func munmap(_ address: UnsafeMutableRawPointer, length: Int) -> CInt {
@@ -206,8 +206,8 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
     }
 
     /// `read(-1, NULL, 0)`: records ``probePath`` into the calling thread's buffer if it has
-    /// coverage enabled in PC or CMP mode (§A5); other threads' buffers are never touched, and a
-    /// thread with remote coverage records nothing (§A7). Like the real call it fails with EBADF.
+    /// coverage enabled in PC or CMP mode (Docs/kcov-linux.md#buffer-layout); other threads' buffers are never touched, and a
+    /// thread with remote coverage records nothing (Docs/kcov-linux.md#remote-coverage). Like the real call it fails with EBADF.
     package func probeSyscall() {
         syscall { kernel, tid in kernel.record(Self.probePath, for: tid) }
         errno = EBADF
@@ -258,7 +258,7 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
 
     // MARK: Thread exit and remote sections
 
-    /// Runs the thread-exit path for `tid` (§A6, `kcov_task_exit`): a kcov the thread enabled,
+    /// Runs the thread-exit path for `tid` (Docs/kcov-linux.md#thread-exit, `kcov_task_exit`): a kcov the thread enabled,
     /// locally or remotely, is disabled and goes back to INIT with its buffer, remote handles are
     /// unregistered, and the thread's reference is dropped (freeing the buffer if it was the last).
     package func threadExited(_ tid: CInt) {
@@ -270,7 +270,7 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
         let id: Int
     }
 
-    /// `kcov_remote_start(handle)` (§A7): if a kcov registered `handle`, kernel code runs
+    /// `kcov_remote_start(handle)` (Docs/kcov-linux.md#remote-sections): if a kcov registered `handle`, kernel code runs
     /// ``remoteSectionPath`` into a temporary buffer of the fd's `area_size` words, or of
     /// ``irqAreaWords`` in a softirq; the section holds a reference on the kcov. `nil` when no kcov
     /// holds the handle (nothing is collected).
@@ -278,7 +278,7 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
         kernel.withLock { $0.startSection(handle: handle, softirq: softirq) }.map(RemoteSection.init)
     }
 
-    /// `kcov_remote_stop()` (§A7): appends what the section recorded to the fd's buffer, unless the
+    /// `kcov_remote_stop()` (Docs/kcov-linux.md#remote-sections): appends what the section recorded to the fd's buffer, unless the
     /// fd was disabled or re-enabled since the start, truncated to the free space, nothing if the
     /// count word already exceeds the capacity. Returns how many entries (PCs or records) it appended.
     @discardableResult
@@ -292,7 +292,7 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
         remoteSectionStart(handle: handle, softirq: softirq).map(remoteSectionStop)
     }
 
-    /// `kcov_check_handle` (§A7): bits 32–55 zero, and the subsystem allowed.
+    /// `kcov_check_handle` (Docs/kcov-linux.md#handles): bits 32–55 zero, and the subsystem allowed.
     static func isValidHandle(_ handle: UInt64, common: Bool, uncommon: Bool, zero: Bool) -> Bool {
         guard handle & 0x00ff_ffff_0000_0000 == 0 else { return false }
         switch handle >> 56 {
@@ -316,7 +316,7 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
     /// Remote handles registered by any kcov.
     package var registeredRemoteHandles: Set<UInt64> { kernel.withLock { Set($0.remoteHandles.keys) } }
 
-    /// An fd's `struct kcov` (§A2).
+    /// An fd's `struct kcov` (Docs/kcov-linux.md#state-machine).
     package struct DescriptorState: Sendable, Equatable {
         package var mode: Mode
         package var remote: Bool
@@ -343,9 +343,9 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
         }
     }
 
-    /// A thread's kcov state (§A2, per task).
+    /// A thread's kcov state (Docs/kcov-linux.md#state-machine, per task).
     package struct ThreadState: Sendable, Equatable {
-        /// The fd it enabled, or `nil` if that fd has been closed since (coverage continues, §A6).
+        /// The fd it enabled, or `nil` if that fd has been closed since (coverage continues, Docs/kcov-linux.md#close-while-enabled).
         package var descriptor: CInt?
         /// PC or CMP for local coverage; `nil` for remote coverage (its own syscalls are not traced).
         package var recording: Mode?

@@ -9,7 +9,7 @@ import Synchronization
 // The simulated kernel behind `LinuxKcovModel`: every type here is used only under the model's
 // lock, so none of them is Sendable.
 
-/// A kcov buffer: `vmalloc_user` memory (§A3.1), here an anonymous private mapping, so it is
+/// A kcov buffer: `vmalloc_user` memory (Docs/kcov-linux.md#kcov_init_trace), here an anonymous private mapping, so it is
 /// page-aligned, zeroed and only backed by memory when touched. Bound once to `Atomic<UInt64>`:
 /// the model writes with relaxed atomic stores and clients read with relaxed atomic loads.
 final class KcovArea {
@@ -41,11 +41,11 @@ final class KcovArea {
         _ = munmap(base, words * 8)
     }
 
-    // MARK: Recording (§A5)
+    // MARK: Recording (Docs/kcov-linux.md#buffer-layout)
 
     /// `__sanitizer_cov_trace_pc` into a buffer of `size` words: the count is bumped first, the PC
     /// stored after it; a full buffer drops the PC, so the count saturates at `size - 1`. A count
-    /// of `UInt64.max` wraps `pos` to 0 (§A5.1, user-corrupted count).
+    /// of `UInt64.max` wraps `pos` to 0 (Docs/kcov-linux.md#pc-mode, user-corrupted count).
     func recordPC(_ pc: UInt64) {
         let position = self[0] &+ 1
         guard position < UInt64(words) else { return }
@@ -54,7 +54,7 @@ final class KcovArea {
     }
 
     /// `write_comp_data`: `count >= max_pos / 32` returns at once (the 6.12.117 stable fix), and
-    /// the record is written only if `(1 + 4 * count + 4) * 8 <= max_pos`; the count first (§A5.2).
+    /// the record is written only if `(1 + 4 * count + 4) * 8 <= max_pos`; the count first (Docs/kcov-linux.md#cmp-mode).
     /// The arithmetic wraps as the kernel's u64 arithmetic does: without the early return, a
     /// user-written count such as 2^61 would pass the bound and write outside the buffer.
     func recordComparison(_ record: LinuxKcovModel.Comparison) {
@@ -77,7 +77,7 @@ final class KcovArea {
     }
 }
 
-/// `struct kcov` (§A2): one per open. Its references are the file (while an fd or a mapping
+/// `struct kcov` (Docs/kcov-linux.md#state-machine): one per open. Its references are the file (while an fd or a mapping
 /// holds it), the enabled task, and in-flight remote sections; the buffer goes when all are gone.
 final class KcovInstance {
     var mode: LinuxKcovModel.Mode = .disabled
@@ -94,7 +94,7 @@ final class KcovInstance {
 
     var isUnreferenced: Bool { !fileAlive && owner == nil && sectionsInFlight == 0 }
 
-    /// `kcov_reset` (§A2): back to INIT with the buffer and its contents kept.
+    /// `kcov_reset` (Docs/kcov-linux.md#state-machine): back to INIT with the buffer and its contents kept.
     func reset() {
         owner = nil
         mode = .initialized
@@ -130,7 +130,7 @@ final class KcovFile {
     }
 }
 
-/// What a thread's `task_struct` holds for kcov (§A2): its enabled kcov and the task mode.
+/// What a thread's `task_struct` holds for kcov (Docs/kcov-linux.md#state-machine): its enabled kcov and the task mode.
 struct KcovTask {
     /// `t->kcov`.
     var kcov: KcovInstance?
@@ -165,7 +165,7 @@ final class KcovKernel {
     var descriptors: [CInt: KcovFile] = [:]
     var mappings: [UInt: KcovMapping] = [:]
     var tasks: [CInt: KcovTask] = [:]
-    /// The global handle table of `kcov_remote_add` (§A7 step 9).
+    /// The global handle table of `kcov_remote_add` (Docs/kcov-linux.md#kcov_remote_enable, step 9).
     var remoteHandles: [UInt64: KcovInstance] = [:]
     var sections: [Int: KcovSection] = [:]
     var nextSection = 1
@@ -188,7 +188,7 @@ final class KcovKernel {
         area.record(path, mode: mode)
     }
 
-    /// `kcov_disable` (§A3.3): task reset, then remote reset (handles unregistered) or kcov reset.
+    /// `kcov_disable` (Docs/kcov-linux.md#kcov_disable): task reset, then remote reset (handles unregistered) or kcov reset.
     /// Does not drop the task's reference; the caller does.
     func disable(_ instance: KcovInstance, task tid: CInt) {
         tasks[tid] = nil
@@ -211,7 +211,7 @@ final class KcovKernel {
         releaseIfUnreferenced(file.instance)
     }
 
-    /// `kcov_task_exit` (§A6).
+    /// `kcov_task_exit` (Docs/kcov-linux.md#thread-exit).
     func threadExited(_ tid: CInt) {
         if let instance = tasks[tid]?.kcov, instance.owner == tid {
             disable(instance, task: tid)
@@ -236,7 +236,7 @@ final class KcovKernel {
         return 0
     }
 
-    // MARK: ioctl (§A3)
+    // MARK: ioctl (Docs/kcov-linux.md#ioctls)
 
     func ioctl(_ fd: CInt, _ request: UInt, _ argument: UInt, tid: CInt) -> CInt {
         guard let file = descriptors[fd] else {
@@ -261,7 +261,7 @@ final class KcovKernel {
         }
     }
 
-    /// §A3.1: size, then allocation, then state.
+    /// Docs/kcov-linux.md#kcov_init_trace: size, then allocation, then state.
     private func initTrace(_ instance: KcovInstance, words: UInt) -> CInt {
         guard words >= 2, words <= UInt(Int32.max) / 8 else { return EINVAL }
         guard let area = KcovArea(words: Int(words)) else { return ENOMEM }
@@ -284,7 +284,7 @@ final class KcovKernel {
         }
     }
 
-    /// §A3.2: state, then busy, then mode. Does not touch `area[0]`.
+    /// Docs/kcov-linux.md#kcov_enable: state, then busy, then mode. Does not touch `area[0]`.
     private func enable(_ instance: KcovInstance, _ argument: UInt, tid: CInt) -> CInt {
         guard instance.mode == .initialized, instance.area != nil else { return EINVAL }
         guard instance.owner == nil, tasks[tid]?.kcov == nil else { return EBUSY }
@@ -302,7 +302,7 @@ final class KcovKernel {
         return 0
     }
 
-    /// §A3.3: the argument must be 0 and the calling thread's kcov must be this one.
+    /// Docs/kcov-linux.md#kcov_disable: the argument must be 0 and the calling thread's kcov must be this one.
     private func disable(_ instance: KcovInstance, _ argument: UInt, tid: CInt) -> CInt {
         guard argument == 0, let task = tasks[tid], task.kcov === instance else { return EINVAL }
         disable(instance, task: tid)
@@ -310,9 +310,9 @@ final class KcovKernel {
         return 0
     }
 
-    // MARK: REMOTE_ENABLE (§A7)
+    // MARK: REMOTE_ENABLE (Docs/kcov-linux.md#kcov_remote_enable)
 
-    /// §A7, steps in order; the argument is `struct kcov_remote_arg` followed by the handles.
+    /// Docs/kcov-linux.md#kcov_remote_enable, steps in order; the argument is `struct kcov_remote_arg` followed by the handles.
     private func remoteEnable(_ instance: KcovInstance, _ argument: UnsafeRawPointer?, tid: CInt) -> CInt {
         // 1. get_user(num_handles): the model can only recognise the null page as a fault.
         guard let argument else { return EFAULT }
@@ -375,7 +375,7 @@ final class KcovKernel {
         return 0
     }
 
-    // MARK: Remote sections (§A7)
+    // MARK: Remote sections (Docs/kcov-linux.md#remote-sections)
 
     /// `kcov_remote_start(handle)`: the section's code runs at once into a temporary buffer of
     /// `remote_size` words (task context) or the IRQ area (softirq).
@@ -423,7 +423,7 @@ final class KcovKernel {
         return moved
     }
 
-    // MARK: mmap (§A4)
+    // MARK: mmap (Docs/kcov-linux.md#mmap)
 
     func mmap(length: Int, protection: CInt, flags: CInt, fd: CInt, offset: Int) -> Result<UnsafeMutableRawPointer, Errno> {
         // The syscall: the offset must be page-aligned; then the fd; then generic do_mmap checks.

@@ -2,10 +2,10 @@
 /// writes for them.
 ///
 /// The addresses are invented: they look like raw NetBSD/amd64 kernel return addresses (text from
-/// 0xffffffff80200000; NetBSD removes no KASLR offset, §2.4) but belong to no real kernel build,
+/// 0xffffffff80200000; NetBSD removes no KASLR offset, Docs/kcov-netbsd.md#buffer-layout) but belong to no real kernel build,
 /// so they must never be symbolized against a real netbsd kernel image.
 extension NetBSDKcovModel {
-    /// One comparison record as `trace_cmp` writes it in TRACE_CMP mode: four `kcov_int_t` words (§2.4).
+    /// One comparison record as `trace_cmp` writes it in TRACE_CMP mode: four `kcov_int_t` words (Docs/kcov-netbsd.md#buffer-layout).
     package struct Comparison: Sendable, Hashable {
         /// `KCOV_CMP_SIZE(log2 bytes) | KCOV_CMP_CONST`: bit 0 set when an operand is a
         /// compile-time constant (always for a switch), bits 1–2 the log2 of the operand size.
@@ -115,7 +115,7 @@ extension NetBSDKcovModel {
             Comparison(type: Comparison.type(bytes: 8, constant: true), first: 0x200, second: 6, pc: 0xffff_ffff_8022_1a71),
         ])
 
-    /// What the USB hub-explore remote section of a vHCI port executes (§2.6): six PCs with one
+    /// What the USB hub-explore remote section of a vHCI port executes (Docs/kcov-netbsd.md#remote-coverage): six PCs with one
     /// repeat, two comparisons.
     package static let remoteSectionPath = KernelPath(
         pcs: [

@@ -8,7 +8,7 @@ import Synchronization
 
 extension NetBSDKcovModel {
     /// A real thread running as a new LWP of the simulated process (`pthread_create`): it starts
-    /// with `l_kcov` NULL (`lwp_create` zeroes it, §2.5). When its closure returns the LWP exits
+    /// with `l_kcov` NULL (`lwp_create` zeroes it, Docs/kcov-netbsd.md#new-lwps-and-fork). When its closure returns the LWP exits
     /// (it stops being the current LWP of anything, but an enabled descriptor stays enabled); when
     /// it is joined (`_lwp_wait`) the LWP is freed, which disables that descriptor and frees it if
     /// its fd was closed.
@@ -67,12 +67,12 @@ extension NetBSDKcovModel {
         return LWPThread(model: self, thread: thread, box: box)
     }
 
-    /// Runs `body` on a new LWP, joins it (freeing the LWP, §2.5) and returns `body`'s result.
+    /// Runs `body` on a new LWP, joins it (freeing the LWP, Docs/kcov-netbsd.md#thread-exit) and returns `body`'s result.
     package func runOnNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
         startThread(body).join()
     }
 
-    /// A simulated `fork` + ENABLE + `execve` (§2.5 "New LWPs and fork", "exec").
+    /// A simulated `fork` + ENABLE + `execve` (Docs/kcov-netbsd.md#new-lwps-and-fork, Docs/kcov-netbsd.md#exec).
     ///
     /// A model cannot fork into itself, so the child is a new real thread that takes the forked
     /// child's steps, in the child's order, through this model:
@@ -83,7 +83,7 @@ extension NetBSDKcovModel {
     /// 1. ENABLE on the inherited `fd` with `enable`: by pointer to an `int`, or by value, which
     ///    NetBSD takes as the int's address (EFAULT for a small value). A failure is
     ///    ``SpawnOutcome/enableFailed(errno:)``. ENABLE's return path (``ioctlExitPath``) is traced.
-    /// 2. `execve(path)` (``syscallPath``; the binding survives exec, §2.5): if `path` is not an
+    /// 2. `execve(path)` (``syscallPath``; the binding survives exec, Docs/kcov-netbsd.md#exec): if `path` is not an
     ///    existing regular file with execute permission the child records its report and `_exit`
     ///    (``syscallPath`` each) and the outcome is ``SpawnOutcome/execFailed(errno:)``.
     /// 3. The new image makes one ``probeSyscall()`` and exits (``syscallPath``).

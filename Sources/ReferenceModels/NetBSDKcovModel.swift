@@ -7,36 +7,36 @@ import KernelSeam
 import Synchronization
 
 /// A simulated NetBSD kcov(4) driver (`subr_kcov.c` 1.17, with 1.8's order as an option) behind
-/// the seam, written from `reference/bsd-kcov.md` §2 and §6: the truth the NetBSD backend is
+/// the seam, written from `Docs/kcov-netbsd.md` and `Docs/kcov-netbsd.md#check-order`: the truth the NetBSD backend is
 /// tested against, since no NetBSD kernel runs here.
 ///
-/// It enforces the per-descriptor state (`struct kcov_desc`, §2.1) and the per-LWP binding
-/// (`l_kcov`), runs each ioctl's checks in the kernel's order with the kernel's errnos (§2.2),
-/// answers mmap as `kcov_fops_mmap` does (§2.3), hands out real, zeroed, page-aligned memory, and
-/// writes 64-bit entries the way `__sanitizer_cov_trace_pc` and `trace_cmp` do (§2.4), with
+/// It enforces the per-descriptor state (`struct kcov_desc`, Docs/kcov-netbsd.md#device-and-open) and the per-LWP binding
+/// (`l_kcov`), runs each ioctl's checks in the kernel's order with the kernel's errnos (Docs/kcov-netbsd.md#ioctls),
+/// answers mmap as `kcov_fops_mmap` does (Docs/kcov-netbsd.md#mmap), hands out real, zeroed, page-aligned memory, and
+/// writes 64-bit entries the way `__sanitizer_cov_trace_pc` and `trace_cmp` do (Docs/kcov-netbsd.md#buffer-layout), with
 /// relaxed atomic stores.
 ///
 /// What it simulates, and how:
 /// - **One device**, ``devicePath``. Each open is a fresh, independent descriptor (KD) behind a new
 ///   file; fds are the lowest free number from 2000 up. ``dup(_:)`` and ``dup2(_:_:)`` share the
-///   file, and with it the KD; the KD's close runs when the file's last fd closes (§2.1).
+///   file, and with it the KD; the KD's close runs when the file's last fd closes (Docs/kcov-netbsd.md#device-and-open).
 /// - **LWPs** are the real kernel thread ids of the callers (`gettid`); `l_kcov` is kept per tid.
 ///   The model cannot see a thread exit: ``threadExited(_:)`` runs the free path, and
 ///   ``startThread(_:)`` / ``runOnNewThread(_:)`` run a closure on a real new thread whose LWP
 ///   exits when the closure returns and is freed when it is joined, as NetBSD frees an LWP only
-///   when it is reaped (§2.5).
+///   when it is reaped (Docs/kcov-netbsd.md#thread-exit).
 /// - **Kernel execution.** ``probeSyscall()`` executes ``probePath`` on the calling LWP. Every
 ///   other seam call is a syscall and executes ``syscallPath``; an ioctl executes
 ///   ``ioctlEntryPath`` before the driver and ``ioctlExitPath`` after it. Each is recorded only if
 ///   the LWP's `l_kcov` is enabled at that moment, as every instrumented function on the path
 ///   would be; so ENABLE leaves its own tail in the buffer (clients store 0 into `buf[0]` after
-///   ENABLE: "Enable never resets buf[0]", §2.2) and DISABLE its start.
+///   ENABLE: "Enable never resets buf[0]", Docs/kcov-netbsd.md#kcov_ioc_enable) and DISABLE its start.
 /// - **Mappings** alias the buffer: a mapping at offset `o` returns the buffer's own address plus
-///   `o`. Each holds a reference on the buffer, which therefore outlives `close` (§2.3 Lifetime).
+///   `o`. Each holds a reference on the buffer, which therefore outlives `close` (Docs/kcov-netbsd.md#lifetime).
 ///   Protections are checked as kcov checks them but not enforced on the memory (a read-only
 ///   mapping can be written), and MAP_PRIVATE is accepted as NetBSD accepts it but cannot copy on
 ///   write: it sees the kernel's later writes, which a real private mapping would hide.
-/// - **Remote coverage** (§2.6): ``vhciBuses`` buses of ``vhciPortsPerBus`` ports each are
+/// - **Remote coverage** (Docs/kcov-netbsd.md#remote-coverage): ``vhciBuses`` buses of ``vhciPortsPerBus`` ports each are
 ///   registered at boot with full-size buffers; ``runRemoteSection(_:)`` plays the USB
 ///   hub-explore section of one port.
 /// - **Forked children** are simulated threads; see
@@ -55,7 +55,7 @@ package final class NetBSDKcovModel: KernelInterface, @unchecked Sendable {
         case traceCMP = 2
     }
 
-    /// Which `subr_kcov.c` the kernel runs (§2.2 "Version difference").
+    /// Which `subr_kcov.c` the kernel runs (Docs/kcov-netbsd.md#version-differences).
     package enum Revision: Sendable {
         /// 1.17 (NetBSD-current): ENABLE checks the mode first; the remote ioctls exist.
         case current
@@ -78,7 +78,7 @@ package final class NetBSDKcovModel: KernelInterface, @unchecked Sendable {
         return UInt(encoded)
     }
 
-    /// The model's ioctl table: NetBSD's `sys/kcov.h` 1.10 (§2.2).
+    /// The model's ioctl table: NetBSD's `sys/kcov.h` 1.10 (Docs/kcov-netbsd.md#ioctls).
     package enum Request {
         /// KCOV_IOC_SETBUFSIZE, `_IOW('K', 1, uint64_t)`: `uint64_t *nentries`.
         package static let setBufferSize: UInt = 0x8008_4b01
@@ -97,11 +97,11 @@ package final class NetBSDKcovModel: KernelInterface, @unchecked Sendable {
     package static let maxEntries = 256 << 10
     /// KCOV_ENTRY_SIZE: `kcov_int_t` is a 64-bit word on every architecture.
     package static let entrySize = 8
-    /// The largest buffer, 2 MiB: the mmap size and offset bound (§2.3).
+    /// The largest buffer, 2 MiB: the mmap size and offset bound (Docs/kcov-netbsd.md#mmap).
     package static let maxBufferBytes = maxEntries * entrySize
     /// KCOV_REMOTE_VHCI.
     package static let subsystemVHCI: UInt64 = 0
-    /// vHCI ports per bus that `vhci_attach` registers (§2.6).
+    /// vHCI ports per bus that `vhci_attach` registers (Docs/kcov-netbsd.md#remote-coverage).
     package static let vhciPortsPerBus = 8
 
     /// A `(subsystem, id)` a remote can be registered as: `struct kcov_ioc_remote_attach`.
@@ -185,7 +185,7 @@ package final class NetBSDKcovModel: KernelInterface, @unchecked Sendable {
 
     // MARK: KernelInterface
 
-    /// open(2) (§2.1): ENOENT unless the path is the device and its node exists; EACCES without
+    /// open(2) (Docs/kcov-netbsd.md#device-and-open): ENOENT unless the path is the device and its node exists; EACCES without
     /// permission; ENXIO without the driver; EMFILE when the fd table is full. The flags are
     /// ignored, as kcov ignores them. Every open is a new descriptor.
     package func open(_ path: String, flags: CInt) -> CInt {
@@ -199,7 +199,7 @@ package final class NetBSDKcovModel: KernelInterface, @unchecked Sendable {
     }
 
     /// close(2): EBADF for an fd the model did not hand out. The file's last fd runs
-    /// `kcov_fops_close` (§2.5): an attached remote is disabled; a descriptor still enabled on an
+    /// `kcov_fops_close` (Docs/kcov-netbsd.md#close-while-enabled): an attached remote is disabled; a descriptor still enabled on an
     /// LWP keeps tracing until that LWP is freed; anything else is freed. A mapping keeps the buffer.
     package func close(_ fd: CInt) -> CInt {
         Self.finish(syscall { kernel, tid in
@@ -240,7 +240,7 @@ package final class NetBSDKcovModel: KernelInterface, @unchecked Sendable {
         Self.finish(syscall { kernel, tid in -kernel.ioctl(fd, request, .pointer(pointer), tid: tid) })
     }
 
-    /// mmap(2) (§2.3). Generic checks first (EBADF, zero length EINVAL, exactly one of MAP_SHARED
+    /// mmap(2) (Docs/kcov-netbsd.md#mmap). Generic checks first (EBADF, zero length EINVAL, exactly one of MAP_SHARED
     /// and MAP_PRIVATE else EINVAL; the offset is aligned down to a page and the length grown to
     /// match), then `kcov_fops_mmap`'s: PROT_EXEC EACCES, negative offset EINVAL, size above 2 MiB
     /// EINVAL, offset above 2 MiB EINVAL, then `size + offset > bufsize` ENOMEM (so ENOMEM before
@@ -280,7 +280,7 @@ package final class NetBSDKcovModel: KernelInterface, @unchecked Sendable {
     }
 
     /// `read(-1, NULL, 0)`: executes ``probePath`` on the calling LWP, recorded into its own
-    /// descriptor only (§2.5 Ownership): PCs in TRACE_PC, records in TRACE_CMP, nothing in NONE, in
+    /// descriptor only (Docs/kcov-netbsd.md#ownership): PCs in TRACE_PC, records in TRACE_CMP, nothing in NONE, in
     /// remote mode or without `l_kcov`. Like the real call it fails with EBADF.
     package func probeSyscall() {
         syscall { kernel, tid in kernel.record(Self.probePath, for: tid) }
@@ -296,7 +296,7 @@ package final class NetBSDKcovModel: KernelInterface, @unchecked Sendable {
 
     // MARK: Thread exit, process exit and remote sections
 
-    /// The LWP `tid` exited and was freed (`lwp_free` → `kcov_lwp_free`, §2.5): a descriptor it
+    /// The LWP `tid` exited and was freed (`lwp_free` → `kcov_lwp_free`, Docs/kcov-netbsd.md#thread-exit): a descriptor it
     /// had enabled is disabled, and freed if its fd was closed meanwhile. Any thread may then
     /// enable the fd. Nothing happens for an LWP without `l_kcov`.
     package func threadExited(_ tid: CInt) {
@@ -311,7 +311,7 @@ package final class NetBSDKcovModel: KernelInterface, @unchecked Sendable {
     }
 
     /// A kernel LWP runs the USB hub-explore section of `target` between `kcov_remote_enter` and
-    /// `kcov_remote_leave` (§2.6), executing ``remoteSectionPath``: recorded into the remote's
+    /// `kcov_remote_leave` (Docs/kcov-netbsd.md#remote-coverage), executing ``remoteSectionPath``: recorded into the remote's
     /// buffer in its mode if it is enabled. Returns the entries (PCs or records) appended, 0 when
     /// the remote is not enabled, `nil` when nothing is registered as `target`.
     @discardableResult
@@ -341,7 +341,7 @@ package final class NetBSDKcovModel: KernelInterface, @unchecked Sendable {
     /// Every `(subsystem, id)` registered for remote coverage.
     package var registeredRemotes: Set<RemoteTarget> { kernel.withLock { Set($0.remotes.keys) } }
 
-    /// An fd's `struct kcov_desc` (§2.1).
+    /// An fd's `struct kcov_desc` (Docs/kcov-netbsd.md#device-and-open).
     package struct DescriptorState: Sendable, Equatable {
         package var enabled: Bool
         /// The mode of the last ENABLE (stale after DISABLE, as in the kernel).
@@ -396,7 +396,7 @@ package final class NetBSDKcovModel: KernelInterface, @unchecked Sendable {
     /// What `l_kcov` of a live LWP points at.
     package struct ThreadState: Sendable, Equatable {
         /// The lowest fd whose file holds the descriptor, or `nil` once that file was closed
-        /// (tracing continues, §2.5).
+        /// (tracing continues, Docs/kcov-netbsd.md#close-while-enabled).
         package var descriptor: CInt?
         package var enabled: Bool
         package var mode: Mode

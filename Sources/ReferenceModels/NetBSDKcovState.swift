@@ -6,17 +6,17 @@ import Musl
 import KernelSeam
 import Synchronization
 
-// The simulated NetBSD kernel behind `NetBSDKcovModel`. Section numbers (§) are those of
-// `reference/bsd-kcov.md`. Every type here is used only under the model's lock, so none of them is
+// The simulated NetBSD kernel behind `NetBSDKcovModel`. Citations are anchors in
+// `Docs/kcov-netbsd.md`. Every type here is used only under the model's lock, so none of them is
 // Sendable.
 
-/// A coverage buffer: the anonymous UVM object `uao_create` makes and the kernel wires (§2.2
-/// SETBUFSIZE step 5), here an anonymous private mapping of `bufsize` bytes, so it is page-aligned
+/// A coverage buffer: the anonymous UVM object `uao_create` makes and the kernel wires (Docs/kcov-netbsd.md#kcov_ioc_setbufsize,
+/// step 5), here an anonymous private mapping of `bufsize` bytes, so it is page-aligned
 /// and zero-filled. Bound once to `Atomic<UInt64>`: the model writes with relaxed atomic stores and
 /// clients read with relaxed atomic loads.
 ///
 /// Reference counted like the uobj: the descriptor holds one reference and every user mapping one
-/// more (`uao_reference` in `kcov_fops_mmap`, §2.3), so a mapping outlives `close`.
+/// more (`uao_reference` in `kcov_fops_mmap`, Docs/kcov-netbsd.md#mmap), so a mapping outlives `close`.
 final class NetBSDKcovBuffer {
     let base: UnsafeMutableRawPointer
     /// `nent`, as given to SETBUFSIZE.
@@ -70,7 +70,7 @@ final class NetBSDKcovBuffer {
         _ = munmap(base, bytes)
     }
 
-    // MARK: Recording (§2.4)
+    // MARK: Recording (Docs/kcov-netbsd.md#buffer-layout)
 
     /// `__sanitizer_cov_trace_pc`: `idx = buf[0]`; only if `idx < bufnent` the PC goes to
     /// `buf[idx + 1]` and then the count becomes `idx + 1`. A full buffer, or a user-written count
@@ -109,11 +109,11 @@ final class NetBSDKcovBuffer {
     }
 }
 
-/// `struct kcov_desc` (§2.1): one per open, shared by every fd `dup`/`dup2`/fork gives the file.
+/// `struct kcov_desc` (Docs/kcov-netbsd.md#device-and-open): one per open, shared by every fd `dup`/`dup2`/fork gives the file.
 final class NetBSDKcovDesc {
-    /// Free the descriptor when the owning LWP is freed (set by close while enabled, §2.5).
+    /// Free the descriptor when the owning LWP is freed (set by close while enabled, Docs/kcov-netbsd.md#close-while-enabled).
     var lwpfree = false
-    /// The registered remote this descriptor is attached to (REMOTE_ATTACH, §2.2).
+    /// The registered remote this descriptor is attached to (REMOTE_ATTACH, Docs/kcov-netbsd.md#kcov_ioc_remote_attach).
     var remote: NetBSDKcovRemote?
     /// `buf`/`uobj`/`bufnent`/`bufsize`.
     var buffer: NetBSDKcovBuffer?
@@ -136,7 +136,7 @@ final class NetBSDKcovDesc {
 }
 
 /// A `kcov_remote_register(subsystem, id)` registration with its kernel-owned descriptor and
-/// full-size buffer (§2.6).
+/// full-size buffer (Docs/kcov-netbsd.md#remote-coverage).
 final class NetBSDKcovRemote {
     let subsystem: UInt64
     let id: UInt64
@@ -150,7 +150,7 @@ final class NetBSDKcovRemote {
 }
 
 /// A `file_t` made by `fd_clone` in `kcov_open`: its `f_data` is the descriptor until the last
-/// reference closes it (§2.1). References are the fds of this process and of forked children.
+/// reference closes it (Docs/kcov-netbsd.md#device-and-open). References are the fds of this process and of forked children.
 final class NetBSDKcovFile {
     /// `fp->f_data`; `nil` once `kcov_fops_close` ran.
     var desc: NetBSDKcovDesc?
@@ -159,7 +159,7 @@ final class NetBSDKcovFile {
     init(desc: NetBSDKcovDesc) { self.desc = desc }
 }
 
-/// What `struct lwp` holds for kcov: `l_kcov` (§2.1, N-LWP).
+/// What `struct lwp` holds for kcov: `l_kcov` (Docs/kcov-netbsd.md#device-and-open, `sys/sys/lwp.h`).
 final class NetBSDLWP {
     let tid: CInt
     var kcov: NetBSDKcovDesc?
@@ -181,7 +181,7 @@ struct NetBSDKcovMapping {
 }
 
 /// A forked child that has exited but was not reaped yet: its last LWP (an exited-LWP token) is
-/// not freed until then (§2.5).
+/// not freed until then (Docs/kcov-netbsd.md#thread-exit).
 struct NetBSDZombieChild {
     let lwpToken: Int
     let status: ExitStatus
@@ -235,7 +235,7 @@ final class NetBSDKcovKernel {
         self.revision = revision
         self.descriptorLimit = descriptorLimit
         pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
-        // vhci_attach: one registration per port of each bus, each with a full-size buffer (§2.6).
+        // vhci_attach: one registration per port of each bus, each with a full-size buffer (Docs/kcov-netbsd.md#remote-coverage).
         // Only kernels with the remote ioctls (kcov.h 1.9, after NetBSD 9) have them.
         guard revision == .current else { return }
         for bus in 0..<vhciBuses {
@@ -254,7 +254,7 @@ final class NetBSDKcovKernel {
     /// `curlwp->l_kcov` of `tid`.
     func binding(of tid: CInt) -> NetBSDKcovDesc? { lwps[tid]?.kcov }
 
-    /// The sanitizer hooks of `path` running on an LWP whose `l_kcov` is `desc` (§2.4): nothing
+    /// The sanitizer hooks of `path` running on an LWP whose `l_kcov` is `desc` (Docs/kcov-netbsd.md#buffer-layout): nothing
     /// unless it is enabled, then PCs in TRACE_PC, records in TRACE_CMP, nothing in NONE. Returns
     /// how many entries were appended.
     @discardableResult
@@ -297,7 +297,7 @@ final class NetBSDKcovKernel {
         freeLWP(lwp)
     }
 
-    /// `lwp_free` → `kcov_lwp_free` (§2.5): an enabled descriptor bound to the LWP is disabled,
+    /// `lwp_free` → `kcov_lwp_free` (Docs/kcov-netbsd.md#thread-exit): an enabled descriptor bound to the LWP is disabled,
     /// and freed if `lwpfree` was set by a close. Idempotent.
     func freeLWP(_ lwp: NetBSDLWP) {
         guard let desc = lwp.kcov else { return }
@@ -322,7 +322,7 @@ final class NetBSDKcovKernel {
         descriptorRange.first { descriptors[$0] == nil }
     }
 
-    /// `kcov_open` (§2.1): `fd_allocfile` (EMFILE when the table is full), a zeroed descriptor.
+    /// `kcov_open` (Docs/kcov-netbsd.md#device-and-open): `fd_allocfile` (EMFILE when the table is full), a zeroed descriptor.
     func open() -> CInt {
         guard let fd = lowestFreeDescriptor() else { return -EMFILE }
         descriptors[fd] = NetBSDKcovFile(desc: NetBSDKcovDesc())
@@ -365,7 +365,7 @@ final class NetBSDKcovKernel {
         closeDesc(desc)
     }
 
-    /// `kcov_fops_close` (§2.5, §6 CLOSE): an attached remote is disabled; an enabled descriptor is
+    /// `kcov_fops_close` (Docs/kcov-netbsd.md#close-while-enabled, Docs/kcov-netbsd.md#check-order): an attached remote is disabled; an enabled descriptor is
     /// left to its LWP (tracing continues); anything else is freed now. Always succeeds.
     private func closeDesc(_ desc: NetBSDKcovDesc) {
         if let remote = desc.remote { remote.desc.enabled = false }
@@ -400,14 +400,14 @@ final class NetBSDKcovKernel {
         return pid
     }
 
-    /// wait(2): the child's last LWP is freed (`lwp_free`, §2.5). `nil` for an unknown pid.
+    /// wait(2): the child's last LWP is freed (`lwp_free`, Docs/kcov-netbsd.md#thread-exit). `nil` for an unknown pid.
     func reap(_ pid: CInt) -> ExitStatus? {
         guard let child = zombies.removeValue(forKey: pid) else { return nil }
         freeExitedLWP(child.lwpToken)
         return child.status
     }
 
-    // MARK: ioctl (§2.2)
+    // MARK: ioctl (Docs/kcov-netbsd.md#ioctls)
 
     func ioctl(_ fd: CInt, _ request: UInt, _ argument: NetBSDIoctlArgument, tid: CInt) -> CInt {
         guard let file = descriptors[fd] else {
@@ -473,7 +473,7 @@ final class NetBSDKcovKernel {
         }
     }
 
-    /// `kcov_setbufsize` → `kcov_allocbuf` (§2.2): remote (a no-op), enabled, size, existing buffer.
+    /// `kcov_setbufsize` → `kcov_allocbuf` (Docs/kcov-netbsd.md#kcov_ioc_setbufsize): remote (a no-op), enabled, size, existing buffer.
     private func setBufferSize(_ desc: NetBSDKcovDesc, entries: UInt64) -> CInt {
         guard desc.remote == nil else { return 0 }
         guard !desc.enabled else { return EBUSY }
@@ -487,7 +487,7 @@ final class NetBSDKcovKernel {
         return 0
     }
 
-    /// `kcov_enable` (§2.2). 1.17: mode, remote, enabled, `l_kcov`, buffer. 1.8: enabled,
+    /// `kcov_enable` (Docs/kcov-netbsd.md#kcov_ioc_enable). 1.17: mode, remote, enabled, `l_kcov`, buffer. 1.8: enabled,
     /// `l_kcov`, buffer, mode (no remote).
     private func enable(_ desc: NetBSDKcovDesc, rawMode: Int32, tid: CInt) -> CInt {
         let mode = Model.Mode(rawValue: rawMode)
@@ -521,7 +521,7 @@ final class NetBSDKcovKernel {
         desc.ownerTID = tid
     }
 
-    /// `kcov_disable` (§2.2): remote (any LWP), not enabled, not the owner. The mode is left stale.
+    /// `kcov_disable` (Docs/kcov-netbsd.md#kcov_ioc_disable): remote (any LWP), not enabled, not the owner. The mode is left stale.
     private func disable(_ desc: NetBSDKcovDesc, tid: CInt) -> CInt {
         if let remote = desc.remote {
             guard remote.desc.enabled else { return ENOENT }
@@ -536,7 +536,7 @@ final class NetBSDKcovKernel {
         return 0
     }
 
-    /// `kcov_remote_attach` (§2.2): local enable, then registration. Re-attaching re-points.
+    /// `kcov_remote_attach` (Docs/kcov-netbsd.md#kcov_ioc_remote_attach): local enable, then registration. Re-attaching re-points.
     private func remoteAttach(_ desc: NetBSDKcovDesc, subsystem: UInt64, id: UInt64) -> CInt {
         guard !desc.enabled else { return EEXIST }
         guard let remote = remotes[Model.RemoteTarget(subsystem: subsystem, id: id)] else { return ENOENT }
@@ -544,7 +544,7 @@ final class NetBSDKcovKernel {
         return 0
     }
 
-    /// `kcov_remote_detach` (§2.2): local enable, then attachment; the remote is disabled.
+    /// `kcov_remote_detach` (Docs/kcov-netbsd.md#kcov_ioc_remote_detach): local enable, then attachment; the remote is disabled.
     private func remoteDetach(_ desc: NetBSDKcovDesc) -> CInt {
         guard !desc.enabled else { return EEXIST }
         guard let remote = desc.remote else { return ENOENT }
@@ -553,7 +553,7 @@ final class NetBSDKcovKernel {
         return 0
     }
 
-    // MARK: mmap (§2.3)
+    // MARK: mmap (Docs/kcov-netbsd.md#mmap)
 
     func mmap(length: Int, protection: CInt, flags: CInt, fd: CInt, offset: Int) -> Result<UnsafeMutableRawPointer, Errno> {
         // sys_mmap: the fd, a length, one of MAP_SHARED / MAP_PRIVATE; the position is aligned
@@ -595,7 +595,7 @@ final class NetBSDKcovKernel {
         return 0
     }
 
-    // MARK: Remote sections (§2.6)
+    // MARK: Remote sections (Docs/kcov-netbsd.md#remote-coverage)
 
     /// A kernel LWP running a `kcov_remote_enter` … `kcov_remote_leave` section for `target`:
     /// `nil` if nothing is registered there; otherwise it binds the remote descriptor only if it

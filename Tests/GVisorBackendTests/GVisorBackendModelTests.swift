@@ -110,7 +110,7 @@ import Testing
         let kernelRefused = expectError(.unsupportedMode, errno: EOPNOTSUPP) { () throws(CoverageError) in try backend.enable(fd, rawMode: 1) }
         #expect(kernelRefused?.syscall != nil)
         _ = expectError(.invalidArgument, errno: EINVAL) { () throws(CoverageError) in try backend.enable(fd, rawMode: 2) }
-        // Row 25: the argument is truncated to 8 bits, so 256 is PC mode.
+        // D25: the argument is truncated to 8 bits, so 256 is PC mode.
         try backend.enable(fd, rawMode: 256)
         _ = expectError(.invalidState, errno: EINVAL) { () throws(CoverageError) in _ = try backend.mapBuffer(fd, words: 512) }
         try backend.disable(fd)

@@ -6,7 +6,7 @@ import Testing
 import Glibc
 #endif
 
-/// Each misuse of the reference's Part D, rows 6, 9, 11, 12, 19, 21, 22, 23, 25, 28, 29, 31 and 32,
+/// Each misuse of Docs/kcov-gvisor.md#differences-from-linux, rows D6, D9, D11, D12, D19, D21, D22, D23, D25, D28, D29, D31 and D32,
 /// against the real kernel: the typed error and the errno behind it.
 @Suite(.serialized)
 struct RealKernelMisuseTests {
@@ -23,19 +23,19 @@ struct RealKernelMisuseTests {
     }
 
     @Test(arguments: [UInt(0), 1])
-    func row6InitTraceTooSmall(words: UInt) throws {
+    func d6InitTraceTooSmall(words: UInt) throws {
         try withDevice(backend) { fd in
             expectFailure(.bufferSize, errno: EINVAL) { try backend.initTrace(fd, words: words) }
         }
     }
 
-    @Test func row6InitTraceTooLarge() throws {
+    @Test func d6InitTraceTooLarge() throws {
         try withDevice(backend) { fd in
             expectFailure(.bufferSize, errno: EINVAL) { try backend.initTrace(fd, words: 268_435_456) }
         }
     }
 
-    @Test func row9InitTraceTwiceIsBusyButSizeIsCheckedFirst() throws {
+    @Test func d9InitTraceTwiceIsBusyButSizeIsCheckedFirst() throws {
         try withDevice(backend) { fd in
             try backend.initTrace(fd, words: 512)
             expectFailure(.busy, errno: EBUSY) { try backend.initTrace(fd, words: 512) }
@@ -43,13 +43,13 @@ struct RealKernelMisuseTests {
         }
     }
 
-    @Test func row11MapBeforeInit() throws {
+    @Test func d11MapBeforeInit() throws {
         try withDevice(backend) { fd in
             expectFailure(.invalidState, errno: EINVAL) { _ = try backend.mapBuffer(fd, words: 512) }
         }
     }
 
-    @Test func row12MapWrongLength() throws {
+    @Test func d12MapWrongLength() throws {
         try withDevice(backend) { fd in
             try backend.initTrace(fd, words: 1024)
             expectFailure(.invalidState, errno: EINVAL) { _ = try backend.mapBuffer(fd, words: 512) }
@@ -59,13 +59,13 @@ struct RealKernelMisuseTests {
         }
     }
 
-    @Test func row19EnableBeforeInit() throws {
+    @Test func d19EnableBeforeInit() throws {
         try withDevice(backend) { fd in
             expectFailure(.invalidState, errno: EINVAL) { try backend.enable(fd, mode: .pc) }
         }
     }
 
-    @Test func row20EnableWithoutMapSucceeds() throws {
+    @Test func d20EnableWithoutMapSucceeds() throws {
         try withDevice(backend) { fd in
             try backend.initTrace(fd, words: 512)
             try backend.enable(fd, mode: .pc)
@@ -73,7 +73,7 @@ struct RealKernelMisuseTests {
         }
     }
 
-    @Test func row21EnableTwiceOnOneThread() throws {
+    @Test func d21EnableTwiceOnOneThread() throws {
         try withDevice(backend) { fd in
             try backend.initTrace(fd, words: 512)
             try backend.enable(fd, mode: .pc)
@@ -82,7 +82,7 @@ struct RealKernelMisuseTests {
         }
     }
 
-    @Test func row22EnableFromSecondThreadWhileEnabled() throws {
+    @Test func d22EnableFromSecondThreadWhileEnabled() throws {
         try withDevice(backend) { fd in
             try backend.initTrace(fd, words: 512)
             try backend.enable(fd, mode: .pc)
@@ -96,7 +96,7 @@ struct RealKernelMisuseTests {
         }
     }
 
-    @Test func row23EnableWhileThreadOwnsAnotherFd() throws {
+    @Test func d23EnableWhileThreadOwnsAnotherFd() throws {
         try withDevice(backend) { first in
             try withDevice(backend) { second in
                 try backend.initTrace(first, words: 512)
@@ -111,7 +111,7 @@ struct RealKernelMisuseTests {
     }
 
     @Test(arguments: [UInt(2), 7, 256, 1 << 32])
-    func row25UnknownModeLeavesStateUnchanged(mode: UInt) throws {
+    func d25UnknownModeLeavesStateUnchanged(mode: UInt) throws {
         try withDevice(backend) { fd in
             try backend.initTrace(fd, words: 512)
             expectFailure(.invalidArgument, errno: EINVAL) { try backend.enable(fd, rawMode: mode) }
@@ -120,7 +120,7 @@ struct RealKernelMisuseTests {
         }
     }
 
-    @Test func row28DisableWithNonZeroArgument() throws {
+    @Test func d28DisableWithNonZeroArgument() throws {
         try withDevice(backend) { fd in
             try backend.initTrace(fd, words: 512)
             try backend.enable(fd, mode: .pc)
@@ -129,14 +129,14 @@ struct RealKernelMisuseTests {
         }
     }
 
-    @Test func row29DisableWhenNotEnabled() throws {
+    @Test func d29DisableWhenNotEnabled() throws {
         try withDevice(backend) { fd in
             try backend.initTrace(fd, words: 512)
             expectFailure(.notOwner, errno: EINVAL) { try backend.disable(fd) }
         }
     }
 
-    @Test func row29DisableFromNonOwnerThread() throws {
+    @Test func d29DisableFromNonOwnerThread() throws {
         try withDevice(backend) { fd in
             try backend.initTrace(fd, words: 512)
             try backend.enable(fd, mode: .pc)
@@ -150,7 +150,7 @@ struct RealKernelMisuseTests {
         }
     }
 
-    @Test func row31InitTraceAfterDisable() throws {
+    @Test func d31InitTraceAfterDisable() throws {
         try withDevice(backend) { fd in
             try backend.initTrace(fd, words: 512)
             try backend.enable(fd, mode: .pc)
@@ -160,7 +160,7 @@ struct RealKernelMisuseTests {
     }
 
     @Test(arguments: [UInt(0x6366), 0x6367, 0x6368, 0x4008_6367, 0xdead_beef])
-    func row32UnknownIoctl(request: UInt) throws {
+    func d32UnknownIoctl(request: UInt) throws {
         try withDevice(backend) { fd in
             expectFailure(.unsupportedOperation, errno: ENOTTY) { try backend.rawIoctl(fd, request: request, value: 0) }
         }

@@ -63,7 +63,7 @@ extension GVisorKcovModel {
         return (fd, Words(address))
     }
 
-    /// An fd enabled by the calling thread with its count reset: the portable recipe of Part E.
+    /// An fd enabled by the calling thread with its count reset: the portable recipe of Docs/kcov-gvisor.md#portable-usage.
     fileprivate func tracing(words: Int = pageWords) -> (fd: CInt, buffer: Words) {
         let (fd, buffer) = mapped(words: words)
         precondition(enable(fd) == 0)
@@ -122,7 +122,7 @@ private final class Worker: @unchecked Sendable {
     }
 }
 
-// MARK: Device and open (§B1, §B2)
+// MARK: Device and open (Docs/kcov-gvisor.md#availability, Docs/kcov-gvisor.md#device-and-open)
 
 @Suite("gVisor kcov model: device") struct GVisorKcovModelDeviceTests {
     @Test("each open is its own Kcov with an fd from 3000; unknown fds are EBADF")
@@ -205,10 +205,10 @@ private final class Worker: @unchecked Sendable {
     }
 }
 
-// MARK: ioctls (§B4)
+// MARK: ioctls (Docs/kcov-gvisor.md#ioctls)
 
 @Suite("gVisor kcov model: ioctls") struct GVisorKcovModelIoctlTests {
-    @Test("INIT_TRACE: state first, then page alignment, then range; nothing allocated (§B4.1)")
+    @Test("INIT_TRACE: state first, then page alignment, then range; nothing allocated (Docs/kcov-gvisor.md#kcov_init_trace)")
     func initTraceOrder() {
         let model = Model()
         let fd = model.openDevice()
@@ -253,7 +253,7 @@ private final class Worker: @unchecked Sendable {
         #expect(model.descriptorState(fresh)?.mode == .disabled)
     }
 
-    @Test("ENABLE: state and buffer, then the 8-bit trace kind; errors leave the fd in INIT (§B4.2)")
+    @Test("ENABLE: state and buffer, then the 8-bit trace kind; errors leave the fd in INIT (Docs/kcov-gvisor.md#kcov_enable)")
     func enableOrder() {
         let model = Model()
         let fd = model.openDevice()
@@ -295,7 +295,7 @@ private final class Worker: @unchecked Sendable {
         #expect(model.disable(fd) == 0)
     }
 
-    @Test("DISABLE: argument, then owner; INIT with the buffer dropped and Task.kcov kept (§B4.3)")
+    @Test("DISABLE: argument, then owner; INIT with the buffer dropped and Task.kcov kept (Docs/kcov-gvisor.md#kcov_disable)")
     func disableRules() {
         let model = Model()
         let (fd, _) = model.mapped()
@@ -341,7 +341,7 @@ private final class Worker: @unchecked Sendable {
     }
 }
 
-// MARK: mmap (§B5)
+// MARK: mmap (Docs/kcov-gvisor.md#mmap)
 
 @Suite("gVisor kcov model: mmap") struct GVisorKcovModelMmapTests {
     @Test("mmap only in INIT; the first allocates a zeroed buffer that later mappings share")
@@ -462,7 +462,7 @@ private final class Worker: @unchecked Sendable {
     }
 }
 
-// MARK: Synthetic PCs (§B7)
+// MARK: Synthetic PCs (Docs/kcov-gvisor.md#synthetic-pcs)
 
 @Suite("gVisor kcov model: synthetic PCs") struct GVisorKcovModelPCTests {
     @Test("current format: ~(block | func << 8 | pkg << 20), above 0xffffffff7fffffff below package 2048")
@@ -530,7 +530,7 @@ private final class Worker: @unchecked Sendable {
     }
 }
 
-// MARK: Recording (§B6)
+// MARK: Recording (Docs/kcov-gvisor.md#buffer-layout)
 
 @Suite("gVisor kcov model: recording") struct GVisorKcovModelRecordingTests {
     @Test("the owner's own probe is in its buffer when the probe returns")
@@ -669,7 +669,7 @@ private final class Worker: @unchecked Sendable {
     }
 }
 
-// MARK: Lifecycle (§B8)
+// MARK: Lifecycle (Docs/kcov-gvisor.md#threads-and-lifecycle)
 
 @Suite("gVisor kcov model: lifecycle") struct GVisorKcovModelLifecycleTests {
     @Test("thread exit: the fd goes to INIT with its mapping; another thread enables without a new mmap")
@@ -693,7 +693,7 @@ private final class Worker: @unchecked Sendable {
         #expect(model.disable(fd) == 0)
     }
 
-    @Test("a former owner's exit resets the fd although another thread owns it now (§B8) [inferred]")
+    @Test("a former owner's exit resets the fd although another thread owns it now (Docs/kcov-gvisor.md#a-former-owners-exit) [inferred]")
     func formerOwnerExit() {
         let model = Model()
         let fd = model.initialized(words: pageWords)
@@ -829,11 +829,11 @@ private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMuta
         buffer: counter, bufferBytes: pageBytes)
 }
 
-// MARK: Part D rows that separate gVisor from Linux
+// MARK: rows of Docs/kcov-gvisor.md#differences-from-linux that separate gVisor from Linux
 
-@Suite("gVisor kcov model: Part D rows") struct GVisorKcovModelPartDTests {
-    @Test("row 7: INIT_TRACE with a size that is not a whole page is EINVAL (the fingerprint: INIT_TRACE(2))")
-    func row7() {
+@Suite("gVisor kcov model: rows of Docs/kcov-gvisor.md#differences-from-linux") struct GVisorKcovModelPartDTests {
+    @Test("D7: INIT_TRACE with a size that is not a whole page is EINVAL (the fingerprint: INIT_TRACE(2))")
+    func d7() {
         let model = Model()
         for words: UInt in [2, 64, 100, 511, 513, 1000] {
             let fd = model.openDevice()
@@ -848,8 +848,8 @@ private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMuta
         }
     }
 
-    @Test("row 12: any mmap length is accepted")
-    func row12() {
+    @Test("D12: any mmap length is accepted")
+    func d12() {
         let model = Model()
         let fd = model.initialized(words: pageWords)
         for bytes in [1, pageBytes - 1, pageBytes + 1, 2 * pageBytes, 100 * pageBytes] {
@@ -862,8 +862,8 @@ private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMuta
         }
     }
 
-    @Test("row 14: mmap after ENABLE is EINVAL")
-    func row14() {
+    @Test("D14: mmap after ENABLE is EINVAL")
+    func d14() {
         let model = Model()
         let (fd, _) = model.mapped()
         #expect(model.enable(fd) == 0)
@@ -873,8 +873,8 @@ private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMuta
         #expect(model.map(fd, bytes: pageBytes) != nil)
     }
 
-    @Test("row 16: mmap after DISABLE gives a new, zeroed buffer; the old mapping is disconnected")
-    func row16() {
+    @Test("D16: mmap after DISABLE gives a new, zeroed buffer; the old mapping is disconnected")
+    func d16() {
         let model = Model()
         let (fd, old) = model.tracing()
         model.probeSyscall()
@@ -895,8 +895,8 @@ private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMuta
         #expect(model.disable(fd) == 0)
     }
 
-    @Test("row 20: ENABLE without mmap is EINVAL; the buffer, not a mapping, is what counts")
-    func row20() {
+    @Test("D20: ENABLE without mmap is EINVAL; the buffer, not a mapping, is what counts")
+    func d20() {
         let model = Model()
         let fd = model.initialized(words: pageWords)
         #expect(model.enable(fd) == EINVAL)
@@ -912,8 +912,8 @@ private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMuta
         #expect(model.liveBufferCount == 0)
     }
 
-    @Test("row 23: a thread may enable two fds; it keeps only the last, the first is left with a dead owner")
-    func row23() {
+    @Test("D23: a thread may enable two fds; it keeps only the last, the first is left with a dead owner")
+    func d23() {
         let model = Model()
         let (first, firstWords) = model.mapped()
         let (second, secondWords) = model.mapped()
@@ -942,8 +942,8 @@ private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMuta
         #expect(model.close(first) == 0)
     }
 
-    @Test("row 24: ENABLE(KCOV_TRACE_CMP) is EOPNOTSUPP (95)")
-    func row24() {
+    @Test("D24: ENABLE(KCOV_TRACE_CMP) is EOPNOTSUPP (95)")
+    func d24() {
         let model = Model()
         let (fd, _) = model.mapped()
         #expect(model.enable(fd, 1) == 95)
@@ -952,8 +952,8 @@ private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMuta
         #expect(model.disable(fd) == 0)
     }
 
-    @Test("row 25: the ENABLE argument is truncated to 8 bits: 256 is PC mode")
-    func row25() {
+    @Test("D25: the ENABLE argument is truncated to 8 bits: 256 is PC mode")
+    func d25() {
         let model = Model()
         let (fd, _) = model.mapped()
         #expect(model.enable(fd, 7) == EINVAL)
@@ -965,8 +965,8 @@ private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMuta
         #expect(model.disable(fd) == 0)
     }
 
-    @Test("row 30: after DISABLE the buffer is dropped; re-ENABLE needs a new mmap, then any thread may")
-    func row30() {
+    @Test("D30: after DISABLE the buffer is dropped; re-ENABLE needs a new mmap, then any thread may")
+    func d30() {
         let model = Model()
         let (fd, _) = model.mapped()
         #expect(model.enable(fd) == 0)
@@ -979,8 +979,8 @@ private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMuta
         #expect(model.runOnNewThread { model.enable(fd) } == 0)
     }
 
-    @Test("row 33: KCOV_REMOTE_ENABLE is ENOTTY (the second fingerprint: even on a fresh fd)")
-    func row33() {
+    @Test("D33: KCOV_REMOTE_ENABLE is ENOTTY (the second fingerprint: even on a fresh fd)")
+    func d33() {
         let model = Model()
         var argument = [UInt64](repeating: 0, count: 3)
         let fresh = model.openDevice()
@@ -991,8 +991,8 @@ private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMuta
         #expect(model.descriptorState(fd)?.mode == .initialized)
     }
 
-    @Test("row 37: a window is a deduplicated set in (package, function, block) order; windows repeat")
-    func row37() {
+    @Test("D37: a window is a deduplicated set in (package, function, block) order; windows repeat")
+    func d37() {
         let model = Model()
         let (_, words) = model.tracing()
         model.runOnNewThread {
@@ -1009,8 +1009,8 @@ private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMuta
         #expect(words.pcs() == window + probeWindow)
     }
 
-    @Test("row 38: written only when the owning thread returns to user space")
-    func row38() {
+    @Test("D38: written only when the owning thread returns to user space")
+    func d38() {
         let model = Model()
         let owner = Worker()
         let (fd, words) = owner.run { model.tracing() }
@@ -1028,8 +1028,8 @@ private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMuta
         owner.exit(model)
     }
 
-    @Test("row 46: close while enabled stops collection at once")
-    func row46() {
+    @Test("D46: close while enabled stops collection at once")
+    func d46() {
         let model = Model()
         let result = model.runOnNewThread { () -> [String] in
             var problems: [String] = []

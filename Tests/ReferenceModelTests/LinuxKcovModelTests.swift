@@ -79,7 +79,7 @@ extension LinuxKcovModel {
 private let tailPCs = Model.ioctlExitPath.pcs
 private let headPCs = Model.ioctlEntryPath.pcs
 
-// MARK: Device and open (§A1)
+// MARK: Device and open (Docs/kcov-linux.md#device-and-open)
 
 @Suite("Linux kcov model: device") struct LinuxKcovModelDeviceTests {
     @Test("each open is its own instance with a high fd; close of an unknown fd is EBADF")
@@ -145,10 +145,10 @@ private let headPCs = Model.ioctlEntryPath.pcs
     }
 }
 
-// MARK: ioctls (§A3)
+// MARK: ioctls (Docs/kcov-linux.md#ioctls)
 
 @Suite("Linux kcov model: ioctls") struct LinuxKcovModelIoctlTests {
-    @Test("INIT_TRACE checks the size before the state (§A3.1)")
+    @Test("INIT_TRACE checks the size before the state (Docs/kcov-linux.md#kcov_init_trace)")
     func initTraceOrder() {
         let model = Model()
         let fd = model.openDevice()
@@ -189,7 +189,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
         #expect(model.descriptorState(fd)?.mode == .disabled)
     }
 
-    @Test("ENABLE: state, then busy, then mode (§A3.2)")
+    @Test("ENABLE: state, then busy, then mode (Docs/kcov-linux.md#kcov_enable)")
     func enableOrder() {
         let model = Model()
         let fd = model.openDevice()
@@ -238,7 +238,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
         #expect(with.disable(cmp) == 0)
     }
 
-    @Test("DISABLE needs argument 0 and the owning thread; the fd returns to INIT with its buffer (§A3.3)")
+    @Test("DISABLE needs argument 0 and the owning thread; the fd returns to INIT with its buffer (Docs/kcov-linux.md#kcov_disable)")
     func disableRules() {
         let model = Model()
         let (fd, words) = model.mapped(words: pageWords)
@@ -311,7 +311,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
     }
 }
 
-// MARK: mmap (§A4)
+// MARK: mmap (Docs/kcov-linux.md#mmap)
 
 @Suite("Linux kcov model: mmap") struct LinuxKcovModelMmapTests {
     @Test("mmap needs a buffer, offset 0 and exactly the buffer's page-rounded size")
@@ -381,7 +381,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
     }
 }
 
-// MARK: Recording (§A5)
+// MARK: Recording (Docs/kcov-linux.md#buffer-layout)
 
 @Suite("Linux kcov model: recording") struct LinuxKcovModelRecordingTests {
     @Test("PC count saturates at size-1 and drops the rest")
@@ -525,7 +525,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
     }
 }
 
-// MARK: Lifecycle (§A6)
+// MARK: Lifecycle (Docs/kcov-linux.md#threads-and-lifecycle)
 
 @Suite("Linux kcov model: lifecycle") struct LinuxKcovModelLifecycleTests {
     @Test("thread exit disables: the fd goes back to INIT with its buffer")
@@ -612,7 +612,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
     }
 }
 
-// MARK: Remote (§A7)
+// MARK: Remote (Docs/kcov-linux.md#remote-coverage)
 
 @Suite("Linux kcov model: remote") struct LinuxKcovModelRemoteTests {
     @Test("REMOTE_ENABLE checks the handle count before any state; a zeroed header on a fresh fd is EINVAL")

@@ -4,7 +4,7 @@ import ReferenceModels
 import Synchronization
 import Testing
 
-// Section numbers (§) are those of shared/reference/bsd-kcov.md.
+// Citations are anchors in Docs/kcov-netbsd.md.
 
 // MARK: Helpers
 
@@ -108,7 +108,7 @@ extension NetBSDKcovModel {
 private let tailPCs = Model.ioctlExitPath.pcs
 private let headPCs = Model.ioctlEntryPath.pcs
 
-// MARK: ABI (§1, §2.2)
+// MARK: ABI (Docs/kcov-netbsd.md#ioctl-encoding, Docs/kcov-netbsd.md#ioctls)
 
 @Suite("NetBSD kcov model: ABI") struct NetBSDKcovModelABITests {
     @Test("request numbers are NetBSD's _IOW/_IO encodings, zero-extended")
@@ -155,7 +155,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
     }
 }
 
-// MARK: Device, open, dup (§2.1)
+// MARK: Device, open, dup (Docs/kcov-netbsd.md#device-and-open)
 
 @Suite("NetBSD kcov model: device") struct NetBSDKcovModelDeviceTests {
     @Test("each open is its own descriptor with a high fd; unknown fds are EBADF")
@@ -243,7 +243,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
     }
 }
 
-// MARK: ioctls (§2.2)
+// MARK: ioctls (Docs/kcov-netbsd.md#ioctls)
 
 @Suite("NetBSD kcov model: ioctls") struct NetBSDKcovModelIoctlTests {
     @Test("SETBUFSIZE: enabled, then size, then existing buffer")
@@ -440,7 +440,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
     }
 }
 
-// MARK: mmap (§2.3)
+// MARK: mmap (Docs/kcov-netbsd.md#mmap)
 
 @Suite("NetBSD kcov model: mmap") struct NetBSDKcovModelMmapTests {
     @Test("kcov_fops_mmap's checks in order: EXEC, offset, size, offset bound, then buffer size")
@@ -524,7 +524,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
     }
 }
 
-// MARK: Recording (§2.4)
+// MARK: Recording (Docs/kcov-netbsd.md#buffer-layout)
 
 @Suite("NetBSD kcov model: recording") struct NetBSDKcovModelRecordingTests {
     @Test("PC mode holds nent-1 PCs; the count saturates; a count at or past bufnent records nothing")
@@ -683,7 +683,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
     }
 }
 
-// MARK: Threads, close, exit (§2.5)
+// MARK: Threads, close, exit (Docs/kcov-netbsd.md#threads-and-lifecycle)
 
 @Suite("NetBSD kcov model: lifecycle") struct NetBSDKcovModelLifecycleTests {
     @Test("an LWP's exit leaves its descriptor enabled until the LWP is freed by the join")
@@ -814,7 +814,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
     }
 }
 
-// MARK: Remote (§2.2, §2.6)
+// MARK: Remote (Docs/kcov-netbsd.md#ioctls, Docs/kcov-netbsd.md#remote-coverage)
 
 @Suite("NetBSD kcov model: remote") struct NetBSDKcovModelRemoteTests {
     @Test("vhci_attach registers 8 ports per bus; ATTACH checks local enable, then registration")
@@ -939,7 +939,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
     }
 }
 
-// MARK: Simulated fork + exec (§2.5)
+// MARK: Simulated fork + exec (Docs/kcov-netbsd.md#threads-and-lifecycle)
 
 @Suite("NetBSD kcov model: spawn") struct NetBSDKcovModelSpawnTests {
     private func spawn(
@@ -1029,10 +1029,10 @@ private let headPCs = Model.ioctlEntryPath.pcs
     }
 }
 
-// MARK: NetBSD's own tests (§5.1, tests/modules/t_kcov.c)
+// MARK: NetBSD's own tests (Docs/kcov-netbsd.md#netbsds-own-tests, tests/modules/t_kcov.c)
 
 /// One test per ATF case of NetBSD's `t_kcov.c`, asserting what the case asserts (and the errno
-/// §2.2 gives where the case only asserts failure). Each ATF case runs in its own process: here
+/// Docs/kcov-netbsd.md#ioctls gives where the case only asserts failure). Each ATF case runs in its own process: here
 /// each has its own model, and "the process exits" is ``NetBSDKcovModel/exitProcess()``.
 @Suite("NetBSD t_kcov.c") struct NetBSDKcovOwnTests {
     @Test("kcov_dup2") func kcov_dup2() {
