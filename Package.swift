@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Conformance", targets: ["Conformance"]),
         .library(name: "KprobeBackend", targets: ["KprobeBackend"]),
         .library(name: "BackendSelection", targets: ["BackendSelection"]),
+        .library(name: "SimulatedKernels", targets: ["SimulatedKernels"]),
         .library(name: "KernelImage", targets: ["KernelImage"]),
         .library(name: "KernelSymbolizer", targets: ["KernelSymbolizer"]),
         .library(name: "CoverageReport", targets: ["CoverageReport"]),
@@ -69,6 +70,11 @@ let package = Package(
         // Simulated kcov drivers behind the seam, written from Docs/: the models the
         // conformance suite is measured against.
         .target(name: "ReferenceModels", dependencies: ["KernelSeam", "CoverageAPI"], swiftSettings: swiftSettings),
+        // The reference models behind the real backends, as a public product: coverage without a
+        // kernel, for testing what consumes it (like swift-nio's NIOEmbedded).
+        .target(
+            name: "SimulatedKernels", dependencies: ["CoverageAPI", "ReferenceModels", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "KprobeBackend"],
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "kcovctl",
             dependencies: [
@@ -88,6 +94,7 @@ let package = Package(
             dependencies: ["BackendSelection", "CoverageAPI", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "KprobeBackend", "ReferenceModels"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "SimulatedKernelsTests", dependencies: ["SimulatedKernels", "CoverageAPI"], swiftSettings: swiftSettings),
         // Run inside the test kernel only (GuestSuiteTests boots it): the real /sys/kernel/debug/kcov.
         .testTarget(
             name: "RealKernelTests",

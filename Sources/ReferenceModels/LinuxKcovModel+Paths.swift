@@ -44,6 +44,11 @@ extension LinuxKcovModel {
     package struct KernelPath: Sendable, Hashable {
         package var pcs: [UInt64]
         package var comparisons: [Comparison]
+
+        package init(pcs: [UInt64], comparisons: [Comparison]) {
+            self.pcs = pcs
+            self.comparisons = comparisons
+        }
     }
 
     // Return addresses shared by several paths.

@@ -213,6 +213,13 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
         errno = EBADF
     }
 
+    /// A syscall of the calling thread that runs `path`: recorded like ``probeSyscall()`` (PCs in
+    /// PC mode, records in CMP mode, only into this thread's enabled instance; see
+    /// `Docs/kcov-linux.md#buffer-layout`). Lets a test give each simulated call its own coverage.
+    package func syscall(running path: KernelPath) {
+        syscall { kernel, tid in kernel.record(path, for: tid) }
+    }
+
     /// `/proc/mounts` lists debugfs at the device's directory when ``debugfsMounted``; any other
     /// path is ENOENT.
     package func readTextFile(_ path: String) -> String? {

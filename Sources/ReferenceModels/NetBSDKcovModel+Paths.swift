@@ -55,6 +55,11 @@ extension NetBSDKcovModel {
     package struct KernelPath: Sendable, Hashable {
         package var pcs: [UInt64]
         package var comparisons: [Comparison]
+
+        package init(pcs: [UInt64], comparisons: [Comparison]) {
+            self.pcs = pcs
+            self.comparisons = comparisons
+        }
     }
 
     // Return addresses shared by several paths: the amd64 syscall() entry and its return to user space.

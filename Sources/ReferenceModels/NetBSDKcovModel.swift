@@ -287,6 +287,13 @@ package final class NetBSDKcovModel: KernelInterface, @unchecked Sendable {
         errno = EBADF
     }
 
+    /// A syscall of the calling thread that runs `path`: recorded like ``probeSyscall()`` (PCs in
+    /// PC mode, records in CMP mode, only into this thread's enabled instance; see
+    /// `Docs/kcov-netbsd.md#buffer-layout`). Lets a test give each simulated call its own coverage.
+    package func syscall(running path: KernelPath) {
+        syscall { kernel, tid in kernel.record(path, for: tid) }
+    }
+
     /// NetBSD has no `/proc/mounts` and kcov needs no file system: every path is ENOENT.
     package func readTextFile(_ path: String) -> String? {
         syscall { kernel, tid in kernel.record(Self.syscallPath, for: tid) }
