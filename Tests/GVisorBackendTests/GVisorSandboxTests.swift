@@ -61,6 +61,16 @@ struct GVisorSandboxTests {
         #expect(result.standardError.contains("//runsc:runsc_coverage"), "\(result.standardError)")
     }
 
+    /// The library's selection and the linux backend itself both refuse the linux backend in a
+    /// real sandbox, before touching the device, and say which backend to use.
+    @Test func theLinuxBackendIsRefusedInsideGVisor() throws {
+        let result = try GVisorSandbox.runKcovctl(["trace", "--backend", "linux", "--", "/bin/true"])
+        #expect(result.status == 2, "stdout: \(result.standardOutput) stderr: \(result.standardError)")
+        #expect(result.standardError.contains("use the gvisor backend"), "\(result.standardError)")
+        let listed = try GVisorSandbox.runKcovctl(["backends"])
+        #expect(listed.standardOutput.contains("linux: unavailable — this is a gVisor sandbox"), "\(listed.standardOutput)")
+    }
+
     @Test func conformanceOnTheRealSandboxSaysUnavailable() throws {
         let result = try GVisorSandbox.runKcovctl(["conformance", "--backend", "gvisor"])
         #expect(result.status == 2, "\(result.standardError)")

@@ -29,6 +29,29 @@ struct RealKernelCollectionTests {
         #expect(Set(first.pcs) == Set(second.pcs), "read(-1) takes one short path")
     }
 
+    /// syzkaller's pattern through the front door: opened, sized and mapped on this thread, taken
+    /// and enabled by a worker, which records its own probe's path, the same as this thread's.
+    @Test func aCollectorHandedToAWorkerRecordsTheWorkersSyscall() throws {
+        var own = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 16)
+        _ = try own.collect { backend.probe() }
+        let expected = Set(try own.collect { backend.probe() }.pcs)
+        let handoff = try CollectorHandoff(CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 16))
+        let result = Mutex<(pcs: Set<UInt64>, tid: Int32)?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let backend = backend
+        Thread {
+            defer { done.signal() }
+            guard var collector = handoff.take() else { return }
+            _ = try? collector.collect { backend.probe() }
+            let pcs = (try? collector.collect { backend.probe() }.pcs).map(Set.init) ?? []
+            result.withLock { $0 = (pcs, backend.currentThreadID()) }
+        }.start()
+        done.wait()
+        let worker = try #require(result.withLock { $0 })
+        #expect(worker.tid != backend.currentThreadID())
+        #expect(worker.pcs == expected, "the worker's read(-1) took another path: \(worker.pcs.symmetricDifference(expected).count) PCs differ")
+    }
+
     @Test func comparisonModeYieldsDecodableRecords() throws {
         var session = try CoverageCollector(backend: backend, mode: .comparisons, bufferWords: 1 << 16)
         let trace = try session.collect {
