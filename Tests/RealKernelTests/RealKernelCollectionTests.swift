@@ -35,16 +35,16 @@ struct RealKernelCollectionTests {
         var own = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 16)
         _ = try own.collect { backend.probe() }
         let expected = Set(try own.collect { backend.probe() }.pcs)
-        let handoff = try CollectorHandoff(CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 16))
+        let driver = backend
+        let handoff = try CollectorHandoff(CoverageCollector(backend: driver, mode: .pc, bufferWords: 1 << 16))
         let result = Mutex<(pcs: Set<UInt64>, tid: Int32)?>(nil)
         let done = DispatchSemaphore(value: 0)
-        let backend = backend
         Thread {
             defer { done.signal() }
             guard var collector = handoff.take() else { return }
-            _ = try? collector.collect { backend.probe() }
-            let pcs = (try? collector.collect { backend.probe() }.pcs).map(Set.init) ?? []
-            result.withLock { $0 = (pcs, backend.currentThreadID()) }
+            _ = try? collector.collect { driver.probe() }
+            let pcs = (try? collector.collect { driver.probe() }.pcs).map(Set.init) ?? []
+            result.withLock { $0 = (pcs, driver.currentThreadID()) }
         }.start()
         done.wait()
         let worker = try #require(result.withLock { $0 })
