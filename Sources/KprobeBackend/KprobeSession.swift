@@ -14,7 +14,7 @@ package import KernelSeam
 /// One artefact is inherent: `disable()` is an ioctl the thread makes while counting, so probed
 /// functions on the ioctl entry path (`__x64_sys_ioctl`, `perf_ioctl`, …) count one hit more —
 /// as kcov's traces hold ENABLE's return path.
-public final class KprobeSession: FunctionCounters {
+final class KprobeSession: FunctionCounters {
     public let backend: KprobeBackend
     /// Functions with a live probe, in the order asked for.
     public private(set) var probedFunctions: [ProbedFunction] = []
