@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "KprobeBackend", targets: ["KprobeBackend"]),
         .library(name: "BackendSelection", targets: ["BackendSelection"]),
         .library(name: "SimulatedKernels", targets: ["SimulatedKernels"]),
+        .library(name: "CoverageSignal", targets: ["CoverageSignal"]),
         .library(name: "KernelImage", targets: ["KernelImage"]),
         .library(name: "KernelSymbolizer", targets: ["KernelSymbolizer"]),
         .library(name: "CoverageReport", targets: ["CoverageReport"]),
@@ -52,6 +53,9 @@ let package = Package(
         .target(
             name: "BackendSelection", dependencies: ["CoverageAPI", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "KprobeBackend"],
             swiftSettings: swiftSettings),
+        // Traces as fuzzing signal: PC sets, syzkaller-compatible edges, new-coverage detection
+        // shared by workers, comparison hints.
+        .target(name: "CoverageSignal", dependencies: ["CoverageAPI"], swiftSettings: swiftSettings),
         // elfutils (libelf, libdw) from Debian, found through pkg-config.
         .systemLibrary(name: "CElfutils", pkgConfig: "libdw", providers: [.apt(["libdw-dev"])]),
         // A vmlinux read with libelf: sections, symbols, and the coverable PCs (call sites of the
@@ -94,6 +98,7 @@ let package = Package(
             dependencies: ["BackendSelection", "CoverageAPI", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "KprobeBackend", "ReferenceModels"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "CoverageSignalTests", dependencies: ["CoverageSignal", "CoverageAPI"], swiftSettings: swiftSettings),
         .testTarget(name: "SimulatedKernelsTests", dependencies: ["SimulatedKernels", "CoverageAPI"], swiftSettings: swiftSettings),
         // Run inside the test kernel only (GuestSuiteTests boots it): the real /sys/kernel/debug/kcov.
         .testTarget(

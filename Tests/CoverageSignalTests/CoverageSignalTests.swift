@@ -1,0 +1,133 @@
+import CoverageAPI
+import CoverageSignal
+import Foundation
+import Synchronization
+import Testing
+
+@Suite struct EdgeSignalTests {
+    @Test func hash32MatchesSyzkallersVectors() {
+        #expect(EdgeSignal.hash32(0x0) == 0xc0a9_496a)
+        #expect(EdgeSignal.hash32(0x123) == 0x63e7_5d59)
+        #expect(EdgeSignal.hash32(0xfff) == 0xf3a9_cff3)
+    }
+
+    @Test func edgeSignalsMatchSyzkallersVectors() {
+        let pcs: [UInt64] = [0xffff_ffff_8100_0010, 0xffff_ffff_8100_0123, 0xffff_ffff_8100_0abc]
+        #expect(EdgeSignal.signals(of: pcs) == [0xffff_ffff_8100_097a, 0xffff_ffff_8100_0208, 0xffff_ffff_8100_07e5])
+    }
+
+    @Test func pathsWithTheSameBlocksGiveDifferentEdges() {
+        let (a, b, c, d): (UInt64, UInt64, UInt64, UInt64) = (0xffff_ffff_8100_0010, 0xffff_ffff_8100_0220, 0xffff_ffff_8100_0330, 0xffff_ffff_8100_0440)
+        let first = Set(EdgeSignal.signals(of: [a, b, c, d]))
+        let second = Set(EdgeSignal.signals(of: [a, d, c, b]))
+        #expect(Set([a, b, c, d]) == Set([a, d, c, b]), "the same blocks")
+        #expect(first != second, "A->B C->D and A->D C->B are different paths")
+    }
+}
+
+@Suite struct PCSetTests {
+    /// Random PCs in a kernel-like range, with repeats and the odd 0.
+    static func randomPCs(_ count: Int, seed: UInt64) -> [UInt64] {
+        var state = seed
+        return (0..<count).map { _ in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            let pc = 0xffff_ffff_8100_0000 | (state >> 40) & 0xff_ffff
+            return pc & 0xfff == 0x123 ? 0 : pc
+        }
+    }
+
+    @Test(arguments: [0, 1, 11, 1000, 50000])
+    func agreesWithSwiftsSet(count: Int) {
+        let pcs = Self.randomPCs(count, seed: UInt64(count) + 7)
+        let others = Self.randomPCs(count / 2 + 3, seed: UInt64(count) + 99)
+        var set = PCSet()
+        var reference = Set<UInt64>()
+        for pc in pcs { #expect(set.insert(pc) == reference.insert(pc).inserted) }
+        #expect(set.count == reference.count)
+        #expect(set.sorted == reference.sorted())
+        #expect(Array(set) == reference.sorted(), "iteration is in address order")
+        for pc in others { #expect(set.contains(pc) == reference.contains(pc)) }
+        let other = PCSet(others)
+        #expect(set.union(other).sorted == reference.union(others).sorted())
+        #expect(set.subtracting(other).sorted == reference.subtracting(others).sorted())
+    }
+
+    @Test func unionIsCommutativeAndAssociative() {
+        let a = PCSet(Self.randomPCs(300, seed: 1)), b = PCSet(Self.randomPCs(500, seed: 2)), c = PCSet(Self.randomPCs(50, seed: 3))
+        #expect(a.union(b) == b.union(a))
+        #expect(a.union(b).union(c) == a.union(b.union(c)))
+        #expect(a.union(b).hashValue == b.union(a).hashValue)
+        #expect(a != b)
+    }
+}
+
+@Suite struct MaxSignalTests {
+    @Test func aSecondPassOverTheSameCallsFindsNothingNew() {
+        let shared = MaxSignal()
+        var worker = MaxSignal.Worker(shared)
+        let calls: [[UInt64]] = [[1, 2, 3], [2, 3, 4, 4], [5], [1, 5]]
+        #expect(calls.map { worker.newSignals($0) } == [[1, 2, 3], [4], [5], []])
+        #expect(calls.allSatisfy { worker.newSignals($0).isEmpty })
+        var other = MaxSignal.Worker(shared)
+        #expect(other.newSignals([3, 6]) == [6], "what one worker found is known to the others")
+    }
+
+    @Test func concurrentWorkersReportEachSignalExactlyOnce() {
+        let shared = MaxSignal()
+        let notified = Mutex<[UInt64]>([])
+        shared.onNewSignal { fresh in notified.withLock { $0 += fresh } }
+        let reported = Mutex<[UInt64]>([])
+        let group = DispatchGroup()
+        for worker in 0..<4 {
+            group.enter()
+            Thread {
+                var view = MaxSignal.Worker(shared)
+                var mine: [UInt64] = []
+                for call in 0..<2000 {
+                    let base = UInt64((call * 7 + worker * 13) % 5000)
+                    mine += view.newSignals([base, base + 1, base + 2])
+                }
+                reported.withLock { $0 += mine }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        let all = reported.withLock { $0 }
+        #expect(all.count == Set(all).count, "a signal was reported as new twice")
+        #expect(Set(all) == Set(shared.snapshot))
+        #expect(notified.withLock { $0 }.sorted() == all.sorted())
+    }
+}
+
+@Suite struct ComparisonHintTests {
+    static func record(_ size: Int, constant: Bool, _ first: UInt64, _ second: UInt64, pc: UInt64 = 0xffff_ffff_8100_0010) -> ComparisonRecord {
+        let log = [1: 0, 2: 1, 4: 2, 8: 3][size]!
+        return ComparisonRecord(type: UInt64(log << 1) | (constant ? 1 : 0), first: first, second: second, pc: pc)
+    }
+
+    @Test func hintsDropZeroConstantsAndEqualOperandsSignExtendAndDeduplicate() {
+        let records = [
+            Self.record(1, constant: true, 0xff, 0x41),        // -1 vs 'A', 1 byte
+            Self.record(1, constant: true, 0xff, 0x41),        // the same again: deduplicated
+            Self.record(4, constant: true, 0, 7),              // a constant 0: dropped
+            Self.record(8, constant: false, 9, 9),             // equal operands: dropped
+            Self.record(2, constant: false, 0x8000, 3),        // sign-extended 2-byte operand
+            Self.record(4, constant: true, 0x10, 0x20, pc: 0xffff_ffff_8100_0020),  // a switch case
+            ComparisonRecord(type: 0x10, first: 1, second: 2, pc: 3),               // not well formed
+        ]
+        let (hints, malformed) = ComparisonHint.hints(from: records)
+        #expect(malformed == 1)
+        #expect(hints == [
+            ComparisonHint(pc: 0xffff_ffff_8100_0010, first: 0xffff_ffff_ffff_ffff, second: 0x41, size: 1, isConstant: true),
+            ComparisonHint(pc: 0xffff_ffff_8100_0010, first: 0xffff_ffff_ffff_8000, second: 3, size: 2, isConstant: false),
+            ComparisonHint(pc: 0xffff_ffff_8100_0020, first: 0x10, second: 0x20, size: 4, isConstant: true),
+        ])
+    }
+
+    @Test func signExtensionBySize() {
+        #expect(ComparisonHint.signExtend(0x7f, size: 1) == 0x7f)
+        #expect(ComparisonHint.signExtend(0x80, size: 1) == 0xffff_ffff_ffff_ff80)
+        #expect(ComparisonHint.signExtend(0x1_8000_0000, size: 4) == 0xffff_ffff_8000_0000)
+        #expect(ComparisonHint.signExtend(0x8000_0000_0000_0000, size: 8) == 0x8000_0000_0000_0000)
+    }
+}
