@@ -37,6 +37,49 @@ public struct CoverageBuffer: @unchecked Sendable {
     /// The most comparison records the buffer holds (four words each, after the count).
     public var comparisonCapacity: Int { (wordCount - 1) / 4 }
 
+    /// The PCs recorded so far (PC mode), read in place: no copy, no allocation. The count is read
+    /// once, now; each element is a relaxed atomic load when accessed.
+    public var pcs: PCs {
+        let count = rawCount
+        let capacity = pcCapacity
+        return PCs(words: words + 1, count: count >= UInt64(capacity) ? capacity : Int(count), truncated: count >= UInt64(capacity))
+    }
+
+    /// Copies the PCs recorded so far (PC mode) into `array`, replacing its contents and reusing
+    /// its capacity (no allocation once it is large enough); returns whether the buffer was full.
+    @discardableResult
+    public func readPCs(into array: inout [UInt64]) -> Bool {
+        let view = pcs
+        array.removeAll(keepingCapacity: true)
+        array.reserveCapacity(view.count)
+        for pc in view { array.append(pc) }
+        return view.truncated
+    }
+
+    /// A view of the PCs in a live buffer (``pcs``): valid while the buffer's mapping is.
+    public struct PCs: RandomAccessCollection, @unchecked Sendable {
+        private let words: UnsafeMutablePointer<Atomic<UInt64>>
+        /// PCs recorded when the view was made (at most the buffer's capacity).
+        public let count: Int
+        /// The buffer was full: the kernel dropped later entries.
+        public let truncated: Bool
+
+        init(words: UnsafeMutablePointer<Atomic<UInt64>>, count: Int, truncated: Bool) {
+            self.words = words
+            self.count = count
+            self.truncated = truncated
+        }
+
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { count }
+
+        @inline(__always)
+        public subscript(position: Int) -> UInt64 {
+            precondition(position >= 0 && position < count, "PC \(position) is outside a view of \(count)")
+            return words[position].load(ordering: .relaxed)
+        }
+    }
+
     /// Decodes what the kernel wrote in `mode`. A count at capacity is reported as truncated,
     /// because the kernel drops entries silently once the buffer is full.
     public func read(mode: CoverageMode, pcKind: BackendCapabilities.PCKind) -> Trace {

@@ -171,6 +171,30 @@ public struct CoverageCollector: ~Copyable {
         }
     }
 
+    /// The fuzzer's hot path: calls `body` with the PCs recorded since the last reset, read in
+    /// place from the shared buffer (relaxed atomic loads, no copy, no allocation, no syscall).
+    /// The view is valid only inside `body`. Its `truncated` says the buffer was full.
+    ///
+    /// - Throws: `.unsupportedOperation` for function counters (no buffer: use ``read()``) and in
+    ///   comparison mode (records, not PCs: use ``read()``).
+    public func withPCs<Result>(_ body: (CoverageBuffer.PCs) -> Result) throws(CoverageError) -> Result {
+        guard case .buffer(let instance) = source, mode == .pc else {
+            throw CoverageError(.unsupportedOperation, "only a kcov collector in pc mode has PCs to read in place: use read()")
+        }
+        return body(instance.buffer.pcs)
+    }
+
+    /// Copies the PCs recorded since the last reset into `pcs`, reusing its capacity (no
+    /// allocation once it is large enough); returns whether the buffer was full. Same rules as
+    /// ``withPCs(_:)``.
+    @discardableResult
+    public func read(into pcs: inout [UInt64]) throws(CoverageError) -> Bool {
+        guard case .buffer(let instance) = source, mode == .pc else {
+            throw CoverageError(.unsupportedOperation, "only a kcov collector in pc mode has PCs to read in place: use read()")
+        }
+        return instance.buffer.readPCs(into: &pcs)
+    }
+
     /// Stops recording; the trace stays readable.
     public mutating func disable() throws(CoverageError) {
         guard enabledThread != nil else {

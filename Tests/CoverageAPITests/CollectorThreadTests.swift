@@ -182,3 +182,41 @@ import Testing
         }
     }
 }
+
+/// The fuzzer's hot path over the Linux model: PCs read in place or into a reused array.
+@Suite struct CollectorHotPathTests {
+    @Test func inPlaceAndReusedReadsGiveWhatReadGives() throws {
+        let model = LinuxKcovModel()
+        let backend = LinuxKcovBackend(kernel: model)
+        var collector = try CoverageCollector(backend: backend, bufferWords: 512)
+        try collector.enable()
+        var reused: [UInt64] = []
+        reused.reserveCapacity(64)
+        let capacity = reused.capacity
+        for _ in 0..<3 {
+            try collector.reset()
+            backend.probe()
+            let expected = try collector.read().pcs
+            #expect(try collector.withPCs { Array($0) } == expected)
+            #expect(try collector.withPCs { $0.truncated } == false)
+            #expect(try collector.read(into: &reused) == false)
+            #expect(reused == expected)
+            #expect(reused.capacity == capacity, "the array was reallocated")
+        }
+        try collector.disable()
+    }
+
+    @Test func aFullBufferIsTruncatedInPlaceToo() throws {
+        let backend = LinuxKcovBackend(kernel: LinuxKcovModel())
+        var collector = try CoverageCollector(backend: backend, bufferWords: 512)
+        try collector.enable()
+        for _ in 0..<100 { backend.probe() }
+        #expect(try collector.withPCs { ($0.count, $0.truncated) } == (511, true))
+        try collector.disable()
+    }
+
+    @Test func comparisonModeAndCountersHaveNoPCsInPlace() throws {
+        let collector = try CoverageCollector(backend: LinuxKcovBackend(kernel: LinuxKcovModel()), mode: .comparisons, bufferWords: 512)
+        #expect(throws: CoverageError.self) { try collector.withPCs { $0.count } }
+    }
+}
