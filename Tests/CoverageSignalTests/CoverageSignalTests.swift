@@ -131,3 +131,33 @@ import Testing
         #expect(ComparisonHint.signExtend(0x8000_0000_0000_0000, size: 8) == 0x8000_0000_0000_0000)
     }
 }
+
+@Suite struct SignalExtractionTests {
+    static let ordered = BackendCapabilities(
+        supportedModes: [.pc], pcKind: .kernelAddress, granularity: .basicBlock, perThread: true, orderedTrace: true, remote: [],
+        requiresMapBeforeEnable: false, remapAfterDisable: false, mapLengthMustMatch: true, oneEnabledInstancePerThread: true,
+        collectsAfterClose: true, buffer: BufferRules(words: 2...1024, wordMultiple: 512, wordSize: 8))
+
+    @Test func edgesFromAnUnorderedBackendAreRefused() {
+        var unordered = Self.ordered
+        unordered.orderedTrace = false
+        unordered.pcKind = .synthetic
+        #expect(throws: CoverageError.self) { try SignalExtraction(kind: .edges, capabilities: unordered) }
+        #expect(throws: Never.self) { try SignalExtraction(kind: .blocks, capabilities: unordered) }
+    }
+
+    @Test func scribbledEntriesAreDroppedAndCountedBeforeTheyBecomeSignal() throws {
+        // 0x80007000c0008 is the kind of "PC" a fuzzed program writing into the buffer produced.
+        let pcs: [UInt64] = [0xffff_ffff_8100_0010, 0x8_0007_000c_0008, 0xffff_ffff_8100_0123, 0, 0xffff_ffff_8100_0abc]
+        let blocks = try SignalExtraction(kind: .blocks, capabilities: Self.ordered)
+        let (signal, dropped) = blocks.signal(of: pcs)
+        #expect(dropped == 2)
+        #expect(signal.sorted == [0xffff_ffff_8100_0010, 0xffff_ffff_8100_0123, 0xffff_ffff_8100_0abc])
+        // Edges pair each plausible PC with the previous plausible one: the vectors still hold.
+        let edges = try SignalExtraction(kind: .edges, capabilities: Self.ordered)
+        #expect(edges.signal(of: pcs).signal.sorted == [0xffff_ffff_8100_0208, 0xffff_ffff_8100_07e5, 0xffff_ffff_8100_097a])
+        // With the kernel's text known, a kernel address outside it is dropped too.
+        let text = try SignalExtraction(kind: .blocks, capabilities: Self.ordered, text: 0xffff_ffff_8100_0000...0xffff_ffff_8100_0200)
+        #expect(text.signal(of: pcs).dropped == 3)
+    }
+}
