@@ -30,7 +30,7 @@ public final class MaxSignal: Sendable {
     }
 
     /// Adds `candidates` and returns those that were not known, in their order.
-    func admit(_ candidates: [UInt64]) -> [UInt64] {
+    @usableFromInline func admit(_ candidates: [UInt64]) -> [UInt64] {
         state.withLock { state in
             var fresh: [UInt64] = []
             for signal in candidates where state.seen.insert(signal) { fresh.append(signal) }
@@ -42,16 +42,17 @@ public final class MaxSignal: Sendable {
     /// One worker's view: its own seen set in front of the shared one. Not `Sendable`: one per thread.
     public struct Worker {
         public let shared: MaxSignal
-        private var local = PCSet()
-        private var candidates: [UInt64] = []
+        @usableFromInline var local = PCSet()
+        @usableFromInline var candidates: [UInt64] = []
 
         public init(_ shared: MaxSignal) { self.shared = shared }
 
         /// The signals of one call (any order, repeats allowed) that no worker has seen before;
         /// they become known to all. Signals this worker has already seen cost no lock.
+        @inlinable
         public mutating func newSignals<Signals: Sequence>(_ signals: Signals) -> [UInt64] where Signals.Element == UInt64 {
             candidates.removeAll(keepingCapacity: true)
-            for signal in signals where local.insert(signal) { candidates.append(signal) }
+            local.insertNew(signals, appendingTo: &candidates)
             guard !candidates.isEmpty else { return [] }
             return shared.admit(candidates)
         }

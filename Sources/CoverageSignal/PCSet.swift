@@ -4,14 +4,15 @@
 /// Union is associative and commutative, so sets from many fuzzing machines merge in any order.
 public struct PCSet: Sendable, Hashable, Sequence {
     /// Slots; 0 marks an empty slot (a PC of 0 is kept in ``holdsZero``).
-    private var slots: [UInt64]
-    private var holdsZero = false
+    @usableFromInline var slots: [UInt64]
+    @usableFromInline var holdsZero = false
     /// Elements stored.
-    public private(set) var count = 0
+    public var count: Int { stored }
+    @usableFromInline var stored = 0
     /// `slots.count - 1`: the table size is a power of two.
-    private var mask: Int
+    @usableFromInline var mask: Int
     /// Grow when more than 3/4 full.
-    private var growthLimit: Int
+    @usableFromInline var growthLimit: Int
 
     /// An empty set with room for `minimumCapacity` elements before it grows.
     public init(minimumCapacity: Int = 0) {
@@ -31,13 +32,13 @@ public struct PCSet: Sendable, Hashable, Sequence {
     public var isEmpty: Bool { count == 0 }
 
     /// The home slot of `pc` (Fibonacci hashing: kernel PCs share their upper bits).
-    @inline(__always)
-    private func home(_ pc: UInt64) -> Int {
+    @inlinable @inline(__always)
+    func home(_ pc: UInt64) -> Int {
         Int(truncatingIfNeeded: (pc &* 0x9e37_79b9_7f4a_7c15) >> 32) & mask
     }
 
     /// Whether `pc` is in the set.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func contains(_ pc: UInt64) -> Bool {
         if pc == 0 { return holdsZero }
         return slots.withUnsafeBufferPointer { table in
@@ -52,13 +53,13 @@ public struct PCSet: Sendable, Hashable, Sequence {
     }
 
     /// Adds `pc`; `true` if it was not there.
-    @inline(__always)
+    @inlinable @inline(__always)
     @discardableResult
     public mutating func insert(_ pc: UInt64) -> Bool {
         if pc == 0 {
             defer { holdsZero = true }
             if holdsZero { return false }
-            count += 1
+            stored += 1
             return true
         }
         if count >= growthLimit { grow() }
@@ -76,17 +77,65 @@ public struct PCSet: Sendable, Hashable, Sequence {
                 index = (index &+ 1) & mask
             }
         }
-        if inserted { count += 1 }
+        if inserted { stored += 1 }
         return inserted
     }
 
-    private mutating func grow() {
+    /// Adds every element of `elements` and appends those that were not in the set to `fresh`, in
+    /// order: the per-call hot path (one pass over the table's storage per call, not per element).
+    @inlinable
+    public mutating func insertNew<Elements: Sequence>(_ elements: Elements, appendingTo fresh: inout [UInt64]) where Elements.Element == UInt64 {
+        var iterator = elements.makeIterator()
+        var expected = elements.underestimatedCount
+        var exhausted = false
+        while !exhausted {
+            while stored + Swift.max(expected, 1) >= growthLimit { grow() }
+            expected = 0
+            // Room for this many more before the table must grow.
+            let room = growthLimit - stored
+            let mask = mask
+            var added = 0
+            var zeroKnown = holdsZero
+            slots.withUnsafeMutableBufferPointer { table in
+                while added < room {
+                    guard let element = iterator.next() else {
+                        exhausted = true
+                        return
+                    }
+                    if element == 0 {
+                        if !zeroKnown {
+                            zeroKnown = true
+                            added += 1
+                            fresh.append(0)
+                        }
+                        continue
+                    }
+                    var index = Int(truncatingIfNeeded: (element &* 0x9e37_79b9_7f4a_7c15) >> 32) & mask
+                    while true {
+                        let slot = table[index]
+                        if slot == element { break }
+                        if slot == 0 {
+                            table[index] = element
+                            added += 1
+                            fresh.append(element)
+                            break
+                        }
+                        index = (index &+ 1) & mask
+                    }
+                }
+            }
+            stored += added
+            holdsZero = zeroKnown
+        }
+    }
+
+    @usableFromInline mutating func grow() {
         let old = slots
         slots = Array(repeating: 0, count: old.count * 2)
         mask = slots.count - 1
         growthLimit = slots.count / 4 * 3
         let zero = holdsZero
-        count = zero ? 1 : 0
+        stored = zero ? 1 : 0
         for pc in old where pc != 0 { insert(pc) }
     }
 

@@ -47,6 +47,16 @@ import Testing
         #expect(set.sorted == reference.sorted())
         #expect(Array(set) == reference.sorted(), "iteration is in address order")
         for pc in others { #expect(set.contains(pc) == reference.contains(pc)) }
+        // The per-call path, from a sequence that does not say how long it is (so it must grow midway).
+        var bulk = PCSet()
+        var fresh: [UInt64] = []
+        bulk.insertNew(AnySequence(pcs), appendingTo: &fresh)
+        var firsts = Set<UInt64>()
+        #expect(fresh == pcs.filter { firsts.insert($0).inserted }, "the new elements, in order")
+        #expect(bulk == set)
+        fresh.removeAll()
+        bulk.insertNew(pcs, appendingTo: &fresh)
+        #expect(fresh.isEmpty)
         let other = PCSet(others)
         #expect(set.union(other).sorted == reference.union(others).sorted())
         #expect(set.subtracting(other).sorted == reference.subtracting(others).sorted())

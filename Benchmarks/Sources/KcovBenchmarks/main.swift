@@ -1,6 +1,8 @@
+import CoverageSignal
 import Foundation
 import KernelImage
 import KernelSymbolizer
+import SignalBaselines
 
 // Each benchmark times the project's path and the baseline tool on the same vmlinux in this run
 // (best of 3 each), checks they found about the same thing, and prints the ratio (baseline / ours).
@@ -53,8 +55,62 @@ func report(_ name: String, ours: Double, baseline: Double, baselineName: String
                  name, ours, baselineName, baseline, baseline / ours, detail))
 }
 
+/// Edge signal plus the new-signal check over traces recorded from the test kernel
+/// (`Benchmarks/Inputs`, `kcovctl trace --vm --format rawcover`, stored as xz'd little-endian
+/// words), cut into calls of `callLength` PCs and run `passes` times, as a fuzzer revisits calls.
+func signalBenchmarks() throws {
+    let inputs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Inputs").standardized
+    var pcs: [UInt64] = []
+    var names: [String] = []
+    for file in try FileManager.default.contentsOfDirectory(atPath: inputs.path).sorted() where file.hasSuffix(".pcs.xz") {
+        let data = try shell("xz -dc '\(inputs.path)/\(file)'")
+        data.withUnsafeBytes { raw in
+            for index in 0..<(raw.count / 8) { pcs.append(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self))) }
+        }
+        names.append(file)
+    }
+    let callLength = 2000
+    let passes = 10
+    var starts = Array(stride(from: 0, to: pcs.count, by: callLength))
+    starts.append(pcs.count)
+    let calls = starts.count - 1
+    print("signal: \(pcs.count) PCs recorded from the test kernel (\(names.joined(separator: ", "))), \(calls) calls of \(callLength) PCs, \(passes) passes")
+
+    let ours = best(of: 5) { () -> Int in
+        let shared = MaxSignal()
+        var worker = MaxSignal.Worker(shared)
+        var fresh = 0
+        pcs.withUnsafeBufferPointer { all in
+            for _ in 0..<passes {
+                for call in 0..<calls {
+                    fresh += worker.newSignals(EdgeSignal.lazy(all[starts[call]..<starts[call + 1]])).count
+                }
+            }
+        }
+        return fresh
+    }
+    let unordered = best(of: 5) {
+        pcs.withUnsafeBufferPointer { all in starts.withUnsafeBufferPointer { kcb_unordered_set_new_signals(all.baseAddress, $0.baseAddress, calls, Int32(passes)) } }
+    }
+    guard UInt64(ours.result) == unordered.result else {
+        throw BenchmarkError("CoverageSignal found \(ours.result) new signals, the std::unordered_set version \(unordered.result)")
+    }
+    report(
+        "edge signal + new-signal check (\(ours.result) new signals of \(pcs.count * passes))",
+        ours: ours.seconds, baseline: unordered.seconds, baselineName: "C++ std::unordered_set<uint64_t>",
+        detail: "both found \(ours.result)")
+    let table = best(of: 5) {
+        pcs.withUnsafeBufferPointer { all in starts.withUnsafeBufferPointer { kcb_dedup_table_signals(all.baseAddress, $0.baseAddress, calls, Int32(passes)) } }
+    }
+    report(
+        "edge signal + dedup, against syzkaller's lossy table",
+        ours: ours.seconds, baseline: table.seconds, baselineName: "C 8192-entry 4-probe dedup table",
+        detail: "the table let \(table.result) signals through (it forgets; the set reports each once: \(ours.result))")
+}
+
 func main() throws {
     let arguments = CommandLine.arguments.dropFirst()
+    if arguments == ["signal"] { return try signalBenchmarks() }
     guard arguments.count == 2, arguments.first == "--vmlinux", let path = arguments.last else {
         throw BenchmarkError(
             "usage: kcov-benchmarks --vmlinux PATH   (the test kernel's: `kcovctl vm build` prints it)")
