@@ -171,3 +171,54 @@ import Testing
         #expect(text.signal(of: pcs).dropped == 3)
     }
 }
+
+@Suite struct SignalSetFileTests {
+    @Test func roundTripIsCompactAndExact() throws {
+        let pcs = PCSetTests.randomPCs(20000, seed: 5)
+        let file = SignalSetFile(content: .edges, kernel: "6.12.117 #1 SMP", set: PCSet(pcs))
+        let bytes = file.encoded()
+        #expect(try SignalSetFile.decode(bytes, source: "a") == file)
+        #expect(bytes.count < file.set.count * 4, "\(bytes.count) bytes for \(file.set.count) elements")
+    }
+
+    @Test func mergingInAnyOrderGivesTheSameFile() throws {
+        let parts = (0..<4).map { SignalSetFile(content: .pcs, kernel: $0 == 2 ? "" : "k1", set: PCSet(PCSetTests.randomPCs(500, seed: UInt64($0)))) }
+        let forward = try parts.dropFirst().reduce(parts[0]) { try $0.merged(with: $1, otherSource: "x") }
+        let backward = try parts.dropLast().reversed().reduce(parts[3]) { try $0.merged(with: $1, otherSource: "x") }
+        #expect(forward.set == backward.set)
+        #expect(forward.encoded() == backward.encoded())
+    }
+
+    @Test func anotherKindOrBuildIsAClearError() {
+        let pcs = SignalSetFile(content: .pcs, kernel: "k1", set: PCSet([1, 2]))
+        let edges = SignalSetFile(content: .edges, kernel: "k1", set: PCSet([3]))
+        let other = SignalSetFile(content: .pcs, kernel: "k2", set: PCSet([3]))
+        #expect(throws: SignalSetError(source: "e.set", "holds edge signals, but the set it meets holds block PCs: compare like with like")) {
+            try pcs.merged(with: edges, otherSource: "e.set")
+        }
+        #expect(throws: SignalSetError(source: "o.set", "comes from kernel build \"k2\", but the set it meets from \"k1\": PCs of different builds do not match")) {
+            try pcs.merged(with: other, otherSource: "o.set")
+        }
+    }
+
+    static let magic = SignalSetFile.magic
+    static let corrupt: [(bytes: [UInt8], expected: String)] = [
+        (Array("nonsense".utf8), "not a signal set file"),
+        (magic, "ends before its content"),
+        (magic + [7], "content 7 is not one of"),
+        (magic + [0, 0, 5, 1], "holds 5 elements but has 1 bytes left"),
+        (magic + [0, 0, 2, 1, 0], "element 1 repeats"),
+        (magic + [0, 0, 1] + Array(repeating: 0xff, count: 10) + [1], "does not fit 64 bits"),
+        (magic + [0, 0, 1, 1, 9], "1 bytes follow the last element"),
+    ]
+
+    @Test(arguments: corrupt)
+    func corruptFilesSayWhatIsWrong(bytes: [UInt8], expected: String) {
+        do {
+            _ = try SignalSetFile.decode(bytes, source: "bad.set")
+            Issue.record("decoded a corrupt file")
+        } catch {
+            #expect(error.message.contains(expected), "\(error)")
+        }
+    }
+}
