@@ -61,7 +61,7 @@ let package = Package(
         // Merged coverage files -> per-file, per-function and per-line coverage; summary, LCOV, HTML, JSON.
         .target(name: "CoverageReport", dependencies: ["CoverageAPI", "KernelImage", "KernelSymbolizer"], swiftSettings: swiftSettings),
         // Named checks every backend must pass, run from tests, kcovctl and the guest alike (no XCTest/Testing).
-        .target(name: "Conformance", dependencies: ["CoverageAPI"], swiftSettings: swiftSettings),
+        .target(name: "Conformance", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
         // Builds and caches the project's own kcov test kernel from Debian's linux-source-6.12.
         .target(name: "TestKernel", swiftSettings: swiftSettings),
         // Boots a kernel under QEMU with the host root over 9p and runs one command in the guest.
@@ -91,7 +91,7 @@ let package = Package(
         // Run inside the test kernel only (GuestSuiteTests boots it): the real /sys/kernel/debug/kcov.
         .testTarget(
             name: "RealKernelTests",
-            dependencies: ["CoverageAPI", "LinuxBackend", "KprobeBackend", "KprobeConformance", "Conformance", "ReferenceModels"],
+            dependencies: ["CoverageAPI", "LinuxBackend", "KprobeBackend", "KprobeConformance", "Conformance", "ReferenceModels", "KernelSeam"],
             swiftSettings: swiftSettings
         ),
         // Runs the built kcovctl: exit statuses, errors, and the --vm path.

@@ -11,22 +11,12 @@ import Testing
 @Suite struct CollectorThreadTests {
     typealias Model = LinuxKcovModel
 
-    /// Runs `body` on a new real thread and waits for it.
-    func onWorker(_ body: @escaping @Sendable () -> Void) {
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            body()
-            done.signal()
-        }.start()
-        done.wait()
-    }
-
     @Test func aPreparedCollectorIsEnabledByTheWorkerThatTakesIt() throws {
         let model = Model()
         let backend = LinuxKcovBackend(kernel: model)
         let handoff = try CollectorHandoff(CoverageCollector(backend: backend, bufferWords: 512))
         let result = Mutex<(pcs: [UInt64], second: Bool, worker: Int32)?>(nil)
-        onWorker {
+        POSIXThread.run {
             guard var collector = handoff.take() else { return }
             let trace = try? collector.collect { backend.probe() }
             result.withLock { $0 = (trace?.pcs ?? [], handoff.take() != nil, backend.currentThreadID()) }

@@ -1,6 +1,7 @@
 import Conformance
 import CoverageAPI
 import Foundation
+import KernelSeam
 import KprobeBackend
 import KprobeConformance
 import ReferenceModels
@@ -68,7 +69,7 @@ struct RealKernelKprobeTests {
     @Test func anotherThreadsReadsAreNotCounted() throws {
         var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: Self.vfs))
         let coverage = try session.collect {
-            onNewThread { for _ in 0..<1000 { KprobeBackend().probe() } }
+            POSIXThread.run { for _ in 0..<1000 { KprobeBackend().probe() } }
         }
         #expect(coverage.hits("ksys_read") == 0)
         // Control: the same reads on this thread are counted.

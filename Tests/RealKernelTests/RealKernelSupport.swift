@@ -4,7 +4,6 @@ import Foundation
 import Glibc
 #endif
 import LinuxBackend
-import Synchronization
 import Testing
 
 // The suites of this target need the real /sys/kernel/debug/kcov: the test command skips them on
@@ -13,24 +12,6 @@ import Testing
 
 /// The lowest address of the x86_64 kernel text mapping.
 let kernelTextStart: UInt64 = 0xffff_ffff_8000_0000
-
-/// Runs `body` on a new thread and waits for it to finish.
-func onNewThread(_ body: @escaping @Sendable () -> Void) {
-    let done = DispatchSemaphore(value: 0)
-    let thread = Thread {
-        body()
-        done.signal()
-    }
-    thread.start()
-    done.wait()
-}
-
-/// A value handed from another thread back to the test.
-final class Box<Value: Sendable>: Sendable {
-    private let storage: Mutex<Value?> = Mutex(nil)
-    func set(_ value: Value) { storage.withLock { $0 = value } }
-    var value: Value? { storage.withLock { $0 } }
-}
 
 /// The calling thread's coverage error from `body`, if any.
 func coverageError(_ body: () throws -> Void) -> CoverageError? {

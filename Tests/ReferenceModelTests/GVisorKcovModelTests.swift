@@ -83,15 +83,10 @@ private final class Worker: @unchecked Sendable {
     private let wake = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
     private var job: (() -> Void)?
-    private var thread = pthread_t()
+    private var thread: POSIXThread?
 
     init() {
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let created = pthread_create(&thread, nil, { raw in
-            Unmanaged<Worker>.fromOpaque(raw!).takeRetainedValue().loop()
-            return nil
-        }, context)
-        precondition(created == 0, "pthread_create failed: \(created)")
+        thread = POSIXThread { [self] in loop() }
     }
 
     private func loop() {
@@ -118,7 +113,7 @@ private final class Worker: @unchecked Sendable {
         run { model.threadExited(SystemKernel().currentThreadID()) }
         job = nil
         wake.signal()
-        precondition(pthread_join(thread, nil) == 0)
+        thread!.join()
     }
 }
 
