@@ -3,6 +3,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import KernelSeam
 import LinuxBackend
 import Testing
 
@@ -95,11 +96,8 @@ func kernelSymbolRanges(containing fragment: String) throws -> [Range<UInt64>] {
     }
 }
 
-/// A procfs file read to its end (they report a size of 0, which defeats whole-file readers).
+/// A procfs or tracefs file read to its end by the seam's reader; one that cannot be read throws.
 func readProcFile(_ path: String) throws -> String {
-    guard let handle = FileHandle(forReadingAtPath: path) else { throw CocoaError(.fileNoSuchFile, userInfo: ["path": path]) }
-    defer { try? handle.close() }
-    var data = Data()
-    while let chunk = try handle.read(upToCount: 1 << 16), !chunk.isEmpty { data.append(chunk) }
-    return String(decoding: data, as: UTF8.self)
+    guard let text = SystemKernel().readTextFile(path) else { throw CocoaError(.fileReadUnknown, userInfo: ["path": path, "errno": errno]) }
+    return text
 }
