@@ -66,6 +66,8 @@ let package = Package(
         .target(name: "TestKernel", swiftSettings: swiftSettings),
         // Boots a kernel under QEMU with the host root over 9p and runs one command in the guest.
         .target(name: "VirtualMachine", swiftSettings: swiftSettings),
+        // For tests only (no product): the built kcovctl, and programs run with their output captured.
+        .target(name: "TestSupport", dependencies: ["KernelSeam"], swiftSettings: swiftSettings),
         // Simulated kcov drivers behind the seam, written from Docs/: the models the
         // conformance suite is measured against.
         .target(name: "ReferenceModels", dependencies: ["KernelSeam", "CoverageAPI"], swiftSettings: swiftSettings),
@@ -80,7 +82,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CoverageAPITests",
-            dependencies: ["CoverageAPI", "LinuxBackend", "KernelSeam", "ReferenceModels"],
+            dependencies: ["CoverageAPI", "LinuxBackend", "KernelSeam", "ReferenceModels", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -91,19 +93,19 @@ let package = Package(
         // Run inside the test kernel only (GuestSuiteTests boots it): the real /sys/kernel/debug/kcov.
         .testTarget(
             name: "RealKernelTests",
-            dependencies: ["CoverageAPI", "LinuxBackend", "KprobeBackend", "KprobeConformance", "Conformance", "ReferenceModels", "KernelSeam"],
+            dependencies: ["CoverageAPI", "LinuxBackend", "KprobeBackend", "KprobeConformance", "Conformance", "ReferenceModels", "KernelSeam", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         // Runs the built kcovctl: exit statuses, errors, and the --vm path.
-        .testTarget(name: "KCovCtlTests", dependencies: ["kcovctl", "CoverageAPI", "GVisorBackend"], swiftSettings: swiftSettings),
+        .testTarget(name: "KCovCtlTests", dependencies: ["kcovctl", "CoverageAPI", "GVisorBackend", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GuestSuiteTests",
-            dependencies: ["TestKernel", "VirtualMachine", "Conformance", "LinuxBackend", "ReferenceModels"],
+            dependencies: ["TestKernel", "VirtualMachine", "Conformance", "LinuxBackend", "ReferenceModels", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["Conformance", "CoverageAPI", "LinuxBackend", "ReferenceModels", "KernelSeam", "KprobeBackend", "KprobeConformance"],
+            dependencies: ["Conformance", "CoverageAPI", "LinuxBackend", "ReferenceModels", "KernelSeam", "KprobeBackend", "KprobeConformance", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -113,16 +115,16 @@ let package = Package(
         ),
         .testTarget(
             name: "GVisorBackendTests",
-            dependencies: ["GVisorBackend", "CoverageAPI", "CoverageReport", "KernelSeam", "ReferenceModels", "Conformance", "LinuxBackend"],
+            dependencies: ["GVisorBackend", "CoverageAPI", "CoverageReport", "KernelSeam", "ReferenceModels", "Conformance", "LinuxBackend", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KprobeBackendTests", dependencies: ["KprobeBackend", "CoverageAPI", "ReferenceModels"], swiftSettings: swiftSettings),
         // On the test kernel's vmlinux: symbols against addr2line.
-        .testTarget(name: "KernelSymbolizerTests", dependencies: ["KernelSymbolizer", "KernelImage", "TestKernel"], swiftSettings: swiftSettings),
+        .testTarget(name: "KernelSymbolizerTests", dependencies: ["KernelSymbolizer", "KernelImage", "TestKernel", "TestSupport"], swiftSettings: swiftSettings),
         // On the test kernel's vmlinux: coverable PCs against objdump, a VM trace's PCs all coverable,
         // reports through genhtml; and the report's counting on small tables.
         .testTarget(
-            name: "CoverageReportTests", dependencies: ["CoverageReport", "KernelImage", "KernelSymbolizer", "TestKernel", "kcovctl"],
+            name: "CoverageReportTests", dependencies: ["CoverageReport", "KernelImage", "KernelSymbolizer", "TestKernel", "kcovctl", "TestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "ReferenceModelTests",

@@ -42,44 +42,6 @@ func processResources() throws -> (fds: Int, kcovMappings: Int) {
     return (fds, maps.split(separator: "\n").count { $0.hasSuffix("/kcov") })
 }
 
-/// Runs a program with posix_spawn, its standard output going to a file, and returns its exit
-/// status and output. (Foundation's `Process` hangs in the guest: CoreFoundation cannot create
-/// its wakeup socket pair there, so it never learns the child exited.)
-func spawnCapturingOutput(_ command: [String]) throws -> (status: Int32, output: Data) {
-    let result = try spawn(command, capturingErrors: false)
-    return (result.status, result.output)
-}
-
-/// Runs a program as ``spawnCapturingOutput(_:)`` does, capturing its standard error too.
-func spawnCapturingOutputAndErrors(_ command: [String]) throws -> (status: Int32, output: Data, errors: Data) {
-    try spawn(command, capturingErrors: true)
-}
-
-private func spawn(_ command: [String], capturingErrors: Bool) throws -> (status: Int32, output: Data, errors: Data) {
-    let outputPath = NSTemporaryDirectory() + "/spawn-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    let errorPath = outputPath + ".err"
-    defer {
-        unlink(outputPath)
-        unlink(errorPath)
-    }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    if capturingErrors { posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600) }
-    var argv = command.map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, command[0], &actions, nil, &argv, environ)
-    guard spawned == 0 else { throw CocoaError(.fileNoSuchFile, userInfo: ["errno": spawned, "path": command[0]]) }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    let output = FileManager.default.contents(atPath: outputPath) ?? Data()
-    let errors = FileManager.default.contents(atPath: errorPath) ?? Data()
-    return (status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f), output, errors)
-}
-
 /// Address ranges of the kernel's text symbols whose names contain `fragment`, from
 /// `/proc/kallsyms` (the test kernel has no KASLR, so they match kcov's PCs): each symbol runs
 /// to the next symbol's address.
