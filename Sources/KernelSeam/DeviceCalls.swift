@@ -7,14 +7,34 @@ import Musl
 #endif
 
 // The calls every kcov-style backend makes on its device the same way: open, probe, close, map,
-// unmap, an ioctl whose argument goes by pointer, and the errors an ioctl has on any device. Only
-// what an errno means is the backend's own, passed in as `explain` or `unknownRequest`.
+// unmap, an ioctl whose argument goes by pointer, and the errors a call has on any device. Only
+// what an errno means is the backend's own, passed in as `meanings`, `explain` or `unknownRequest`.
+
+/// What one errno means to a backend for one call: the error code and the message it reports.
+package typealias ErrnoMeaning = (code: CoverageError.Code, message: String)
 
 extension CoverageError {
-    /// A failed ioctl with no meaning of its own on this device: ENOTTY is a request the device
-    /// does not know (`unknownRequest` says so in the backend's words); EFAULT and EBADF can only be
-    /// this library's fault and trap; anything else is a system error.
-    package static func ioctl(_ call: String, errno code: Int32, unknownRequest: String) -> CoverageError {
+    /// `call` failed with `code` and the backend's table `meanings` (a `switch` from errno to
+    /// ``ErrnoMeaning``, `nil` by default) says what that means here; `nil` when it says nothing.
+    package init?(_ call: String, errno code: Int32, meanings: (Int32) -> ErrnoMeaning?) {
+        guard let meaning = meanings(code) else { return nil }
+        self.init(meaning.code, meaning.message, syscall: call, errno: code)
+    }
+
+    /// A failed call other than an ioctl (open, mmap): what `meanings` says its errno means, or
+    /// else a system error.
+    package static func system(_ call: String, errno code: Int32, meanings: (Int32) -> ErrnoMeaning?) -> CoverageError {
+        CoverageError(call, errno: code, meanings: meanings) ?? .system(call, errno: code)
+    }
+
+    /// A failed ioctl: what `meanings` says its errno means on this device, or else the errors any
+    /// ioctl has. ENOTTY is a request the device does not know (`unknownRequest` says so in the
+    /// backend's words); EFAULT and EBADF can only be this library's fault and trap; anything else
+    /// is a system error.
+    package static func ioctl(
+        _ call: String, errno code: Int32, unknownRequest: String, meanings: (Int32) -> ErrnoMeaning? = { _ in nil }
+    ) -> CoverageError {
+        if let meant = CoverageError(call, errno: code, meanings: meanings) { return meant }
         precondition(code != EFAULT && code != EBADF, "\(call) failed with \(code == EFAULT ? "EFAULT" : "EBADF"): a bug in KernelCoverage")
         if code == ENOTTY { return CoverageError(.unsupportedOperation, unknownRequest, syscall: call, errno: code) }
         return .system(call, errno: code)
