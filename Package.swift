@@ -60,7 +60,8 @@ let package = Package(
         .target(name: "KernelSymbolizer", dependencies: ["CElfutils", "CoverageAPI"], swiftSettings: swiftSettings),
         // Merged coverage files -> per-file, per-function and per-line coverage; summary, LCOV, HTML, JSON.
         .target(name: "CoverageReport", dependencies: ["CoverageAPI", "KernelImage", "KernelSymbolizer"], swiftSettings: swiftSettings),
-        // Named checks every backend must pass, run from tests, kcovctl and the guest alike (no XCTest/Testing).
+        // Named checks every backend must pass, run from tests, kcovctl and the guest alike (no XCTest/Testing);
+        // KernelSeam only for POSIXThread, the real threads that per-thread coverage needs.
         .target(name: "Conformance", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
         // Builds and caches the project's own kcov test kernel from Debian's linux-source-6.12.
         .target(name: "TestKernel", swiftSettings: swiftSettings),
