@@ -139,9 +139,7 @@ public struct GVisorKcovBackend: KcovDriver {
     /// mmap of `bytes` at offset 0. gVisor checks neither length nor offset (touching past the
     /// buffer raises SIGBUS); EINVAL means the fd is not between INIT_TRACE and ENABLE.
     package func map(_ fd: Int32, bytes: Int) throws(CoverageError) -> UnsafeMutableRawPointer {
-        if let address = kernel.mapShared(fd, bytes: bytes) { return address }
-        let code = errno
-        throw .system("mmap(\(bytes) bytes)", errno: code) {
+        return try kernel.mapShared(fd, bytes: bytes, call: "mmap(\(bytes) bytes)") {
             switch $0 {
             case EINVAL:
                 (.invalidState,
@@ -174,25 +172,27 @@ public struct GVisorKcovBackend: KcovDriver {
     /// KCOV_ENABLE with any argument, for misuse checks. gVisor truncates it to 8 bits, so 256
     /// enables PC mode.
     package func enable(_ fd: Int32, rawMode: UInt) throws(CoverageError) {
-        guard kernel.ioctl(fd, LinuxKcovABI.enable, value: rawMode) != 0 else { return }
-        throw enableError("ioctl(KCOV_ENABLE, \(rawMode))", errno, rawMode: rawMode)
+        try Self.ioctlErrors.check(kernel.ioctl(fd, LinuxKcovABI.enable, value: rawMode), "ioctl(KCOV_ENABLE, \(rawMode))") {
+            enableMeaning($0, rawMode: rawMode)
+        }
     }
 
     /// What an ENABLE errno means in gVisor; the same table serves the forked child's ENABLE.
-    func enableError(_ call: String, _ code: Int32, rawMode: UInt) -> CoverageError {
-        .ioctl(call, errno: code, unknownRequest: "gVisor does not know this kcov request") {
-            switch $0 {
-            case EINVAL where rawMode & 0xff > LinuxKcovABI.traceCMP:
-                (.invalidArgument, "\(rawMode) is not a kcov mode (gVisor reads its low 8 bits, \(rawMode & 0xff)): use 0 (PC)")
-            case EINVAL:
-                (.invalidState,
-                 "gVisor enables only an initialised, mapped fd that is not enabled: map the buffer before ENABLE, and map it again after each DISABLE (one enabled thread per fd)")
-            case EOPNOTSUPP: (.unsupportedMode, "gVisor's kcov has no comparison mode (EOPNOTSUPP): use PC mode")
-            case EBUSY: (.busy, "the fd is enabled by another thread")
-            default: nil
-            }
+    func enableMeaning(_ code: Int32, rawMode: UInt) -> ErrnoMeaning? {
+        switch code {
+        case EINVAL where rawMode & 0xff > LinuxKcovABI.traceCMP:
+            (.invalidArgument, "\(rawMode) is not a kcov mode (gVisor reads its low 8 bits, \(rawMode & 0xff)): use 0 (PC)")
+        case EINVAL:
+            (.invalidState,
+             "gVisor enables only an initialised, mapped fd that is not enabled: map the buffer before ENABLE, and map it again after each DISABLE (one enabled thread per fd)")
+        case EOPNOTSUPP: (.unsupportedMode, "gVisor's kcov has no comparison mode (EOPNOTSUPP): use PC mode")
+        case EBUSY: (.busy, "the fd is enabled by another thread")
+        default: nil
         }
     }
+
+    /// Errors any ioctl can give, in gVisor's words.
+    static let ioctlErrors = IoctlErrors(unknownRequest: "gVisor does not know this kcov request")
 
     public func disable(_ fd: Int32) throws(CoverageError) {
         // Same numbers and meanings as Linux: EINVAL for a non-zero argument or a non-owner.
@@ -236,7 +236,7 @@ public struct GVisorKcovBackend: KcovDriver {
         return try kernel.run(
             command, fd: fd, enable: EnableCall(request: LinuxKcovABI.enable, argument: argument, byPointer: false),
             buffer: buffer, bufferBytes: words * 8
-        ) { code in enableError("ioctl(KCOV_ENABLE) in the child", code, rawMode: argument) }
+        ) { code in Self.ioctlErrors.error("ioctl(KCOV_ENABLE) in the child", code) { enableMeaning($0, rawMode: argument) } }
     }
 
     // MARK: Traces

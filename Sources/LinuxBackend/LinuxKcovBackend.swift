@@ -103,9 +103,7 @@ public struct LinuxKcovBackend: KcovDriver {
 
     /// KCOV_INIT_TRACE with any word count, for misuse checks.
     package func initTrace(_ fd: Int32, words: UInt) throws(CoverageError) {
-        guard kernel.ioctl(fd, LinuxKcovABI.initTrace, value: words) != 0 else { return }
-        let code = errno
-        throw ioctlError("ioctl(KCOV_INIT_TRACE, \(words))", code) {
+        try Self.ioctlErrors.check(kernel.ioctl(fd, LinuxKcovABI.initTrace, value: words), "ioctl(KCOV_INIT_TRACE, \(words))") {
             switch $0 {
             case EINVAL:
                 (.bufferSize,
@@ -123,9 +121,7 @@ public struct LinuxKcovBackend: KcovDriver {
 
     /// mmap of `bytes` at offset 0, for misuse checks.
     package func map(_ fd: Int32, bytes: Int) throws(CoverageError) -> UnsafeMutableRawPointer {
-        if let address = kernel.mapShared(fd, bytes: bytes) { return address }
-        let code = errno
-        throw .system("mmap(\(bytes) bytes)", errno: code) {
+        return try kernel.mapShared(fd, bytes: bytes, call: "mmap(\(bytes) bytes)") {
             switch $0 {
             case EINVAL where bytes % Self.pageSize != 0:
                 (.bufferSize, "\(bytes) bytes is not a whole number of \(Self.pageSize)-byte pages: kcov can only map a page-multiple buffer")
@@ -149,23 +145,22 @@ public struct LinuxKcovBackend: KcovDriver {
 
     /// KCOV_ENABLE with any argument, for misuse checks.
     package func enable(_ fd: Int32, rawMode: UInt) throws(CoverageError) {
-        guard kernel.ioctl(fd, LinuxKcovABI.enable, value: rawMode) != 0 else { return }
-        throw enableError("ioctl(KCOV_ENABLE, \(rawMode))", errno, rawMode: rawMode)
+        try Self.ioctlErrors.check(kernel.ioctl(fd, LinuxKcovABI.enable, value: rawMode), "ioctl(KCOV_ENABLE, \(rawMode))") {
+            enableMeaning($0, rawMode: rawMode)
+        }
     }
 
     /// What an ENABLE errno means; the same table serves the forked child's ENABLE.
-    func enableError(_ call: String, _ code: Int32, rawMode: UInt) -> CoverageError {
-        ioctlError(call, code) {
-            switch $0 {
-            case EINVAL where rawMode > LinuxKcovABI.traceCMP: (.invalidArgument, "\(rawMode) is not a kcov mode: use 0 (PC) or 1 (CMP)")
-            case EINVAL:
-                (.invalidState,
-                 "the fd is not initialised, or coverage is already enabled on it (by this or another thread): one enabled thread per fd")
-            case EBUSY: (.busy, "this thread already has kcov enabled on another fd: disable that one first")
-            case LinuxKcovABI.enotsupp, EOPNOTSUPP:
-                (.unsupportedMode, "this kernel was built without CONFIG_KCOV_ENABLE_COMPARISONS: comparison mode is unavailable; use PC mode")
-            default: nil
-            }
+    func enableMeaning(_ code: Int32, rawMode: UInt) -> ErrnoMeaning? {
+        switch code {
+        case EINVAL where rawMode > LinuxKcovABI.traceCMP: (.invalidArgument, "\(rawMode) is not a kcov mode: use 0 (PC) or 1 (CMP)")
+        case EINVAL:
+            (.invalidState,
+             "the fd is not initialised, or coverage is already enabled on it (by this or another thread): one enabled thread per fd")
+        case EBUSY: (.busy, "this thread already has kcov enabled on another fd: disable that one first")
+        case LinuxKcovABI.enotsupp, EOPNOTSUPP:
+            (.unsupportedMode, "this kernel was built without CONFIG_KCOV_ENABLE_COMPARISONS: comparison mode is unavailable; use PC mode")
+        default: nil
         }
     }
 
@@ -175,9 +170,7 @@ public struct LinuxKcovBackend: KcovDriver {
 
     /// KCOV_DISABLE with any argument, for misuse checks.
     package func disable(_ fd: Int32, argument: UInt) throws(CoverageError) {
-        guard kernel.ioctl(fd, LinuxKcovABI.disable, value: argument) != 0 else { return }
-        let code = errno
-        throw ioctlError("ioctl(KCOV_DISABLE, \(argument))", code) {
+        try Self.ioctlErrors.check(kernel.ioctl(fd, LinuxKcovABI.disable, value: argument), "ioctl(KCOV_DISABLE, \(argument))") {
             switch $0 {
             case EINVAL where argument != 0: (.invalidArgument, "KCOV_DISABLE takes 0 as its argument")
             case EINVAL: (.notOwner, "coverage on this fd is not enabled by the calling thread: disable from the thread that enabled it")
@@ -224,9 +217,7 @@ public struct LinuxKcovBackend: KcovDriver {
         let result = argument.withUnsafeMutableBytes {
             kernel.ioctl(fd, LinuxKcovABI.remoteEnable, pointer: $0.baseAddress!)
         }
-        guard result != 0 else { return }
-        let code = errno
-        throw ioctlError("ioctl(KCOV_REMOTE_ENABLE, \(handles.count) handles)", code) {
+        try Self.ioctlErrors.check(result, "ioctl(KCOV_REMOTE_ENABLE, \(handles.count) handles)") {
             switch $0 {
             case EINVAL where handles.count > LinuxKcovABI.maxRemoteHandles:
                 (.invalidArgument, "\(handles.count) remote handles is more than the kernel's \(LinuxKcovABI.maxRemoteHandles)")
@@ -243,8 +234,7 @@ public struct LinuxKcovBackend: KcovDriver {
 
     /// Any request number, for misuse checks.
     package func rawIoctl(_ fd: Int32, request: UInt, value: UInt) throws(CoverageError) {
-        guard kernel.ioctl(fd, request, value: value) != 0 else { return }
-        throw ioctlError("ioctl(0x\(String(request, radix: 16)))", errno)
+        try Self.ioctlErrors.check(kernel.ioctl(fd, request, value: value), "ioctl(0x\(String(request, radix: 16)))")
     }
 
     public func sendUndefinedRequest(_ fd: Int32) throws(CoverageError) {
@@ -262,13 +252,11 @@ public struct LinuxKcovBackend: KcovDriver {
         return try kernel.run(
             command, fd: fd, enable: EnableCall(request: LinuxKcovABI.enable, argument: argument, byPointer: false),
             buffer: buffer, bufferBytes: words * 8
-        ) { code in enableError("ioctl(KCOV_ENABLE) in the child", code, rawMode: argument) }
+        ) { code in Self.ioctlErrors.error("ioctl(KCOV_ENABLE) in the child", code) { enableMeaning($0, rawMode: argument) } }
     }
 
     // MARK: Errors
 
-    /// The error of a failed ioctl: what `meanings` says its errno means, else any ioctl's, in Linux's words.
-    func ioctlError(_ call: String, _ code: Int32, meanings: (Int32) -> ErrnoMeaning? = { _ in nil }) -> CoverageError {
-        .ioctl(call, errno: code, unknownRequest: "the kernel does not know this kcov request (too old, or not Linux kcov)", meanings: meanings)
-    }
+    /// Errors any ioctl can give, in Linux's words.
+    static let ioctlErrors = IoctlErrors(unknownRequest: "the kernel does not know this kcov request (too old, or not Linux kcov)")
 }

@@ -118,10 +118,10 @@ public struct NetBSDKcovBackend: KcovDriver {
 
     /// KCOV_IOC_SETBUFSIZE with any entry count, for misuse checks.
     package func setBufferSize(_ fd: Int32, entries: UInt64) throws(CoverageError) {
-        guard kernel.ioctl(fd, NetBSDKcovABI.setBufferSize, passing: entries) != 0 else { return }
-        let code = errno
         let range = NetBSDKcovABI.bufferEntries
-        throw ioctlError("ioctl(KCOV_IOC_SETBUFSIZE, \(entries))", code) {
+        try Self.ioctlErrors.check(
+            kernel.ioctl(fd, NetBSDKcovABI.setBufferSize, passing: entries), "ioctl(KCOV_IOC_SETBUFSIZE, \(entries))"
+        ) {
             switch $0 {
             case EINVAL: (.bufferSize, "the kernel refused a buffer of \(entries) entries: use \(range.lowerBound)…\(range.upperBound) entries")
             case EEXIST: (.busy, "this kcov fd already has a buffer: SETBUFSIZE is allowed once per open; open the device again")
@@ -138,10 +138,8 @@ public struct NetBSDKcovBackend: KcovDriver {
 
     /// A shared read-write mmap of `bytes` at `offset`, for misuse checks.
     package func map(_ fd: Int32, bytes: Int, offset: Int = 0) throws(CoverageError) -> UnsafeMutableRawPointer {
-        if let address = kernel.mapShared(fd, bytes: bytes, offset: offset) { return address }
-        let code = errno
         let maxBytes = NetBSDKcovABI.bufferEntries.upperBound * NetBSDKcovABI.entrySize
-        throw .system("mmap(\(bytes) bytes at \(offset))", errno: code) {
+        return try kernel.mapShared(fd, bytes: bytes, offset: offset, call: "mmap(\(bytes) bytes at \(offset))") {
             switch $0 {
             case ENOMEM:
                 (.invalidState,
@@ -177,10 +175,8 @@ public struct NetBSDKcovBackend: KcovDriver {
     /// KCOV_IOC_ENABLE with any mode number, including KCOV_MODE_NONE (0), which binds the thread
     /// but records nothing.
     public func enable(_ fd: Int32, rawMode: Int32) throws(CoverageError) {
-        guard kernel.ioctl(fd, NetBSDKcovABI.enable, passing: rawMode) != 0 else { return }
-        let code = errno
-        throw enableError("ioctl(KCOV_IOC_ENABLE, \(rawMode))", code, rawMode: rawMode) {
-            fdIsEnabled(fd) ? Self.alreadyEnabled : Self.threadBusy
+        try Self.ioctlErrors.check(kernel.ioctl(fd, NetBSDKcovABI.enable, passing: rawMode), "ioctl(KCOV_IOC_ENABLE, \(rawMode))") {
+            enableMeaning($0, rawMode: rawMode) { fdIsEnabled(fd) ? Self.alreadyEnabled : Self.threadBusy }
         }
     }
 
@@ -206,22 +202,18 @@ public struct NetBSDKcovBackend: KcovDriver {
 
     /// What an ENABLE errno means, with `busy` saying which EBUSY this is (asked only for EBUSY);
     /// the same table serves a remote's ENABLE and the forked child's.
-    func enableError(_ call: String, _ code: Int32, rawMode: Int32, busy: () -> ErrnoMeaning) -> CoverageError {
-        ioctlError(call, code) {
-            switch $0 {
-            case EBUSY: busy()
-            case EINVAL: (.invalidArgument, "\(rawMode) is not a kcov mode: use 0 (NONE), 1 (TRACE_PC) or 2 (TRACE_CMP)")
-            case ENOBUFS: (.invalidState, "this kcov fd has no buffer: set the buffer size first (KCOV_IOC_SETBUFSIZE)")
-            case ENXIO: (.invalidState, "the kcov fd is being closed: open the device again")
-            default: nil
-            }
+    func enableMeaning(_ code: Int32, rawMode: Int32, busy: () -> ErrnoMeaning) -> ErrnoMeaning? {
+        switch code {
+        case EBUSY: busy()
+        case EINVAL: (.invalidArgument, "\(rawMode) is not a kcov mode: use 0 (NONE), 1 (TRACE_PC) or 2 (TRACE_CMP)")
+        case ENOBUFS: (.invalidState, "this kcov fd has no buffer: set the buffer size first (KCOV_IOC_SETBUFSIZE)")
+        case ENXIO: (.invalidState, "the kcov fd is being closed: open the device again")
+        default: nil
         }
     }
 
     public func disable(_ fd: Int32) throws(CoverageError) {
-        guard kernel.ioctl(fd, NetBSDKcovABI.disable, value: 0) != 0 else { return }
-        let code = errno
-        throw ioctlError("ioctl(KCOV_IOC_DISABLE)", code) {
+        try Self.ioctlErrors.check(kernel.ioctl(fd, NetBSDKcovABI.disable, value: 0), "ioctl(KCOV_IOC_DISABLE)") {
             switch $0 {
             case ENOENT:
                 (.notOwner, "coverage on this kcov fd is not enabled, or not by the calling thread: disable from the thread that enabled it")
@@ -253,18 +245,21 @@ public struct NetBSDKcovBackend: KcovDriver {
         }
         try attachRemote(fd, subsystem: NetBSDKcovABI.remoteVHCI, id: NetBSDKcovABI.vhciID(bus: port.bus, port: port.port))
         let argument = Self.modeArgument(mode)
-        guard kernel.ioctl(fd, NetBSDKcovABI.enable, passing: argument) != 0 else { return }
-        let code = errno
-        throw enableError("ioctl(KCOV_IOC_ENABLE, \(argument)) of a remote", code, rawMode: argument) {
-            (.handleInUse, "VHCI bus \(port.bus) port \(port.port) is already being traced through another kcov fd: disable that one first")
+        try Self.ioctlErrors.check(
+            kernel.ioctl(fd, NetBSDKcovABI.enable, passing: argument), "ioctl(KCOV_IOC_ENABLE, \(argument)) of a remote"
+        ) {
+            enableMeaning($0, rawMode: argument) {
+                (.handleInUse, "VHCI bus \(port.bus) port \(port.port) is already being traced through another kcov fd: disable that one first")
+            }
         }
     }
 
     /// KCOV_IOC_REMOTE_ATTACH with a raw `(subsystem, id)`, for misuse checks.
     package func attachRemote(_ fd: Int32, subsystem: UInt64, id: UInt64) throws(CoverageError) {
-        guard kernel.ioctl(fd, NetBSDKcovABI.remoteAttach, passing: (subsystem, id)) != 0 else { return }
-        let code = errno
-        throw ioctlError("ioctl(KCOV_IOC_REMOTE_ATTACH, \(subsystem), 0x\(String(id, radix: 16)))", code) {
+        try Self.ioctlErrors.check(
+            kernel.ioctl(fd, NetBSDKcovABI.remoteAttach, passing: (subsystem, id)),
+            "ioctl(KCOV_IOC_REMOTE_ATTACH, \(subsystem), 0x\(String(id, radix: 16)))"
+        ) {
             switch $0 {
             case EEXIST: (.invalidState, "coverage is enabled on this kcov fd for its thread: disable it before attaching to a remote")
             case ENOENT:
@@ -278,9 +273,7 @@ public struct NetBSDKcovBackend: KcovDriver {
 
     /// KCOV_IOC_REMOTE_DETACH: the fd leaves its remote, which is disabled.
     public func detachRemote(_ fd: Int32) throws(CoverageError) {
-        guard kernel.ioctl(fd, NetBSDKcovABI.remoteDetach, value: 0) != 0 else { return }
-        let code = errno
-        throw ioctlError("ioctl(KCOV_IOC_REMOTE_DETACH)", code) {
+        try Self.ioctlErrors.check(kernel.ioctl(fd, NetBSDKcovABI.remoteDetach, value: 0), "ioctl(KCOV_IOC_REMOTE_DETACH)") {
             switch $0 {
             case EEXIST: (.invalidState, "coverage is enabled on this kcov fd for its thread: disable it first")
             case ENOENT: (.invalidState, "this kcov fd is not attached to a remote")
@@ -296,9 +289,7 @@ public struct NetBSDKcovBackend: KcovDriver {
     /// Any request number by value, for misuse checks. NetBSD's driver answers an unknown request
     /// with EINVAL (its `default:` case).
     package func rawIoctl(_ fd: Int32, request: UInt, value: UInt) throws(CoverageError) {
-        guard kernel.ioctl(fd, request, value: value) != 0 else { return }
-        let code = errno
-        throw ioctlError("ioctl(0x\(String(request, radix: 16)))", code) {
+        try Self.ioctlErrors.check(kernel.ioctl(fd, request, value: value), "ioctl(0x\(String(request, radix: 16)))") {
             switch $0 {
             case EINVAL: (.unsupportedOperation, "NetBSD's kcov does not define request 0x\(String(request, radix: 16))")
             default: nil
@@ -323,14 +314,14 @@ public struct NetBSDKcovBackend: KcovDriver {
             buffer: buffer, bufferBytes: words * NetBSDKcovABI.entrySize
         ) { code in
             // The child is a fresh LWP: an EBUSY can only mean the fd is enabled elsewhere.
-            enableError("ioctl(KCOV_IOC_ENABLE) in the child", code, rawMode: argument) { Self.alreadyEnabled }
+            Self.ioctlErrors.error("ioctl(KCOV_IOC_ENABLE) in the child", code) {
+                enableMeaning($0, rawMode: argument) { Self.alreadyEnabled }
+            }
         }
     }
 
     // MARK: Errors
 
-    /// The error of a failed ioctl: what `meanings` says its errno means, else any ioctl's, in NetBSD's words.
-    func ioctlError(_ call: String, _ code: Int32, meanings: (Int32) -> ErrnoMeaning? = { _ in nil }) -> CoverageError {
-        .ioctl(call, errno: code, unknownRequest: "this descriptor is not NetBSD's kcov: the kernel does not know the request", meanings: meanings)
-    }
+    /// Errors any ioctl can give, in NetBSD's words.
+    static let ioctlErrors = IoctlErrors(unknownRequest: "this descriptor is not NetBSD's kcov: the kernel does not know the request")
 }
