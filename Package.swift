@@ -65,12 +65,15 @@ let package = Package(
         .target(name: "KernelSymbolizer", dependencies: ["CElfutils", "CoverageAPI"], swiftSettings: swiftSettings),
         // Merged coverage files -> per-file, per-function and per-line coverage; summary, LCOV, HTML, JSON.
         .target(name: "CoverageReport", dependencies: ["CoverageAPI", "KernelImage", "KernelSymbolizer"], swiftSettings: swiftSettings),
-        // Named checks every backend must pass, run from tests, kcovctl and the guest alike (no XCTest/Testing).
-        .target(name: "Conformance", dependencies: ["CoverageAPI"], swiftSettings: swiftSettings),
+        // Named checks every backend must pass, run from tests, kcovctl and the guest alike (no XCTest/Testing);
+        // KernelSeam only for POSIXThread, the real threads that per-thread coverage needs.
+        .target(name: "Conformance", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
         // Builds and caches the project's own kcov test kernel from Debian's linux-source-6.12.
         .target(name: "TestKernel", swiftSettings: swiftSettings),
         // Boots a kernel under QEMU with the host root over 9p and runs one command in the guest.
         .target(name: "VirtualMachine", swiftSettings: swiftSettings),
+        // For tests only (no product): the built kcovctl, and programs run with their output captured.
+        .target(name: "TestSupport", dependencies: ["KernelSeam"], swiftSettings: swiftSettings),
         // Simulated kcov drivers behind the seam, written from Docs/: the models the
         // conformance suite is measured against.
         .target(name: "ReferenceModels", dependencies: ["KernelSeam", "CoverageAPI"], swiftSettings: swiftSettings),
@@ -90,7 +93,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CoverageAPITests",
-            dependencies: ["CoverageAPI", "LinuxBackend", "KernelSeam", "ReferenceModels"],
+            dependencies: ["CoverageAPI", "LinuxBackend", "KernelSeam", "ReferenceModels", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -103,19 +106,19 @@ let package = Package(
         // Run inside the test kernel only (GuestSuiteTests boots it): the real /sys/kernel/debug/kcov.
         .testTarget(
             name: "RealKernelTests",
-            dependencies: ["CoverageAPI", "LinuxBackend", "KprobeBackend", "KprobeConformance", "Conformance", "ReferenceModels"],
+            dependencies: ["CoverageAPI", "LinuxBackend", "KprobeBackend", "KprobeConformance", "Conformance", "ReferenceModels", "KernelSeam", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         // Runs the built kcovctl: exit statuses, errors, and the --vm path.
-        .testTarget(name: "KCovCtlTests", dependencies: ["kcovctl", "CoverageAPI", "GVisorBackend"], swiftSettings: swiftSettings),
+        .testTarget(name: "KCovCtlTests", dependencies: ["kcovctl", "CoverageAPI", "GVisorBackend", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GuestSuiteTests",
-            dependencies: ["TestKernel", "VirtualMachine", "Conformance", "LinuxBackend", "ReferenceModels"],
+            dependencies: ["TestKernel", "VirtualMachine", "Conformance", "LinuxBackend", "ReferenceModels", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["Conformance", "CoverageAPI", "LinuxBackend", "ReferenceModels", "KernelSeam", "KprobeBackend", "KprobeConformance"],
+            dependencies: ["Conformance", "CoverageAPI", "LinuxBackend", "ReferenceModels", "KernelSeam", "KprobeBackend", "KprobeConformance", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -125,16 +128,16 @@ let package = Package(
         ),
         .testTarget(
             name: "GVisorBackendTests",
-            dependencies: ["GVisorBackend", "CoverageAPI", "CoverageReport", "KernelSeam", "ReferenceModels", "Conformance", "LinuxBackend"],
+            dependencies: ["GVisorBackend", "CoverageAPI", "CoverageReport", "KernelSeam", "ReferenceModels", "Conformance", "LinuxBackend", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KprobeBackendTests", dependencies: ["KprobeBackend", "CoverageAPI", "ReferenceModels"], swiftSettings: swiftSettings),
         // On the test kernel's vmlinux: symbols against addr2line.
-        .testTarget(name: "KernelSymbolizerTests", dependencies: ["KernelSymbolizer", "KernelImage", "TestKernel"], swiftSettings: swiftSettings),
+        .testTarget(name: "KernelSymbolizerTests", dependencies: ["KernelSymbolizer", "KernelImage", "TestKernel", "TestSupport"], swiftSettings: swiftSettings),
         // On the test kernel's vmlinux: coverable PCs against objdump, a VM trace's PCs all coverable,
         // reports through genhtml; and the report's counting on small tables.
         .testTarget(
-            name: "CoverageReportTests", dependencies: ["CoverageReport", "KernelImage", "KernelSymbolizer", "TestKernel", "kcovctl"],
+            name: "CoverageReportTests", dependencies: ["CoverageReport", "KernelImage", "KernelSymbolizer", "TestKernel", "kcovctl", "TestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "ReferenceModelTests",

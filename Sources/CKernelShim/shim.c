@@ -70,7 +70,7 @@ pid_t kcs_spawn_enabled(const char *path, char *const argv[], char *const envp[]
     close(report[0]);
     if (got == (ssize_t)sizeof message) {
         int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        kcs_wait(pid, &status);
         *stage = message[0];
         *error = message[1];
         return -1;

@@ -1,4 +1,5 @@
 public import CoverageAPI
+import KernelSeam
 
 /// What a check works with: the backend under test and small helpers that turn surprises into
 /// ``ConformanceFailure``s with a useful message. Every instance a check opens through
@@ -127,7 +128,6 @@ public struct CheckContext: Sendable {
 
     /// Runs `body` on a new thread and waits for it; its error, if any, is rethrown here.
     public func onAnotherThread(_ body: @escaping @Sendable () throws -> Void) throws {
-        let outcome = ThreadRunner.run(body)
-        if let outcome { throw outcome }
+        try POSIXThread.run(body)
     }
 }

@@ -1,4 +1,5 @@
 public import CoverageAPI
+import KernelSeam
 
 /// The shared checks, and running them against any backend over any device, real or model.
 public enum ConformanceSuite {
@@ -20,13 +21,13 @@ public enum ConformanceSuite {
                     id: check.id, status: .fail,
                     detail: "the capabilities say \(backend.capabilities.granularity.rawValue) granularity, but the \(backend.name) backend is not a kcov driver with buffer rules")
             }
-            switch ThreadRunner.run({ try check.body(context) }) {
-            case nil:
+            do {
+                try POSIXThread.run { try check.body(context) }
                 return CheckResult(id: check.id, status: .pass, detail: "")
-            case let skipped as ConformanceNotApplicable:
+            } catch let skipped as ConformanceNotApplicable {
                 return CheckResult(id: check.id, status: .notApplicable, detail: skipped.reason)
-            case let failure?:
-                return CheckResult(id: check.id, status: .fail, detail: String(describing: failure))
+            } catch {
+                return CheckResult(id: check.id, status: .fail, detail: String(describing: error))
             }
         }
     }

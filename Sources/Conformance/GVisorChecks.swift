@@ -1,4 +1,5 @@
 import CoverageAPI
+import KernelSeam
 import Synchronization
 
 /// Checks of gVisor's kcov rules (the rows of Docs/kcov-gvisor.md#differences-from-linux that tell gVisor
@@ -197,7 +198,7 @@ public enum GVisorChecks {
                 // While enabled: another thread's probe waits for this thread's return to user space.
                 let go = Atomic<Bool>(false)
                 let done = Atomic<Bool>(false)
-                let worker = ThreadRunner.start {
+                let worker = POSIXThread {
                     while !go.load(ordering: .acquiring) {}
                     backend.probe()
                     done.store(true, ordering: .releasing)
@@ -205,7 +206,7 @@ public enum GVisorChecks {
                 instance.buffer!.reset()
                 go.store(true, ordering: .releasing)
                 while !done.load(ordering: .acquiring) {}
-                ThreadRunner.join(worker)
+                worker.join()
                 let quiet = instance.buffer!.rawCount
                 _ = backend.currentThreadID()
                 let afterReturn = instance.buffer!.rawCount

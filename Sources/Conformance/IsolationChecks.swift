@@ -1,4 +1,5 @@
 import CoverageAPI
+import KernelSeam
 import Synchronization
 
 /// Checks of thread ownership: who may enable and disable, and whose kernel work is recorded.
@@ -81,7 +82,7 @@ enum IsolationChecks {
                 let go = Atomic<Bool>(false)
                 let done = Atomic<Bool>(false)
                 let backend = context.backend
-                let worker = ThreadRunner.start {
+                let worker = POSIXThread {
                     while !go.load(ordering: .acquiring) {}
                     for _ in 0..<20 { backend.probe() }
                     done.store(true, ordering: .releasing)
@@ -89,7 +90,7 @@ enum IsolationChecks {
                 try context.enable(instance)
                 go.store(true, ordering: .releasing)
                 while !done.load(ordering: .acquiring) {}
-                ThreadRunner.join(worker)
+                worker.join()
                 // This thread has made no syscall since enabling: nothing of the probe's may be here.
                 let quiet = Set(instance.buffer!.read(mode: .pc, pcKind: context.capabilities.pcKind).pcs)
                 _ = context.backend.currentThreadID()  // now one syscall of its own

@@ -94,18 +94,14 @@ public struct GVisorKcovBackend: KcovDriver {
     /// Why opening the kcov file failed, with what to do about it. In gVisor ENOENT means a runsc
     /// built without kcov, or one writing a coverage report (Docs/kcov-gvisor.md#availability).
     func openError(_ code: Int32, insideGVisor: Bool?) -> CoverageError {
-        let call = "open(\(devicePath))"
-        switch code {
-        case ENOENT:
-            let inside = insideGVisor ?? detect().insideGVisor
-            let prefix = inside ? "\(devicePath) does not exist in this gVisor sandbox: " : "\(devicePath) does not exist and this is not gVisor; if it is, "
-            return CoverageError(.deviceMissing, prefix + Self.coverageBuildAdvice, syscall: call, errno: code)
-        case EACCES:
-            return CoverageError(
-                .permissionDenied, "no permission to open \(devicePath): run as root in the sandbox (the file is 0600 in a 0700 directory)",
-                syscall: call, errno: code)
-        default:
-            return .system(call, errno: code)
+        .system("open(\(devicePath))", errno: code) {
+            switch $0 {
+            case ENOENT where insideGVisor ?? detect().insideGVisor:
+                (.deviceMissing, "\(devicePath) does not exist in this gVisor sandbox: " + Self.coverageBuildAdvice)
+            case ENOENT: (.deviceMissing, "\(devicePath) does not exist and this is not gVisor; if it is, " + Self.coverageBuildAdvice)
+            case EACCES: (.permissionDenied, "no permission to open \(devicePath): run as root in the sandbox (the file is 0600 in a 0700 directory)")
+            default: nil
+            }
         }
     }
 
@@ -143,21 +139,15 @@ public struct GVisorKcovBackend: KcovDriver {
     /// mmap of `bytes` at offset 0. gVisor checks neither length nor offset (touching past the
     /// buffer raises SIGBUS); EINVAL means the fd is not between INIT_TRACE and ENABLE.
     package func map(_ fd: Int32, bytes: Int) throws(CoverageError) -> UnsafeMutableRawPointer {
-        if let address = kernel.mapShared(fd, bytes: bytes) { return address }
-        let code = errno
-        let call = "mmap(\(bytes) bytes)"
-        switch code {
-        case EINVAL:
-            throw CoverageError(
-                .invalidState,
-                "gVisor maps a kcov buffer only after INIT_TRACE and while coverage is not enabled: initialise first, and map before ENABLE",
-                syscall: call, errno: code)
-        case EACCES:
-            throw CoverageError(.permissionDenied, "a shared writable mapping needs the fd opened O_RDWR", syscall: call, errno: code)
-        case ENOMEM:
-            throw CoverageError(.outOfMemory, "the sandbox could not allocate \(bytes) bytes: use a smaller buffer", syscall: call, errno: code)
-        default:
-            throw .system(call, errno: code)
+        return try kernel.mapShared(fd, bytes: bytes, call: "mmap(\(bytes) bytes)") {
+            switch $0 {
+            case EINVAL:
+                (.invalidState,
+                 "gVisor maps a kcov buffer only after INIT_TRACE and while coverage is not enabled: initialise first, and map before ENABLE")
+            case EACCES: (.permissionDenied, "a shared writable mapping needs the fd opened O_RDWR")
+            case ENOMEM: (.outOfMemory, "the sandbox could not allocate \(bytes) bytes: use a smaller buffer")
+            default: nil
+            }
         }
     }
 
@@ -182,31 +172,27 @@ public struct GVisorKcovBackend: KcovDriver {
     /// KCOV_ENABLE with any argument, for misuse checks. gVisor truncates it to 8 bits, so 256
     /// enables PC mode.
     package func enable(_ fd: Int32, rawMode: UInt) throws(CoverageError) {
-        guard kernel.ioctl(fd, LinuxKcovABI.enable, value: rawMode) != 0 else { return }
-        throw enableError("ioctl(KCOV_ENABLE, \(rawMode))", errno, rawMode: rawMode)
+        try Self.ioctlErrors.check(kernel.ioctl(fd, LinuxKcovABI.enable, value: rawMode), "ioctl(KCOV_ENABLE, \(rawMode))") {
+            enableMeaning($0, rawMode: rawMode)
+        }
     }
 
     /// What an ENABLE errno means in gVisor; the same table serves the forked child's ENABLE.
-    func enableError(_ call: String, _ code: Int32, rawMode: UInt) -> CoverageError {
+    func enableMeaning(_ code: Int32, rawMode: UInt) -> ErrnoMeaning? {
         switch code {
         case EINVAL where rawMode & 0xff > LinuxKcovABI.traceCMP:
-            return CoverageError(
-                .invalidArgument, "\(rawMode) is not a kcov mode (gVisor reads its low 8 bits, \(rawMode & 0xff)): use 0 (PC)",
-                syscall: call, errno: code)
+            (.invalidArgument, "\(rawMode) is not a kcov mode (gVisor reads its low 8 bits, \(rawMode & 0xff)): use 0 (PC)")
         case EINVAL:
-            return CoverageError(
-                .invalidState,
-                "gVisor enables only an initialised, mapped fd that is not enabled: map the buffer before ENABLE, and map it again after each DISABLE (one enabled thread per fd)",
-                syscall: call, errno: code)
-        case EOPNOTSUPP:
-            return CoverageError(
-                .unsupportedMode, "gVisor's kcov has no comparison mode (EOPNOTSUPP): use PC mode", syscall: call, errno: code)
-        case EBUSY:
-            return CoverageError(.busy, "the fd is enabled by another thread", syscall: call, errno: code)
-        default:
-            return .ioctl(call, errno: code, unknownRequest: "gVisor does not know this kcov request")
+            (.invalidState,
+             "gVisor enables only an initialised, mapped fd that is not enabled: map the buffer before ENABLE, and map it again after each DISABLE (one enabled thread per fd)")
+        case EOPNOTSUPP: (.unsupportedMode, "gVisor's kcov has no comparison mode (EOPNOTSUPP): use PC mode")
+        case EBUSY: (.busy, "the fd is enabled by another thread")
+        default: nil
         }
     }
+
+    /// Errors any ioctl can give, in gVisor's words.
+    static let ioctlErrors = IoctlErrors(unknownRequest: "gVisor does not know this kcov request")
 
     public func disable(_ fd: Int32) throws(CoverageError) {
         // Same numbers and meanings as Linux: EINVAL for a non-zero argument or a non-owner.
@@ -250,7 +236,7 @@ public struct GVisorKcovBackend: KcovDriver {
         return try kernel.run(
             command, fd: fd, enable: EnableCall(request: LinuxKcovABI.enable, argument: argument, byPointer: false),
             buffer: buffer, bufferBytes: words * 8
-        ) { code in enableError("ioctl(KCOV_ENABLE) in the child", code, rawMode: argument) }
+        ) { code in Self.ioctlErrors.error("ioctl(KCOV_ENABLE) in the child", code) { enableMeaning($0, rawMode: argument) } }
     }
 
     // MARK: Traces

@@ -17,6 +17,16 @@ extension CoverageError {
     }
 }
 
+extension CommandExit {
+    /// How a child the seam waited for ended, as the API reports it.
+    package init(_ status: ExitStatus) {
+        switch status {
+        case .exited(let code): self = .exited(code)
+        case .signaled(let signal): self = .signaled(signal)
+        }
+    }
+}
+
 extension KernelInterface {
     /// Runs `command` in a child that enables coverage with `enable`
     /// (``spawnEnabled(path:arguments:environment:fd:enable:buffer:bufferBytes:)``) and waits for
@@ -31,10 +41,7 @@ extension KernelInterface {
             enable: enable, buffer: buffer, bufferBytes: bufferBytes)
         switch outcome {
         case .running(let pid):
-            switch waitForExit(pid) {
-            case .exited(let status): return .exited(status)
-            case .signaled(let signal): return .signaled(signal)
-            }
+            return CommandExit(waitForExit(pid))
         case .enableFailed(let code):
             throw enableError(code)
         case .execFailed(let code):

@@ -7,17 +7,58 @@ import Musl
 #endif
 
 // The calls every kcov-style backend makes on its device the same way: open, probe, close, map,
-// unmap, an ioctl whose argument goes by pointer, and the errors an ioctl has on any device. Only
-// what an errno means is the backend's own, passed in as `explain` or `unknownRequest`.
+// unmap, an ioctl whose argument goes by pointer, and turning a failed call's errno into an error.
+// Only what an errno means is the backend's own, passed in as `meanings`, `explain` or
+// `unknownRequest`.
+
+/// What one errno means to a backend for one call: the error code and the message it reports.
+package typealias ErrnoMeaning = (code: CoverageError.Code, message: String)
 
 extension CoverageError {
-    /// A failed ioctl with no meaning of its own on this device: ENOTTY is a request the device
-    /// does not know (`unknownRequest` says so in the backend's words); EFAULT and EBADF can only be
-    /// this library's fault and trap; anything else is a system error.
-    package static func ioctl(_ call: String, errno code: Int32, unknownRequest: String) -> CoverageError {
+    /// `call` failed with `code` and the backend's table `meanings` (a `switch` from errno to
+    /// ``ErrnoMeaning``, `nil` by default) says what that means here; `nil` when it says nothing.
+    package init?(_ call: String, errno code: Int32, meanings: (Int32) -> ErrnoMeaning?) {
+        guard let meaning = meanings(code) else { return nil }
+        self.init(meaning.code, meaning.message, syscall: call, errno: code)
+    }
+
+    /// A failed call other than an ioctl (open, mmap): what `meanings` says its errno means, or
+    /// else a system error.
+    package static func system(_ call: String, errno code: Int32, meanings: (Int32) -> ErrnoMeaning?) -> CoverageError {
+        CoverageError(call, errno: code, meanings: meanings) ?? .system(call, errno: code)
+    }
+
+}
+
+/// One backend's ioctl errors: what the backend's table says an errno means for the call, or else
+/// what it means for any ioctl on a device, with the backend's words for an unknown request.
+package struct IoctlErrors: Sendable {
+    /// What ENOTTY, a request the device does not know, means in the backend's words.
+    package let unknownRequest: String
+
+    /// The errors of a backend that words an unknown request as `unknownRequest`.
+    package init(unknownRequest: String) {
+        self.unknownRequest = unknownRequest
+    }
+
+    /// The error of ioctl `call` failing with `code`: what `meanings` says, or else ENOTTY is
+    /// `.unsupportedOperation`, EFAULT and EBADF (only ever this library's bug) trap, and anything
+    /// else is a system error.
+    package func error(_ call: String, _ code: Int32, meanings: (Int32) -> ErrnoMeaning? = { _ in nil }) -> CoverageError {
+        if let meant = CoverageError(call, errno: code, meanings: meanings) { return meant }
         precondition(code != EFAULT && code != EBADF, "\(call) failed with \(code == EFAULT ? "EFAULT" : "EBADF"): a bug in KernelCoverage")
         if code == ENOTTY { return CoverageError(.unsupportedOperation, unknownRequest, syscall: call, errno: code) }
         return .system(call, errno: code)
+    }
+
+    /// Throws ``error(_:_:meanings:)`` when an ioctl's `result` says it failed (not 0), reading
+    /// errno at once; `call` is only worded then.
+    package func check(
+        _ result: Int32, _ call: @autoclosure () -> String, meanings: (Int32) -> ErrnoMeaning? = { _ in nil }
+    ) throws(CoverageError) {
+        guard result != 0 else { return }
+        let code = errno
+        throw error(call(), code, meanings: meanings)
     }
 }
 
@@ -47,9 +88,16 @@ extension KernelInterface {
         precondition(result == 0 || errno != EBADF, "closed kcov fd \(fd) twice")
     }
 
-    /// A shared read-write mapping of `bytes` of `fd` at `offset`, or `nil` with errno set.
-    package func mapShared(_ fd: Int32, bytes: Int, offset: Int = 0) -> UnsafeMutableRawPointer? {
-        mmap(length: bytes, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd: fd, offset: offset)
+    /// A shared read-write mapping of `bytes` of `fd` at `offset`; a failure throws what `meanings`
+    /// says its errno means (else a system error), with `call` worded only then.
+    package func mapShared(
+        _ fd: Int32, bytes: Int, offset: Int = 0, call: @autoclosure () -> String, meanings: (Int32) -> ErrnoMeaning?
+    ) throws(CoverageError) -> UnsafeMutableRawPointer {
+        if let address = mmap(length: bytes, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd: fd, offset: offset) {
+            return address
+        }
+        let code = errno
+        throw .system(call(), errno: code, meanings: meanings)
     }
 
     /// Unmaps a coverage buffer; a failure can only be this library's bug and traps.

@@ -31,7 +31,7 @@ package protocol KprobeKernel: Sendable {
     /// Closes the release pipe unwritten: the child exits 127 without running the command.
     func abandon(_ child: PausedChild)
     /// waitpid(2).
-    func waitForExit(_ pid: Int32) -> (exited: Bool, status: Int32)
+    func waitForExit(_ pid: Int32) -> ExitStatus
     /// Perf event descriptors this process holds (each kprobe lives as long as its descriptor).
     func openPerfEventCount() -> Int
 }
@@ -78,19 +78,7 @@ package enum PerfIoctl {
 package struct SystemKprobeKernel: KprobeKernel {
     package init() {}
 
-    package func readTextFile(_ path: String) -> String? {
-        guard let file = fopen(path, "r") else { return nil }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = fread(&chunk, 1, chunk.count, file)
-            if count > 0 { bytes.append(contentsOf: chunk[0..<count]) }
-            if count < chunk.count { break }
-        }
-        if ferror(file) != 0 { return nil }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    package func readTextFile(_ path: String) -> String? { SystemKernel().readTextFile(path) }
 
     package func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
@@ -151,10 +139,5 @@ package struct SystemKprobeKernel: KprobeKernel {
         return count
     }
 
-    package func waitForExit(_ pid: Int32) -> (exited: Bool, status: Int32) {
-        var status: Int32 = 0
-        precondition(kcs_wait(pid, &status) == 0, "waitpid(\(pid)) failed: errno \(errno)")
-        if status & 0x7f == 0 { return (true, (status >> 8) & 0xff) }
-        return (false, status & 0x7f)
-    }
+    package func waitForExit(_ pid: Int32) -> ExitStatus { SystemKernel().waitForExit(pid) }
 }

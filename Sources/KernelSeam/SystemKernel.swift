@@ -67,6 +67,7 @@ package struct SystemKernel: KernelInterface {
         }
     }
 
+    /// waitpid(2) for any child of this process (the kprobe kernel's and the tests' too).
     package func waitForExit(_ pid: CInt) -> ExitStatus {
         var status: CInt = 0
         // EINTR is retried in C; ECHILD here means the pid was never ours: a programmer error.
@@ -75,16 +76,19 @@ package struct SystemKernel: KernelInterface {
         return .signaled(status & 0x7f)
     }
 
+    /// Reads to the end of file rather than to the size `stat` reports, which is 0 for procfs and
+    /// sysfs files (`/proc/mounts`, `/proc/kallsyms`); `nil` with `errno` if it cannot be read.
     package func readTextFile(_ path: String) -> String? {
         guard let file = fopen(path, "r") else { return nil }
         defer { fclose(file) }
         var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let count = fread(&chunk, 1, chunk.count, file)
             if count > 0 { bytes.append(contentsOf: chunk[0..<count]) }
             if count < chunk.count { break }
         }
+        if ferror(file) != 0 { return nil }
         return String(decoding: bytes, as: UTF8.self)
     }
 }

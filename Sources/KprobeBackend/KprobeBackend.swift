@@ -61,23 +61,15 @@ public struct KprobeBackend: FunctionCounterDriver {
     /// Why a probe could not be opened when the reason is not the function's but the machine's:
     /// privilege, missing kernel support, descriptors. `nil` when the function itself is the cause.
     package func fatalOpenError(_ code: Int32, function: String) -> CoverageError? {
-        let call = "perf_event_open(kprobe \(function))"
-        switch code {
-        case EACCES, EPERM:
-            return CoverageError(.permissionDenied, privilegeMessage(code), syscall: call, errno: code)
-        case ENOSYS:
-            return CoverageError(.deviceMissing, "perf_event_open is not available: the kernel was built without CONFIG_PERF_EVENTS", syscall: call, errno: code)
-        case ENODEV, EOPNOTSUPP:
-            return CoverageError(
-                .deviceMissing, "the kernel refused kprobe perf events: it needs CONFIG_KPROBES and CONFIG_KPROBE_EVENTS", syscall: call, errno: code)
-        case EMFILE, ENFILE:
-            return CoverageError(
-                .outOfMemory, "out of file descriptors (one per probed function): raise `ulimit -n`, or probe fewer functions",
-                syscall: call, errno: code)
-        case ENOMEM:
-            return CoverageError(.outOfMemory, "the kernel could not allocate another kprobe: probe fewer functions", syscall: call, errno: code)
-        default:
-            return nil
+        CoverageError("perf_event_open(kprobe \(function))", errno: code) {
+            switch $0 {
+            case EACCES, EPERM: (.permissionDenied, privilegeMessage(code))
+            case ENOSYS: (.deviceMissing, "perf_event_open is not available: the kernel was built without CONFIG_PERF_EVENTS")
+            case ENODEV, EOPNOTSUPP: (.deviceMissing, "the kernel refused kprobe perf events: it needs CONFIG_KPROBES and CONFIG_KPROBE_EVENTS")
+            case EMFILE, ENFILE: (.outOfMemory, "out of file descriptors (one per probed function): raise `ulimit -n`, or probe fewer functions")
+            case ENOMEM: (.outOfMemory, "the kernel could not allocate another kprobe: probe fewer functions")
+            default: nil
+            }
         }
     }
 

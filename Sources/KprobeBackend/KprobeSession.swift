@@ -207,6 +207,6 @@ final class KprobeSession: FunctionCounters {
             }
             if count > 0 { hits.append(FunctionHit(name: function.name, pc: function.pc, hits: count)) }
         }
-        return (status.exited ? .exited(status.status) : .signaled(status.status), hits)
+        return (CommandExit(status), hits)
     }
 }

@@ -63,35 +63,21 @@ public struct LinuxKcovBackend: KcovDriver {
 
     /// Why opening the kcov file failed, with what to do about it.
     func openError(_ code: Int32) -> CoverageError {
-        let call = "open(\(devicePath))"
-        switch code {
-        case ENOENT:
-            guard devicePath == LinuxKcovABI.devicePath else {
-                return CoverageError(
-                    .deviceMissing, "\(devicePath) does not exist: check the device path (Linux's kcov file is \(LinuxKcovABI.devicePath))",
-                    syscall: call, errno: code)
+        .system("open(\(devicePath))", errno: code) {
+            switch $0 {
+            case ENOENT where devicePath != LinuxKcovABI.devicePath:
+                (.deviceMissing, "\(devicePath) does not exist: check the device path (Linux's kcov file is \(LinuxKcovABI.devicePath))")
+            case ENOENT where !debugfsMounted:
+                (.deviceMissing, "debugfs is not mounted: run `mount -t debugfs none /sys/kernel/debug`")
+            case ENOENT:
+                (.deviceMissing,
+                 "\(devicePath) does not exist: this kernel was built without CONFIG_KCOV (use a kernel with CONFIG_KCOV=y, or the kprobe backend)")
+            case EACCES: (.permissionDenied, "no permission to open \(devicePath): run as root (the file is 0600 root)")
+            case EPERM:
+                (.permissionDenied,
+                 "the kernel refused \(devicePath): debugfs is locked down (lockdown=integrity or confidentiality); boot without lockdown")
+            default: nil
             }
-            guard debugfsMounted else {
-                return CoverageError(
-                    .deviceMissing,
-                    "debugfs is not mounted: run `mount -t debugfs none /sys/kernel/debug`",
-                    syscall: call, errno: code)
-            }
-            return CoverageError(
-                .deviceMissing,
-                "\(devicePath) does not exist: this kernel was built without CONFIG_KCOV (use a kernel with CONFIG_KCOV=y, or the kprobe backend)",
-                syscall: call, errno: code)
-        case EACCES:
-            return CoverageError(
-                .permissionDenied, "no permission to open \(devicePath): run as root (the file is 0600 root)",
-                syscall: call, errno: code)
-        case EPERM:
-            return CoverageError(
-                .permissionDenied,
-                "the kernel refused \(devicePath): debugfs is locked down (lockdown=integrity or confidentiality); boot without lockdown",
-                syscall: call, errno: code)
-        default:
-            return CoverageError.system(call, errno: code)
         }
     }
 
@@ -117,23 +103,15 @@ public struct LinuxKcovBackend: KcovDriver {
 
     /// KCOV_INIT_TRACE with any word count, for misuse checks.
     package func initTrace(_ fd: Int32, words: UInt) throws(CoverageError) {
-        guard kernel.ioctl(fd, LinuxKcovABI.initTrace, value: words) != 0 else { return }
-        let code = errno
-        let call = "ioctl(KCOV_INIT_TRACE, \(words))"
-        switch code {
-        case EINVAL:
-            throw CoverageError(
-                .bufferSize,
-                "the kernel refused a buffer of \(words) words: use \(LinuxKcovABI.bufferWords.lowerBound)…\(LinuxKcovABI.bufferWords.upperBound) words",
-                syscall: call, errno: code)
-        case EBUSY:
-            throw CoverageError(
-                .busy, "this kcov fd is already initialised: INIT_TRACE is allowed once per open; open the device again",
-                syscall: call, errno: code)
-        case ENOMEM:
-            throw CoverageError(.outOfMemory, "the kernel could not allocate \(words) words: use a smaller buffer", syscall: call, errno: code)
-        default:
-            throw ioctlError(call, code)
+        try Self.ioctlErrors.check(kernel.ioctl(fd, LinuxKcovABI.initTrace, value: words), "ioctl(KCOV_INIT_TRACE, \(words))") {
+            switch $0 {
+            case EINVAL:
+                (.bufferSize,
+                 "the kernel refused a buffer of \(words) words: use \(LinuxKcovABI.bufferWords.lowerBound)…\(LinuxKcovABI.bufferWords.upperBound) words")
+            case EBUSY: (.busy, "this kcov fd is already initialised: INIT_TRACE is allowed once per open; open the device again")
+            case ENOMEM: (.outOfMemory, "the kernel could not allocate \(words) words: use a smaller buffer")
+            default: nil
+            }
         }
     }
 
@@ -143,24 +121,15 @@ public struct LinuxKcovBackend: KcovDriver {
 
     /// mmap of `bytes` at offset 0, for misuse checks.
     package func map(_ fd: Int32, bytes: Int) throws(CoverageError) -> UnsafeMutableRawPointer {
-        if let address = kernel.mapShared(fd, bytes: bytes) { return address }
-        let code = errno
-        let call = "mmap(\(bytes) bytes)"
-        switch code {
-        case EINVAL where bytes % Self.pageSize != 0:
-            throw CoverageError(
-                .bufferSize, "\(bytes) bytes is not a whole number of \(Self.pageSize)-byte pages: kcov can only map a page-multiple buffer",
-                syscall: call, errno: code)
-        case EINVAL:
-            throw CoverageError(
-                .invalidState, "the kernel refused the mapping: initialise the fd first and map exactly its buffer size",
-                syscall: call, errno: code)
-        case EACCES:
-            throw CoverageError(.permissionDenied, "a shared writable mapping needs the fd opened O_RDWR", syscall: call, errno: code)
-        case ENOMEM:
-            throw CoverageError(.outOfMemory, "no address space for \(bytes) bytes: use a smaller buffer", syscall: call, errno: code)
-        default:
-            throw CoverageError.system(call, errno: code)
+        return try kernel.mapShared(fd, bytes: bytes, call: "mmap(\(bytes) bytes)") {
+            switch $0 {
+            case EINVAL where bytes % Self.pageSize != 0:
+                (.bufferSize, "\(bytes) bytes is not a whole number of \(Self.pageSize)-byte pages: kcov can only map a page-multiple buffer")
+            case EINVAL: (.invalidState, "the kernel refused the mapping: initialise the fd first and map exactly its buffer size")
+            case EACCES: (.permissionDenied, "a shared writable mapping needs the fd opened O_RDWR")
+            case ENOMEM: (.outOfMemory, "no address space for \(bytes) bytes: use a smaller buffer")
+            default: nil
+            }
         }
     }
 
@@ -176,31 +145,22 @@ public struct LinuxKcovBackend: KcovDriver {
 
     /// KCOV_ENABLE with any argument, for misuse checks.
     package func enable(_ fd: Int32, rawMode: UInt) throws(CoverageError) {
-        guard kernel.ioctl(fd, LinuxKcovABI.enable, value: rawMode) != 0 else { return }
-        throw enableError("ioctl(KCOV_ENABLE, \(rawMode))", errno, rawMode: rawMode)
+        try Self.ioctlErrors.check(kernel.ioctl(fd, LinuxKcovABI.enable, value: rawMode), "ioctl(KCOV_ENABLE, \(rawMode))") {
+            enableMeaning($0, rawMode: rawMode)
+        }
     }
 
     /// What an ENABLE errno means; the same table serves the forked child's ENABLE.
-    func enableError(_ call: String, _ code: Int32, rawMode: UInt) -> CoverageError {
+    func enableMeaning(_ code: Int32, rawMode: UInt) -> ErrnoMeaning? {
         switch code {
-        case EINVAL where rawMode > LinuxKcovABI.traceCMP:
-            return CoverageError(.invalidArgument, "\(rawMode) is not a kcov mode: use 0 (PC) or 1 (CMP)", syscall: call, errno: code)
+        case EINVAL where rawMode > LinuxKcovABI.traceCMP: (.invalidArgument, "\(rawMode) is not a kcov mode: use 0 (PC) or 1 (CMP)")
         case EINVAL:
-            return CoverageError(
-                .invalidState,
-                "the fd is not initialised, or coverage is already enabled on it (by this or another thread): one enabled thread per fd",
-                syscall: call, errno: code)
-        case EBUSY:
-            return CoverageError(
-                .busy, "this thread already has kcov enabled on another fd: disable that one first",
-                syscall: call, errno: code)
+            (.invalidState,
+             "the fd is not initialised, or coverage is already enabled on it (by this or another thread): one enabled thread per fd")
+        case EBUSY: (.busy, "this thread already has kcov enabled on another fd: disable that one first")
         case LinuxKcovABI.enotsupp, EOPNOTSUPP:
-            return CoverageError(
-                .unsupportedMode,
-                "this kernel was built without CONFIG_KCOV_ENABLE_COMPARISONS: comparison mode is unavailable; use PC mode",
-                syscall: call, errno: code)
-        default:
-            return ioctlError(call, code)
+            (.unsupportedMode, "this kernel was built without CONFIG_KCOV_ENABLE_COMPARISONS: comparison mode is unavailable; use PC mode")
+        default: nil
         }
     }
 
@@ -210,18 +170,13 @@ public struct LinuxKcovBackend: KcovDriver {
 
     /// KCOV_DISABLE with any argument, for misuse checks.
     package func disable(_ fd: Int32, argument: UInt) throws(CoverageError) {
-        guard kernel.ioctl(fd, LinuxKcovABI.disable, value: argument) != 0 else { return }
-        let code = errno
-        let call = "ioctl(KCOV_DISABLE, \(argument))"
-        if code == EINVAL && argument != 0 {
-            throw CoverageError(.invalidArgument, "KCOV_DISABLE takes 0 as its argument", syscall: call, errno: code)
+        try Self.ioctlErrors.check(kernel.ioctl(fd, LinuxKcovABI.disable, value: argument), "ioctl(KCOV_DISABLE, \(argument))") {
+            switch $0 {
+            case EINVAL where argument != 0: (.invalidArgument, "KCOV_DISABLE takes 0 as its argument")
+            case EINVAL: (.notOwner, "coverage on this fd is not enabled by the calling thread: disable from the thread that enabled it")
+            default: nil
+            }
         }
-        if code == EINVAL {
-            throw CoverageError(
-                .notOwner, "coverage on this fd is not enabled by the calling thread: disable from the thread that enabled it",
-                syscall: call, errno: code)
-        }
-        throw ioctlError(call, code)
     }
 
     public func enableRemote(_ fd: Int32, mode: CoverageMode, _ request: RemoteRequest) throws(CoverageError) {
@@ -262,36 +217,24 @@ public struct LinuxKcovBackend: KcovDriver {
         let result = argument.withUnsafeMutableBytes {
             kernel.ioctl(fd, LinuxKcovABI.remoteEnable, pointer: $0.baseAddress!)
         }
-        guard result != 0 else { return }
-        let code = errno
-        let call = "ioctl(KCOV_REMOTE_ENABLE, \(handles.count) handles)"
-        switch code {
-        case EINVAL where handles.count > LinuxKcovABI.maxRemoteHandles:
-            throw CoverageError(
-                .invalidArgument, "\(handles.count) remote handles is more than the kernel's \(LinuxKcovABI.maxRemoteHandles)",
-                syscall: call, errno: code)
-        case EINVAL:
-            throw CoverageError(
-                .invalidArgument,
-                "the kernel refused remote coverage: the fd must be initialised and not enabled, and each handle well-formed (USB handles in the list, a non-zero common instance)",
-                syscall: call, errno: code)
-        case EEXIST:
-            throw CoverageError(.handleInUse, "a remote handle is already taken by another kcov fd (or listed twice)", syscall: call, errno: code)
-        case EBUSY:
-            throw CoverageError(.busy, "this thread already has kcov enabled on another fd: disable that one first", syscall: call, errno: code)
-        case LinuxKcovABI.enotsupp, EOPNOTSUPP:
-            throw CoverageError(
-                .unsupportedMode, "this kernel was built without CONFIG_KCOV_ENABLE_COMPARISONS: use PC mode",
-                syscall: call, errno: code)
-        default:
-            throw ioctlError(call, code)
+        try Self.ioctlErrors.check(result, "ioctl(KCOV_REMOTE_ENABLE, \(handles.count) handles)") {
+            switch $0 {
+            case EINVAL where handles.count > LinuxKcovABI.maxRemoteHandles:
+                (.invalidArgument, "\(handles.count) remote handles is more than the kernel's \(LinuxKcovABI.maxRemoteHandles)")
+            case EINVAL:
+                (.invalidArgument,
+                 "the kernel refused remote coverage: the fd must be initialised and not enabled, and each handle well-formed (USB handles in the list, a non-zero common instance)")
+            case EEXIST: (.handleInUse, "a remote handle is already taken by another kcov fd (or listed twice)")
+            case EBUSY: (.busy, "this thread already has kcov enabled on another fd: disable that one first")
+            case LinuxKcovABI.enotsupp, EOPNOTSUPP: (.unsupportedMode, "this kernel was built without CONFIG_KCOV_ENABLE_COMPARISONS: use PC mode")
+            default: nil
+            }
         }
     }
 
     /// Any request number, for misuse checks.
     package func rawIoctl(_ fd: Int32, request: UInt, value: UInt) throws(CoverageError) {
-        guard kernel.ioctl(fd, request, value: value) != 0 else { return }
-        throw ioctlError("ioctl(0x\(String(request, radix: 16)))", errno)
+        try Self.ioctlErrors.check(kernel.ioctl(fd, request, value: value), "ioctl(0x\(String(request, radix: 16)))")
     }
 
     public func sendUndefinedRequest(_ fd: Int32) throws(CoverageError) {
@@ -309,13 +252,11 @@ public struct LinuxKcovBackend: KcovDriver {
         return try kernel.run(
             command, fd: fd, enable: EnableCall(request: LinuxKcovABI.enable, argument: argument, byPointer: false),
             buffer: buffer, bufferBytes: words * 8
-        ) { code in enableError("ioctl(KCOV_ENABLE) in the child", code, rawMode: argument) }
+        ) { code in Self.ioctlErrors.error("ioctl(KCOV_ENABLE) in the child", code) { enableMeaning($0, rawMode: argument) } }
     }
 
     // MARK: Errors
 
     /// Errors any ioctl can give, in Linux's words.
-    func ioctlError(_ call: String, _ code: Int32) -> CoverageError {
-        .ioctl(call, errno: code, unknownRequest: "the kernel does not know this kcov request (too old, or not Linux kcov)")
-    }
+    static let ioctlErrors = IoctlErrors(unknownRequest: "the kernel does not know this kcov request (too old, or not Linux kcov)")
 }

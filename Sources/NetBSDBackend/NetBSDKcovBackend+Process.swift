@@ -31,34 +31,11 @@ extension SystemKernel: NetBSDProcessInterface {
     }
 
     package func startLWP(_ body: @escaping @Sendable () -> Void) -> @Sendable () -> Void {
-        let thread = PThread(body)
+        let thread = POSIXThread(body)
         return { thread.join() }
     }
 
     package func simulateProcessExit() -> Bool { false }
-}
-
-/// A POSIX thread running a closure, joined once.
-private final class PThread: @unchecked Sendable {
-    private final class Start {
-        let body: () -> Void
-        init(_ body: @escaping () -> Void) { self.body = body }
-    }
-
-    private var thread = pthread_t()
-
-    init(_ body: @escaping @Sendable () -> Void) {
-        let start = Unmanaged.passRetained(Start(body)).toOpaque()
-        let created = pthread_create(&thread, nil, { raw in
-            Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, start)
-        precondition(created == 0, "pthread_create failed: \(created)")
-    }
-
-    func join() {
-        precondition(pthread_join(thread, nil) == 0, "pthread_join failed")
-    }
 }
 
 extension NetBSDKcovBackend {

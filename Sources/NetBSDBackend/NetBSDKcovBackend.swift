@@ -65,10 +65,16 @@ public struct NetBSDKcovBackend: KcovDriver {
     public var pageSize: Int { Int(sysconf(Int32(_SC_PAGESIZE))) }
 
     public func availability() -> Availability {
-        if onHostKernel, let system = Self.hostSystemName(), system != "NetBSD" {
+        if let system = foreignHostSystem {
             return Availability(available: false, reason: notNetBSDReason(system))
         }
         return kernel.availability(of: devicePath, reason: "\(devicePath) opened read-write", explain: openError)
+    }
+
+    /// The host's system name when this backend is on the host's kernel and that is not NetBSD.
+    var foreignHostSystem: String? {
+        guard onHostKernel, let system = Self.hostSystemName(), system != "NetBSD" else { return nil }
+        return system
     }
 
     func notNetBSDReason(_ system: String) -> String {
@@ -83,31 +89,20 @@ public struct NetBSDKcovBackend: KcovDriver {
 
     /// Why opening the device failed, with what to do about it.
     func openError(_ code: Int32) -> CoverageError {
-        let call = "open(\(devicePath))"
-        switch code {
-        case ENOENT:
-            if onHostKernel, let system = Self.hostSystemName(), system != "NetBSD" {
-                return CoverageError(.deviceMissing, notNetBSDReason(system), syscall: call, errno: code)
+        .system("open(\(devicePath))", errno: code) {
+            switch $0 {
+            case ENOENT:
+                (.deviceMissing,
+                 foreignHostSystem.map(notNetBSDReason)
+                    ?? "\(devicePath) does not exist: create it with `cd /dev && sh MAKEDEV kcov`, on a kernel built with options KCOV")
+            case ENXIO, ENODEV:
+                (.deviceMissing,
+                 "\(devicePath) has no driver: this is a kernel without options KCOV; build one with `options KCOV` and `makeoptions KCOV=1`")
+            case EACCES, EPERM: (.permissionDenied, "no permission to open \(devicePath): run as root or give the user access to the node")
+            case EMFILE, ENFILE:
+                (.system, "no file descriptor left to open \(devicePath): close some descriptors (each open is a new kcov instance)")
+            default: nil
             }
-            return CoverageError(
-                .deviceMissing,
-                "\(devicePath) does not exist: create it with `cd /dev && sh MAKEDEV kcov`, on a kernel built with options KCOV",
-                syscall: call, errno: code)
-        case ENXIO, ENODEV:
-            return CoverageError(
-                .deviceMissing,
-                "\(devicePath) has no driver: this is a kernel without options KCOV; build one with `options KCOV` and `makeoptions KCOV=1`",
-                syscall: call, errno: code)
-        case EACCES, EPERM:
-            return CoverageError(
-                .permissionDenied, "no permission to open \(devicePath): run as root or give the user access to the node",
-                syscall: call, errno: code)
-        case EMFILE, ENFILE:
-            return CoverageError(
-                .system, "no file descriptor left to open \(devicePath): close some descriptors (each open is a new kcov instance)",
-                syscall: call, errno: code)
-        default:
-            return CoverageError.system(call, errno: code)
         }
     }
 
@@ -123,27 +118,17 @@ public struct NetBSDKcovBackend: KcovDriver {
 
     /// KCOV_IOC_SETBUFSIZE with any entry count, for misuse checks.
     package func setBufferSize(_ fd: Int32, entries: UInt64) throws(CoverageError) {
-        guard kernel.ioctl(fd, NetBSDKcovABI.setBufferSize, passing: entries) != 0 else { return }
-        let code = errno
-        let call = "ioctl(KCOV_IOC_SETBUFSIZE, \(entries))"
         let range = NetBSDKcovABI.bufferEntries
-        switch code {
-        case EINVAL:
-            throw CoverageError(
-                .bufferSize, "the kernel refused a buffer of \(entries) entries: use \(range.lowerBound)…\(range.upperBound) entries",
-                syscall: call, errno: code)
-        case EEXIST:
-            throw CoverageError(
-                .busy, "this kcov fd already has a buffer: SETBUFSIZE is allowed once per open; open the device again",
-                syscall: call, errno: code)
-        case EBUSY:
-            throw CoverageError(
-                .busy, "coverage is enabled on this kcov fd: its buffer cannot change; disable it and open the device again",
-                syscall: call, errno: code)
-        case ENOMEM:
-            throw CoverageError(.outOfMemory, "the kernel could not allocate \(entries) entries: use a smaller buffer", syscall: call, errno: code)
-        default:
-            throw ioctlError(call, code)
+        try Self.ioctlErrors.check(
+            kernel.ioctl(fd, NetBSDKcovABI.setBufferSize, passing: entries), "ioctl(KCOV_IOC_SETBUFSIZE, \(entries))"
+        ) {
+            switch $0 {
+            case EINVAL: (.bufferSize, "the kernel refused a buffer of \(entries) entries: use \(range.lowerBound)…\(range.upperBound) entries")
+            case EEXIST: (.busy, "this kcov fd already has a buffer: SETBUFSIZE is allowed once per open; open the device again")
+            case EBUSY: (.busy, "coverage is enabled on this kcov fd: its buffer cannot change; disable it and open the device again")
+            case ENOMEM: (.outOfMemory, "the kernel could not allocate \(entries) entries: use a smaller buffer")
+            default: nil
+            }
         }
     }
 
@@ -153,28 +138,19 @@ public struct NetBSDKcovBackend: KcovDriver {
 
     /// A shared read-write mmap of `bytes` at `offset`, for misuse checks.
     package func map(_ fd: Int32, bytes: Int, offset: Int = 0) throws(CoverageError) -> UnsafeMutableRawPointer {
-        if let address = kernel.mapShared(fd, bytes: bytes, offset: offset) { return address }
-        let code = errno
-        let call = "mmap(\(bytes) bytes at \(offset))"
         let maxBytes = NetBSDKcovABI.bufferEntries.upperBound * NetBSDKcovABI.entrySize
-        switch code {
-        case ENOMEM:
-            throw CoverageError(
-                .invalidState,
-                "the kernel refused the mapping: set the buffer size first (KCOV_IOC_SETBUFSIZE), and map no more than entries × 8 bytes of it",
-                syscall: call, errno: code)
-        case EINVAL:
-            throw CoverageError(
-                .bufferSize, "kcov maps at most \(maxBytes) bytes (\(NetBSDKcovABI.bufferEntries.upperBound) entries) at a non-negative offset within them",
-                syscall: call, errno: code)
-        case EACCES:
-            throw CoverageError(
-                .permissionDenied, "kcov refuses executable mappings, and a shared writable one needs the fd opened O_RDWR",
-                syscall: call, errno: code)
-        case ENXIO:
-            throw CoverageError(.invalidState, "the kcov fd is being closed: open the device again", syscall: call, errno: code)
-        default:
-            throw CoverageError.system(call, errno: code)
+        return try kernel.mapShared(fd, bytes: bytes, offset: offset, call: "mmap(\(bytes) bytes at \(offset))") {
+            switch $0 {
+            case ENOMEM:
+                (.invalidState,
+                 "the kernel refused the mapping: set the buffer size first (KCOV_IOC_SETBUFSIZE), and map no more than entries × 8 bytes of it")
+            case EINVAL:
+                (.bufferSize,
+                 "kcov maps at most \(maxBytes) bytes (\(NetBSDKcovABI.bufferEntries.upperBound) entries) at a non-negative offset within them")
+            case EACCES: (.permissionDenied, "kcov refuses executable mappings, and a shared writable one needs the fd opened O_RDWR")
+            case ENXIO: (.invalidState, "the kcov fd is being closed: open the device again")
+            default: nil
+            }
         }
     }
 
@@ -199,13 +175,9 @@ public struct NetBSDKcovBackend: KcovDriver {
     /// KCOV_IOC_ENABLE with any mode number, including KCOV_MODE_NONE (0), which binds the thread
     /// but records nothing.
     public func enable(_ fd: Int32, rawMode: Int32) throws(CoverageError) {
-        guard kernel.ioctl(fd, NetBSDKcovABI.enable, passing: rawMode) != 0 else { return }
-        let code = errno
-        let call = "ioctl(KCOV_IOC_ENABLE, \(rawMode))"
-        if code == EBUSY {
-            throw fdIsEnabled(fd) ? alreadyEnabled(call, code) : threadBusy(call, code)
+        try Self.ioctlErrors.check(kernel.ioctl(fd, NetBSDKcovABI.enable, passing: rawMode), "ioctl(KCOV_IOC_ENABLE, \(rawMode))") {
+            enableMeaning($0, rawMode: rawMode) { fdIsEnabled(fd) ? Self.alreadyEnabled : Self.threadBusy }
         }
-        throw enableError(call, code, rawMode: rawMode)
     }
 
     /// Whether `fd` itself is enabled (or attached to a remote), asked without changing anything:
@@ -216,49 +188,38 @@ public struct NetBSDKcovBackend: KcovDriver {
         return kernel.ioctl(fd, NetBSDKcovABI.setBufferSize, passing: UInt64(0)) == 0 || errno == EBUSY
     }
 
-    func alreadyEnabled(_ call: String, _ code: Int32) -> CoverageError {
-        CoverageError(
-            .invalidState,
-            "coverage is already enabled on this kcov fd (by this or another thread, or on the remote it is attached to): one enabled thread per fd; disable it first",
-            syscall: call, errno: code)
-    }
+    /// ENABLE's EBUSY when the fd itself is enabled.
+    static let alreadyEnabled: ErrnoMeaning = (
+        .invalidState,
+        "coverage is already enabled on this kcov fd (by this or another thread, or on the remote it is attached to): one enabled thread per fd; disable it first"
+    )
 
-    func threadBusy(_ call: String, _ code: Int32) -> CoverageError {
-        CoverageError(
-            .busy,
-            "this thread already has kcov enabled on another fd (perhaps one closed while enabled, which stays bound until the thread exits): disable that one first",
-            syscall: call, errno: code)
-    }
+    /// ENABLE's EBUSY when the calling thread has another fd enabled.
+    static let threadBusy: ErrnoMeaning = (
+        .busy,
+        "this thread already has kcov enabled on another fd (perhaps one closed while enabled, which stays bound until the thread exits): disable that one first"
+    )
 
-    /// What an ENABLE errno other than EBUSY means; the same table serves the forked child's ENABLE.
-    func enableError(_ call: String, _ code: Int32, rawMode: Int32) -> CoverageError {
+    /// What an ENABLE errno means, with `busy` saying which EBUSY this is (asked only for EBUSY);
+    /// the same table serves a remote's ENABLE and the forked child's.
+    func enableMeaning(_ code: Int32, rawMode: Int32, busy: () -> ErrnoMeaning) -> ErrnoMeaning? {
         switch code {
-        case EINVAL:
-            return CoverageError(
-                .invalidArgument, "\(rawMode) is not a kcov mode: use 0 (NONE), 1 (TRACE_PC) or 2 (TRACE_CMP)",
-                syscall: call, errno: code)
-        case ENOBUFS:
-            return CoverageError(
-                .invalidState, "this kcov fd has no buffer: set the buffer size first (KCOV_IOC_SETBUFSIZE)",
-                syscall: call, errno: code)
-        case ENXIO:
-            return CoverageError(.invalidState, "the kcov fd is being closed: open the device again", syscall: call, errno: code)
-        default:
-            return ioctlError(call, code)
+        case EBUSY: busy()
+        case EINVAL: (.invalidArgument, "\(rawMode) is not a kcov mode: use 0 (NONE), 1 (TRACE_PC) or 2 (TRACE_CMP)")
+        case ENOBUFS: (.invalidState, "this kcov fd has no buffer: set the buffer size first (KCOV_IOC_SETBUFSIZE)")
+        case ENXIO: (.invalidState, "the kcov fd is being closed: open the device again")
+        default: nil
         }
     }
 
     public func disable(_ fd: Int32) throws(CoverageError) {
-        guard kernel.ioctl(fd, NetBSDKcovABI.disable, value: 0) != 0 else { return }
-        let code = errno
-        let call = "ioctl(KCOV_IOC_DISABLE)"
-        if code == ENOENT {
-            throw CoverageError(
-                .notOwner,
-                "coverage on this kcov fd is not enabled, or not by the calling thread: disable from the thread that enabled it",
-                syscall: call, errno: code)
+        try Self.ioctlErrors.check(kernel.ioctl(fd, NetBSDKcovABI.disable, value: 0), "ioctl(KCOV_IOC_DISABLE)") {
+            switch $0 {
+            case ENOENT:
+                (.notOwner, "coverage on this kcov fd is not enabled, or not by the calling thread: disable from the thread that enabled it")
+            default: nil
+            }
         }
-        throw ioctlError(call, code)
     }
 
     /// Attaches `fd` to the remote coverage of one VHCI port and enables it in `mode`. NetBSD has
@@ -284,58 +245,41 @@ public struct NetBSDKcovBackend: KcovDriver {
         }
         try attachRemote(fd, subsystem: NetBSDKcovABI.remoteVHCI, id: NetBSDKcovABI.vhciID(bus: port.bus, port: port.port))
         let argument = Self.modeArgument(mode)
-        guard kernel.ioctl(fd, NetBSDKcovABI.enable, passing: argument) != 0 else { return }
-        let code = errno
-        let call = "ioctl(KCOV_IOC_ENABLE, \(argument)) of a remote"
-        if code == EBUSY {
-            throw CoverageError(
-                .handleInUse, "VHCI bus \(port.bus) port \(port.port) is already being traced through another kcov fd: disable that one first",
-                syscall: call, errno: code)
+        try Self.ioctlErrors.check(
+            kernel.ioctl(fd, NetBSDKcovABI.enable, passing: argument), "ioctl(KCOV_IOC_ENABLE, \(argument)) of a remote"
+        ) {
+            enableMeaning($0, rawMode: argument) {
+                (.handleInUse, "VHCI bus \(port.bus) port \(port.port) is already being traced through another kcov fd: disable that one first")
+            }
         }
-        throw enableError(call, code, rawMode: argument)
     }
 
     /// KCOV_IOC_REMOTE_ATTACH with a raw `(subsystem, id)`, for misuse checks.
     package func attachRemote(_ fd: Int32, subsystem: UInt64, id: UInt64) throws(CoverageError) {
-        guard kernel.ioctl(fd, NetBSDKcovABI.remoteAttach, passing: (subsystem, id)) != 0 else { return }
-        let code = errno
-        let call = "ioctl(KCOV_IOC_REMOTE_ATTACH, \(subsystem), 0x\(String(id, radix: 16)))"
-        switch code {
-        case EEXIST:
-            throw CoverageError(
-                .invalidState, "coverage is enabled on this kcov fd for its thread: disable it before attaching to a remote",
-                syscall: call, errno: code)
-        case ENOENT:
-            throw CoverageError(
-                .invalidArgument,
-                "no remote is registered as subsystem \(subsystem), id 0x\(String(id, radix: 16)): attach vhci(4) and use a bus it created, ports 0…7",
-                syscall: call, errno: code)
-        case EINVAL:
-            throw CoverageError(
-                .unsupportedOperation, "this kernel has no remote kcov (it predates NetBSD 10's KCOV_IOC_REMOTE_ATTACH)",
-                syscall: call, errno: code)
-        default:
-            throw ioctlError(call, code)
+        try Self.ioctlErrors.check(
+            kernel.ioctl(fd, NetBSDKcovABI.remoteAttach, passing: (subsystem, id)),
+            "ioctl(KCOV_IOC_REMOTE_ATTACH, \(subsystem), 0x\(String(id, radix: 16)))"
+        ) {
+            switch $0 {
+            case EEXIST: (.invalidState, "coverage is enabled on this kcov fd for its thread: disable it before attaching to a remote")
+            case ENOENT:
+                (.invalidArgument,
+                 "no remote is registered as subsystem \(subsystem), id 0x\(String(id, radix: 16)): attach vhci(4) and use a bus it created, ports 0…7")
+            case EINVAL: (.unsupportedOperation, "this kernel has no remote kcov (it predates NetBSD 10's KCOV_IOC_REMOTE_ATTACH)")
+            default: nil
+            }
         }
     }
 
     /// KCOV_IOC_REMOTE_DETACH: the fd leaves its remote, which is disabled.
     public func detachRemote(_ fd: Int32) throws(CoverageError) {
-        guard kernel.ioctl(fd, NetBSDKcovABI.remoteDetach, value: 0) != 0 else { return }
-        let code = errno
-        let call = "ioctl(KCOV_IOC_REMOTE_DETACH)"
-        switch code {
-        case EEXIST:
-            throw CoverageError(
-                .invalidState, "coverage is enabled on this kcov fd for its thread: disable it first", syscall: call, errno: code)
-        case ENOENT:
-            throw CoverageError(.invalidState, "this kcov fd is not attached to a remote", syscall: call, errno: code)
-        case EINVAL:
-            throw CoverageError(
-                .unsupportedOperation, "this kernel has no remote kcov (it predates NetBSD 10's KCOV_IOC_REMOTE_DETACH)",
-                syscall: call, errno: code)
-        default:
-            throw ioctlError(call, code)
+        try Self.ioctlErrors.check(kernel.ioctl(fd, NetBSDKcovABI.remoteDetach, value: 0), "ioctl(KCOV_IOC_REMOTE_DETACH)") {
+            switch $0 {
+            case EEXIST: (.invalidState, "coverage is enabled on this kcov fd for its thread: disable it first")
+            case ENOENT: (.invalidState, "this kcov fd is not attached to a remote")
+            case EINVAL: (.unsupportedOperation, "this kernel has no remote kcov (it predates NetBSD 10's KCOV_IOC_REMOTE_DETACH)")
+            default: nil
+            }
         }
     }
 
@@ -345,13 +289,12 @@ public struct NetBSDKcovBackend: KcovDriver {
     /// Any request number by value, for misuse checks. NetBSD's driver answers an unknown request
     /// with EINVAL (its `default:` case).
     package func rawIoctl(_ fd: Int32, request: UInt, value: UInt) throws(CoverageError) {
-        guard kernel.ioctl(fd, request, value: value) != 0 else { return }
-        let code = errno
-        let call = "ioctl(0x\(String(request, radix: 16)))"
-        if code == EINVAL {
-            throw CoverageError(.unsupportedOperation, "NetBSD's kcov does not define request 0x\(String(request, radix: 16))", syscall: call, errno: code)
+        try Self.ioctlErrors.check(kernel.ioctl(fd, request, value: value), "ioctl(0x\(String(request, radix: 16)))") {
+            switch $0 {
+            case EINVAL: (.unsupportedOperation, "NetBSD's kcov does not define request 0x\(String(request, radix: 16))")
+            default: nil
+            }
         }
-        throw ioctlError(call, code)
     }
 
     public func sendUndefinedRequest(_ fd: Int32) throws(CoverageError) {
@@ -371,15 +314,14 @@ public struct NetBSDKcovBackend: KcovDriver {
             buffer: buffer, bufferBytes: words * NetBSDKcovABI.entrySize
         ) { code in
             // The child is a fresh LWP: an EBUSY can only mean the fd is enabled elsewhere.
-            let call = "ioctl(KCOV_IOC_ENABLE) in the child"
-            return code == EBUSY ? alreadyEnabled(call, code) : enableError(call, code, rawMode: argument)
+            Self.ioctlErrors.error("ioctl(KCOV_IOC_ENABLE) in the child", code) {
+                enableMeaning($0, rawMode: argument) { Self.alreadyEnabled }
+            }
         }
     }
 
     // MARK: Errors
 
     /// Errors any ioctl can give, in NetBSD's words.
-    func ioctlError(_ call: String, _ code: Int32) -> CoverageError {
-        .ioctl(call, errno: code, unknownRequest: "this descriptor is not NetBSD's kcov: the kernel does not know the request")
-    }
+    static let ioctlErrors = IoctlErrors(unknownRequest: "this descriptor is not NetBSD's kcov: the kernel does not know the request")
 }

@@ -182,8 +182,8 @@ package final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
 
     package func openPerfEventCount() -> Int { liveProbes }
 
-    package func waitForExit(_ pid: Int32) -> (exited: Bool, status: Int32) {
+    package func waitForExit(_ pid: Int32) -> ExitStatus {
         let path = state.withLock { $0.children.removeValue(forKey: pid) }
-        return (true, path.flatMap { programs[$0] } == nil ? 127 : 0)
+        return .exited(path.flatMap { programs[$0] } == nil ? 127 : 0)
     }
 }

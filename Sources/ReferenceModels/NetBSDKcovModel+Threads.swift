@@ -14,11 +14,11 @@ extension NetBSDKcovModel {
     /// its fd was closed.
     package final class LWPThread<T: Sendable>: @unchecked Sendable {
         private let model: NetBSDKcovModel
-        private let thread: pthread_t
+        private let thread: POSIXThread
         private let box: LWPThreadBox<T>
         private let joined = Atomic<Bool>(false)
 
-        fileprivate init(model: NetBSDKcovModel, thread: pthread_t, box: LWPThreadBox<T>) {
+        fileprivate init(model: NetBSDKcovModel, thread: POSIXThread, box: LWPThreadBox<T>) {
             self.model = model
             self.thread = thread
             self.box = box
@@ -49,7 +49,7 @@ extension NetBSDKcovModel {
         /// Joins the real thread but leaves the LWP exited and unfreed; returns its token.
         fileprivate func joinKeepingLWP() -> (T, Int) {
             precondition(!joined.exchange(true, ordering: .acquiringAndReleasing), "LWP thread joined twice")
-            precondition(pthread_join(thread, nil) == 0, "pthread_join failed")
+            thread.join()
             return (box.result!, box.exitToken.load(ordering: .acquiring))
         }
     }
@@ -57,7 +57,7 @@ extension NetBSDKcovModel {
     /// Starts `body` on a new real thread (a new LWP); see ``LWPThread``.
     package func startThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> LWPThread<T> {
         let box = LWPThreadBox<T>()
-        let thread = startRealThread { [self] in
+        let thread = POSIXThread { [self] in
             let tid = Self.threadID()
             box.tid.store(tid, ordering: .releasing)
             box.result = body()

@@ -29,13 +29,12 @@ enum SimulatedChildOutcome: Sendable {
 func runOnRealThread<T: Sendable>(
     _ body: @escaping @Sendable () -> T, thenExit exited: @escaping @Sendable (CInt) -> Void
 ) -> T {
-    let result = ThreadResult<T>()
-    runOnRealThread {
+    POSIXThread.run {
         let tid = SystemKernel().currentThreadID()
-        result.value = body()
+        let result = body()
         exited(tid)
+        return result
     }
-    return result.value!
 }
 
 extension KernelInterface {
@@ -55,32 +54,4 @@ func simulatedExecError(_ path: String) -> CInt? {
     guard info.st_mode & S_IFMT == S_IFREG else { return EACCES }
     guard access(path, X_OK) == 0 else { return errno }
     return nil
-}
-
-/// A value written by one thread and read by another after a join.
-final class ThreadResult<T>: @unchecked Sendable {
-    var value: T?
-}
-
-private final class RealThreadStart {
-    let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
-}
-
-/// Starts `body` on a new pthread (its own kernel tid); the caller joins it.
-func startRealThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
-    let start = Unmanaged.passRetained(RealThreadStart(body)).toOpaque()
-    var thread = pthread_t()
-    let created = pthread_create(&thread, nil, { raw in
-        Unmanaged<RealThreadStart>.fromOpaque(raw!).takeRetainedValue().body()
-        return nil
-    }, start)
-    precondition(created == 0, "pthread_create failed: \(created)")
-    return thread
-}
-
-/// Runs `body` on a new pthread and joins it.
-func runOnRealThread(_ body: @escaping @Sendable () -> Void) {
-    let thread = startRealThread(body)
-    precondition(pthread_join(thread, nil) == 0, "pthread_join failed")
 }

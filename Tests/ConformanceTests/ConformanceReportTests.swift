@@ -1,5 +1,6 @@
 import Conformance
 import Foundation
+import TestSupport
 import Testing
 
 @Suite struct ConformanceReportTests {
@@ -44,15 +45,9 @@ import Testing
                     messages = [r.message for r in case.result]
                     print(suite.name, suite.tests, suite.failures, suite.skipped, case.classname, case.name, kinds, messages)
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script, path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "junitparser could not read the report (is it installed? Scripts/setup.sh)")
+        let result = try runProgram(["/usr/bin/env", "python3", "-c", script, path])
+        let output = result.output
+        #expect(result.status == 0, "junitparser could not read the report (is it installed? Scripts/setup.sh)")
         let lines = output.split(separator: "\n").map(String.init)
         #expect(lines == [
             "linux.model 3 1 1 conformance.linux.model lifecycle.init-twice [] []",

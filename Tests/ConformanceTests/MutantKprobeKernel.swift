@@ -86,6 +86,6 @@ final class MutantKprobeKernel: KprobeKernel, @unchecked Sendable {
 
     func release(_ child: PausedChild) -> Int32 { model.release(child) }
     func abandon(_ child: PausedChild) { model.abandon(child) }
-    func waitForExit(_ pid: Int32) -> (exited: Bool, status: Int32) { model.waitForExit(pid) }
+    func waitForExit(_ pid: Int32) -> ExitStatus { model.waitForExit(pid) }
     func openPerfEventCount() -> Int { model.openPerfEventCount() }
 }

@@ -4,6 +4,7 @@ import KernelSeam
 import LinuxBackend
 import ReferenceModels
 import Synchronization
+import TestSupport
 import Testing
 
 /// The collector's life across threads, over the Linux model: opened in one thread and enabled in
@@ -11,22 +12,12 @@ import Testing
 @Suite struct CollectorThreadTests {
     typealias Model = LinuxKcovModel
 
-    /// Runs `body` on a new real thread and waits for it.
-    func onWorker(_ body: @escaping @Sendable () -> Void) {
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            body()
-            done.signal()
-        }.start()
-        done.wait()
-    }
-
     @Test func aPreparedCollectorIsEnabledByTheWorkerThatTakesIt() throws {
         let model = Model()
         let backend = LinuxKcovBackend(kernel: model)
         let handoff = try CollectorHandoff(CoverageCollector(backend: backend, bufferWords: 512))
         let result = Mutex<(pcs: [UInt64], second: Bool, worker: Int32)?>(nil)
-        onWorker {
+        POSIXThread.run {
             guard var collector = handoff.take() else { return }
             let trace = try? collector.collect { backend.probe() }
             result.withLock { $0 = (trace?.pcs ?? [], handoff.take() != nil, backend.currentThreadID()) }
@@ -127,16 +118,8 @@ import Testing
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("collector-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).swift")
         try source.write(to: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["swiftc", "-typecheck", "-swift-version", "6", "-I", moduleDirectory, file.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        let result = try runProgram(["/usr/bin/env", "swiftc", "-typecheck", "-swift-version", "6", "-I", moduleDirectory, file.path])
+        return (result.status, result.output + result.errors)
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import KernelImage
+import TestSupport
 import Testing
 
 /// kcov PCs by objdump: for each `call` to one of `callbacks`, the address of the next instruction.

@@ -1,5 +1,6 @@
 import Foundation
 import KernelImage
+import TestSupport
 import Testing
 
 /// `trace --vm` on the test kernel, then `report` in every format, then Debian's genhtml.
@@ -20,7 +21,7 @@ final class ReportPipelineTests {
         let image = try KernelImage(path: vmlinux)
         let coverable = try image.coverablePCs()
         let cover = directory + "/cat.cover"
-        let traced = try kcovctl(["trace", "--vm", "--format", "rawcover", "--output", cover, "--", "/bin/cat", "/proc/version"])
+        let traced = try runKcovctl(["trace", "--vm", "--format", "rawcover", "--output", cover, "--", "/bin/cat", "/proc/version"])
         try #require(traced.status == 0, "trace --vm failed: \(traced.errors)")
         let rawcover = try String(contentsOfFile: cover, encoding: .utf8)
         #expect(!rawcover.contains("Linux version"), "the command's output went into the trace")
@@ -36,7 +37,7 @@ final class ReportPipelineTests {
         #expect(afterIndirect.count < recorded.count / 100)
 
         let comparisons = directory + "/cat-cmp.json"
-        let cmp = try kcovctl(["trace", "--vm", "--mode", "cmp", "--format", "json", "--output", comparisons, "--", "/bin/cat", "/proc/version"])
+        let cmp = try runKcovctl(["trace", "--vm", "--mode", "cmp", "--format", "json", "--output", comparisons, "--", "/bin/cat", "/proc/version"])
         try #require(cmp.status == 0, "trace --vm --mode cmp failed: \(cmp.errors)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: comparisons))) as? [String: Any])
         let sites = Set(try #require(object["comparisons"] as? [[String: Any]]).compactMap { ($0["pc"] as? String).flatMap { UInt64($0.dropFirst(2), radix: 16) } })
@@ -44,13 +45,13 @@ final class ReportPipelineTests {
         let strayComparisons = sites.filter { !coverable.comparisons.contains($0) }
         #expect(strayComparisons.isEmpty, "\(strayComparisons.count) CMP records follow no comparison callback call")
 
-        let cmpReport = try kcovctl(["report", "--vmlinux", vmlinux, "--format", "json", comparisons])
+        let cmpReport = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "json", comparisons])
         try #require(cmpReport.status == 0, "report of the CMP trace failed: \(cmpReport.errors)")
         let cmpTotals = try #require((try JSONSerialization.jsonObject(with: Data(cmpReport.output.utf8)) as? [String: Any])?["totals"] as? [String: Any])
         #expect(cmpTotals["covered"] as? Int == sites.count && cmpTotals["coverable"] as? Int == coverable.comparisons.all.count)
 
         // The report over that trace: every PC counted, none unknown, and genhtml takes the LCOV.
-        let json = try kcovctl(["report", "--vmlinux", vmlinux, "--format", "json", cover])
+        let json = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "json", cover])
         try #require(json.status == 0, "report failed: \(json.errors)")
         let document = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
         let totals = try #require(document["totals"] as? [String: Any])
@@ -65,9 +66,9 @@ final class ReportPipelineTests {
         #expect((ksysRead["counts"] as? [String: Any])?["covered"] as? Int ?? 0 > 0, "cat's read() ran ksys_read")
 
         let lcov = directory + "/cat.info"
-        let written = try kcovctl(["report", "--vmlinux", vmlinux, "--format", "lcov", "--test-name", "cat", "--output", lcov, cover])
+        let written = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "lcov", "--test-name", "cat", "--output", lcov, cover])
         try #require(written.status == 0, "report --format lcov failed: \(written.errors)")
-        let genhtml = try runProcess("/usr/bin/genhtml", ["--output-directory", directory + "/html", "--quiet", lcov])
+        let genhtml = try runProgram(["/usr/bin/genhtml", "--output-directory", directory + "/html", "--quiet", lcov])
         #expect(genhtml.status == 0, "genhtml failed: \(genhtml.errors)")
         #expect(!(genhtml.output + genhtml.errors).localizedCaseInsensitiveContains("warning"), "genhtml warned: \(genhtml.errors)")
         #expect(FileManager.default.fileExists(atPath: directory + "/html/index.html"))
@@ -75,13 +76,13 @@ final class ReportPipelineTests {
         #expect(index.contains("cat"), "genhtml's index names the test")
 
         // --source-dir moves every SF: path under the given tree, relative paths kept.
-        let moved = try kcovctl(["report", "--vmlinux", vmlinux, "--format", "lcov", "--source-dir", "/elsewhere/linux", cover])
+        let moved = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "lcov", "--source-dir", "/elsewhere/linux", cover])
         let sourceFiles = moved.output.split(separator: "\n").filter { $0.hasPrefix("SF:") }
         #expect(!sourceFiles.isEmpty && sourceFiles.allSatisfy { $0.hasPrefix("SF:/elsewhere/linux/") })
         #expect(sourceFiles.contains("SF:/elsewhere/linux/fs/read_write.c"))
 
         let page = directory + "/cat.html"
-        let html = try kcovctl(["report", "--vmlinux", vmlinux, "--format", "html", "--output", page, cover])
+        let html = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "html", "--output", page, cover])
         try #require(html.status == 0)
         let text = try String(contentsOfFile: page, encoding: .utf8)
         #expect(text.contains("fs/read_write.c") && text.contains("<code>ksys_read</code>"))
@@ -94,11 +95,11 @@ final class ReportPipelineTests {
         let browser = "/usr/bin/chromium"
         try #require(FileManager.default.isExecutableFile(atPath: browser), "chromium is missing: run Scripts/setup.sh")
         let flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000"]
-        let dom = try runProcess(browser, flags + ["--dump-dom", "file://" + page])
+        let dom = try runProgram([browser] + flags + ["--dump-dom", "file://" + page])
         #expect(dom.status == 0)
         #expect(dom.output.contains("<h2>Files</h2>") && dom.output.contains("<tbody>"), "Chromium did not build the page's tables")
         let screenshot = directory + "/cat.png"
-        let shot = try runProcess(browser, flags + ["--screenshot=" + screenshot, "file://" + page])
+        let shot = try runProgram([browser] + flags + ["--screenshot=" + screenshot, "file://" + page])
         #expect(shot.status == 0, "\(shot.errors)")
         let png = try Data(contentsOf: URL(fileURLWithPath: screenshot))
         #expect(png.starts(with: [0x89, 0x50, 0x4e, 0x47]), "not a PNG")
@@ -112,14 +113,14 @@ final class ReportPipelineTests {
     func functionLevelReport() throws {
         let vmlinux = try testKernelImage()
         let trace = directory + "/kprobe.json"
-        let traced = try kcovctl([
+        let traced = try runKcovctl([
             "trace", "--vm", "--backend", "kprobe", "--functions", "ksys_read,ksys_write,vfs_*", "--format", "json", "--output", trace,
             "--", "/bin/cat", "/proc/version",
         ])
         try #require(traced.status == 0, "trace --vm --backend kprobe failed: \(traced.errors)")
         let probed = try #require(
             (try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: trace))) as? [String: Any])?["probed"] as? Int)
-        let json = try kcovctl(["report", "--vmlinux", vmlinux, "--format", "json", trace])
+        let json = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "json", trace])
         try #require(json.status == 0, "\(json.errors)")
         let document = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
         let totals = try #require(document["totals"] as? [String: Any])
@@ -132,9 +133,9 @@ final class ReportPipelineTests {
         #expect(ksysRead["line"] as? Int ?? 0 > 0)
 
         let lcov = directory + "/kprobe.info"
-        let written = try kcovctl(["report", "--vmlinux", vmlinux, "--format", "lcov", "--output", lcov, trace])
+        let written = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "lcov", "--output", lcov, trace])
         try #require(written.status == 0)
-        let genhtml = try runProcess("/usr/bin/genhtml", ["--output-directory", directory + "/kprobe-html", "--quiet", lcov])
+        let genhtml = try runProgram(["/usr/bin/genhtml", "--output-directory", directory + "/kprobe-html", "--quiet", lcov])
         #expect(genhtml.status == 0 && !genhtml.errors.localizedCaseInsensitiveContains("warning"), "genhtml: \(genhtml.errors)")
     }
 
@@ -144,14 +145,14 @@ final class ReportPipelineTests {
         let coverable = try KernelImage(path: vmlinux).coverablePCs()
         let shifted = directory + "/shifted.cover"
         try coverable.pc.callSites.prefix(500).map { "0x" + String($0 + 1, radix: 16) }.joined(separator: "\n").write(toFile: shifted, atomically: true, encoding: .utf8)
-        let refused = try kcovctl(["report", "--vmlinux", vmlinux, shifted])
+        let refused = try runKcovctl(["report", "--vmlinux", vmlinux, shifted])
         #expect(refused.status == 1)
         #expect(refused.errors.contains("another kernel build"), "\(refused.errors)")
 
         let mixed = directory + "/mixed.cover"
         try (coverable.pc.callSites.prefix(300).map { "0x" + String($0, radix: 16) } + ["0x1", "0x2"]).joined(separator: "\n")
             .write(toFile: mixed, atomically: true, encoding: .utf8)
-        let warned = try kcovctl(["report", "--vmlinux", vmlinux, mixed])
+        let warned = try runKcovctl(["report", "--vmlinux", vmlinux, mixed])
         #expect(warned.status == 0)
         #expect(warned.errors.contains("warning: 2 of 302 unique PCs are not coverable PCs"), "\(warned.errors)")
         #expect(warned.output.contains("total: 300 of \(coverable.pc.all.count) PCs"), "\(warned.output.prefix(400))")
@@ -165,18 +166,18 @@ final class ReportPipelineTests {
         try "0x\(String(first, radix: 16))\n".write(toFile: cover, atomically: true, encoding: .utf8)
         let noDebug = directory + "/vmlinux.nodebug"
         _ = try runTool("/usr/bin/objcopy", ["--strip-debug", vmlinux, noDebug])
-        let withoutDWARF = try kcovctl(["report", "--vmlinux", noDebug, cover])
+        let withoutDWARF = try runKcovctl(["report", "--vmlinux", noDebug, cover])
         #expect(withoutDWARF.status == 1)
         #expect(withoutDWARF.errors.contains("DWARF") || withoutDWARF.errors.contains("debug"), "\(withoutDWARF.errors)")
 
         let bzImage = vmlinux.replacingOccurrences(of: "/vmlinux", with: "/bzImage")
-        let notELF = try kcovctl(["report", "--vmlinux", bzImage, cover])
+        let notELF = try runKcovctl(["report", "--vmlinux", bzImage, cover])
         #expect(notELF.status == 1 && notELF.errors.contains("not an ELF"), "\(notELF.errors)")
 
-        let missing = try kcovctl(["report", "--vmlinux", vmlinux, directory + "/absent.cover"])
+        let missing = try runKcovctl(["report", "--vmlinux", vmlinux, directory + "/absent.cover"])
         #expect(missing.status == 1 && missing.errors.contains("absent.cover: cannot read"), "\(missing.errors)")
 
-        let usage = try kcovctl(["report", "--vmlinux", vmlinux])
+        let usage = try runKcovctl(["report", "--vmlinux", vmlinux])
         #expect(usage.status == 64)
     }
 }

@@ -1,6 +1,7 @@
 import Conformance
 import Foundation
 import GVisorBackend
+import TestSupport
 import Testing
 
 /// The project's own `kcovctl` inside a real gVisor sandbox: Debian's `runsc` (a release build,
@@ -19,8 +20,8 @@ import Testing
 struct GVisorSandboxTests {
     @Test func backendsReportsInsideGVisorAndTheMissingKcovFile() throws {
         let result = try GVisorSandbox.runKcovctl(["backends", "--format", "json"])
-        try #require(result.status == 0, "kcovctl backends exited \(result.status): \(result.standardError)")
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
+        try #require(result.status == 0, "kcovctl backends exited \(result.status): \(result.errors)")
+        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
         let environment = try #require(json["environment"] as? [String: Any])
         #expect(environment["insideGVisor"] as? Bool == true, "\(environment)")
         #expect(environment["kernelVersion"] as? String == GVisorDetection.versionString)
@@ -43,22 +44,22 @@ struct GVisorSandboxTests {
     @Test func backendsTextExplainsTheDetection() throws {
         let result = try GVisorSandbox.runKcovctl(["backends"])
         #expect(result.status == 0)
-        #expect(result.standardOutput.contains("inside gVisor"), "\(result.standardOutput)")
-        #expect(result.standardOutput.contains("gvisor: unavailable"), "\(result.standardOutput)")
+        #expect(result.output.contains("inside gVisor"), "\(result.output)")
+        #expect(result.output.contains("gvisor: unavailable"), "\(result.output)")
     }
 
     @Test func traceFailsWithStatus2AndSaysWhichBuildHasKcov() throws {
         let result = try GVisorSandbox.runKcovctl(["trace", "--", "/bin/true"])
-        #expect(result.status == 2, "stdout: \(result.standardOutput) stderr: \(result.standardError)")
+        #expect(result.status == 2, "stdout: \(result.output) stderr: \(result.errors)")
         for phrase in ["inside gVisor", "release build", "//runsc:runsc_coverage", "coverage report"] {
-            #expect(result.standardError.contains(phrase), "\(phrase) missing from: \(result.standardError)")
+            #expect(result.errors.contains(phrase), "\(phrase) missing from: \(result.errors)")
         }
     }
 
     @Test func explicitGVisorBackendFailsTheSameWay() throws {
         let result = try GVisorSandbox.runKcovctl(["trace", "--backend", "gvisor", "--", "/bin/true"])
-        #expect(result.status == 2, "\(result.standardError)")
-        #expect(result.standardError.contains("//runsc:runsc_coverage"), "\(result.standardError)")
+        #expect(result.status == 2, "\(result.errors)")
+        #expect(result.errors.contains("//runsc:runsc_coverage"), "\(result.errors)")
     }
 
     /// The library's selection and the linux backend itself both refuse the linux backend in a
@@ -73,8 +74,8 @@ struct GVisorSandboxTests {
 
     @Test func conformanceOnTheRealSandboxSaysUnavailable() throws {
         let result = try GVisorSandbox.runKcovctl(["conformance", "--backend", "gvisor"])
-        #expect(result.status == 2, "\(result.standardError)")
-        #expect(result.standardError.contains("//runsc:runsc_coverage"), "\(result.standardError)")
+        #expect(result.status == 2, "\(result.errors)")
+        #expect(result.errors.contains("//runsc:runsc_coverage"), "\(result.errors)")
     }
 }
 
@@ -88,12 +89,6 @@ enum GVisorSandbox {
         return directories.map { "\($0)/runsc" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }()
 
-    /// `.build/<config>/kcovctl`, beside this test bundle.
-    static func kcovctl() throws -> String {
-        let bundle = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-        return URL(fileURLWithPath: bundle).deletingLastPathComponent().appendingPathComponent("kcovctl").path
-    }
-
     /// The flags that start a sandbox here: no network (this container has no iptables), and
     /// rootless when not root.
     static var flags: [String] {
@@ -106,87 +101,21 @@ enum GVisorSandbox {
         init(_ description: String) { self.description = description }
     }
 
-    struct Result {
-        var status: Int32
-        var standardOutput: String
-        var standardError: String
-    }
-
     /// Runs `kcovctl arguments` inside `runsc do`, with a two-minute limit.
-    static func runKcovctl(_ arguments: [String]) throws -> Result {
+    static func runKcovctl(_ arguments: [String]) throws -> ProgramResult {
         guard let runsc else {
             throw Unavailable("runsc is not installed: run Scripts/setup.sh (it installs Debian's runsc package)")
         }
-        return try run(runsc, flags + ["do", try builtKcovctl()] + arguments)
-    }
-
-    /// Runs `kcovctl arguments` on the host.
-    static func runOnHost(_ arguments: [String]) throws -> Result {
-        try run(try builtKcovctl(), arguments)
-    }
-
-    static func builtKcovctl() throws -> String {
-        let program = try kcovctl()
-        guard FileManager.default.isExecutableFile(atPath: program) else {
-            throw Unavailable("\(program) is not built: run `swift build --build-tests`")
-        }
-        return program
-    }
-
-    /// Runs `executable` with a two-minute limit and captures its output.
-    static func run(_ executable: String, _ arguments: [String]) throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let output = Pipe()
-        let error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let deadline = DispatchTime.now() + .seconds(120)
-        let watchdog = DispatchSource.makeTimerSource()
-        watchdog.schedule(deadline: deadline)
-        watchdog.setEventHandler { if process.isRunning { process.terminate() } }
-        watchdog.resume()
-        defer { watchdog.cancel() }
-        let errorData = Box()
-        let reader = Thread { errorData.set(error.fileHandleForReading.readDataToEndOfFile()) }
-        reader.start()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let errorBytes = errorData.wait()
-        return Result(
-            status: process.terminationStatus, standardOutput: String(decoding: outputData, as: UTF8.self),
-            standardError: String(decoding: errorBytes, as: UTF8.self))
-    }
-
-    final class Box: @unchecked Sendable {
-        private let condition = NSCondition()
-        private var data: Data?
-
-        func set(_ value: Data) {
-            condition.lock()
-            data = value
-            condition.signal()
-            condition.unlock()
-        }
-
-        func wait() -> Data {
-            condition.lock()
-            defer { condition.unlock() }
-            while data == nil { condition.wait() }
-            return data!
-        }
+        return try runProgram([runsc] + flags + ["do", try builtKcovctl()] + arguments, timeLimit: 120)
     }
 }
 
 /// The built kcovctl on the host (no sandbox needed): the model conformance run and the listing.
 @Suite struct GVisorHostCLITests {
     @Test func conformanceOnTheModelRunsTheGVisorChecks() throws {
-        let result = try GVisorSandbox.runOnHost(["conformance", "--backend", "gvisor", "--model", "--format", "json"])
-        #expect(result.status == 0, "\(result.standardOutput)\(result.standardError)")
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
+        let result = try runKcovctl(["conformance", "--backend", "gvisor", "--model", "--format", "json"], timeLimit: 120)
+        #expect(result.status == 0, "\(result.output)\(result.errors)")
+        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
         #expect(json["backend"] as? String == "gvisor" && json["device"] as? String == "model")
         let checks = try #require(json["checks"] as? [[String: Any]])
         let ids = checks.compactMap { $0["id"] as? String }
@@ -195,9 +124,9 @@ enum GVisorSandbox {
     }
 
     @Test func backendsListsGVisorAsNotHere() throws {
-        let result = try GVisorSandbox.runOnHost(["backends", "--format", "json"])
+        let result = try runKcovctl(["backends", "--format", "json"], timeLimit: 120)
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
+        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
         #expect((json["environment"] as? [String: Any])?["insideGVisor"] as? Bool == false)
         let backends = try #require(json["backends"] as? [[String: Any]])
         let gvisor = try #require(backends.first { $0["name"] as? String == "gvisor" })

@@ -3,6 +3,7 @@ import Foundation
 import LinuxBackend
 import ReferenceModels
 import TestKernel
+import TestSupport
 import Testing
 import VirtualMachine
 
@@ -40,8 +41,7 @@ import VirtualMachine
     /// the guest) and on the model must give identical per-check statuses.
     @Test(.timeLimit(.minutes(30)))
     func realKernelAndLinuxModelGiveIdenticalConformanceResults() throws {
-        let binary = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-        let kcovctl = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("kcovctl").path
+        let kcovctl = try builtKcovctl()
         let builder = TestKernelBuilder()
         let kernel = try builder.build { print("test kernel: \($0)") }
         let machine = VirtualMachine(kernelImage: kernel.bzImage, workDirectory: builder.cacheDirectory + "/vm")

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// A small C program with two levels of always-inline functions, compiled once per test run with
 /// `gcc -O2 -g` (DWARF 5), and copies without DWARF.

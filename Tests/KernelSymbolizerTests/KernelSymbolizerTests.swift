@@ -1,6 +1,7 @@
 import Foundation
 import KernelImage
 import KernelSymbolizer
+import TestSupport
 import Testing
 
 /// The symbolizer on the test kernel's vmlinux (gcc 12, DWARF 5, CONFIG_DEBUG_INFO_REDUCED),

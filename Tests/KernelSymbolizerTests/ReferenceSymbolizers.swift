@@ -1,6 +1,7 @@
 import Foundation
 import KernelSymbolizer
 import TestKernel
+import TestSupport
 
 /// Why a test could not get what it needs from the machine.
 struct SetupError: Error, CustomStringConvertible {
@@ -13,27 +14,6 @@ func testKernelVMLinux() throws -> String {
         throw SetupError(description: "the test kernel is not built: run `kcovctl vm build` (about 10 minutes), then test again")
     }
     return kernel.vmlinux
-}
-
-/// Runs `executable` with `input` on standard input and returns its standard output; fails unless it exits 0.
-func runTool(_ executable: String, _ arguments: [String], input: String = "") throws -> String {
-    let inputFile = FileManager.default.temporaryDirectory.appendingPathComponent("symbolizer-input-\(UUID().uuidString)")
-    try input.write(to: inputFile, atomically: false, encoding: .utf8)
-    defer { try? FileManager.default.removeItem(at: inputFile) }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.standardInput = try FileHandle(forReadingFrom: inputFile)
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw SetupError(description: "\(executable) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
-    }
-    return String(decoding: data, as: UTF8.self)
 }
 
 /// `executable` found on `PATH`.

@@ -14,30 +14,16 @@ struct Misuse: Sendable, CustomStringConvertible {
     var run: @Sendable (any KcovDriver) throws(CoverageError) -> Void
 }
 
-/// Runs `body` on a new thread and waits for it.
-func onNewThread(_ body: @escaping @Sendable () -> Void) {
-    let done = DispatchSemaphore(value: 0)
-    let thread = Thread {
-        body()
-        done.signal()
-    }
-    thread.start()
-    done.wait()
-}
-
 /// The code a misuse fails with (nil if it succeeds), on a fresh thread.
 func code(of misuse: Misuse, on backend: any KcovDriver) -> CoverageError.Code? {
-    final class Box: @unchecked Sendable { var code: CoverageError.Code?? }
-    let box = Box()
-    onNewThread {
+    POSIXThread.run {
         do throws(CoverageError) {
             try misuse.run(backend)
-            box.code = .some(nil)
+            return nil
         } catch {
-            box.code = error.code
+            return error.code
         }
     }
-    return box.code!
 }
 
 @Suite struct NetBSDKcovBackendTests {
@@ -195,7 +181,7 @@ func code(of misuse: Misuse, on backend: any KcovDriver) -> CoverageError.Code? 
         let taken = #expect(throws: CoverageError.self) { try backend.enableRemote(other, mode: .pc, request) }
         #expect(taken?.code == .handleInUse && taken?.errno == EBUSY)
         // Any thread may disable a remote; then detach.
-        onNewThread {
+        POSIXThread.run {
             do throws(CoverageError) { try backend.disable(fd) } catch { Issue.record("disable from another thread: \(error)") }
         }
         #expect(model.remoteState(target)?.enabled == false)

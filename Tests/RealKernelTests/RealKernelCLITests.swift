@@ -1,25 +1,18 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// kcovctl against the real device, inside the guest.
 @Suite(.serialized)
 struct RealKernelCLITests {
-    /// `.build/<config>/kcovctl`, beside the test bundle.
-    var kcovctl: String {
-        get throws {
-            let bundle = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-            return URL(fileURLWithPath: bundle).deletingLastPathComponent().appendingPathComponent("kcovctl").path
-        }
-    }
-
-    func run(_ arguments: [String]) throws -> (status: Int32, output: Data) {
-        try spawnCapturingOutput([try kcovctl] + arguments)
+    func run(_ arguments: [String]) throws -> ProgramResult {
+        try spawnProgram([try builtKcovctl()] + arguments, capturingErrors: false)
     }
 
     @Test func rawcoverIsOneKernelPCPerLine() throws {
         let result = try run(["trace", "--format", "rawcover", "--", "/bin/true"])
         #expect(result.status == 0)
-        let lines = String(decoding: result.output, as: UTF8.self).split(separator: "\n")
+        let lines = result.output.split(separator: "\n")
         #expect(lines.count > 1000)
         for line in lines.prefix(5000) {
             let value = UInt64(line.dropFirst(2), radix: 16)
@@ -30,7 +23,7 @@ struct RealKernelCLITests {
     @Test func jsonInPCMode() throws {
         let result = try run(["trace", "--format", "json", "--", "/bin/true"])
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: result.output) as? [String: Any])
+        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
         #expect(json["backend"] as? String == "linux")
         #expect(json["mode"] as? String == "pc")
         #expect(json["truncated"] as? Bool == false)
@@ -45,7 +38,7 @@ struct RealKernelCLITests {
         // 64 Ki words hold 16383 records: enough to check their shape without parsing megabytes.
         let result = try run(["trace", "--mode", "cmp", "--buffer-words", "65536", "--format", "json", "--", "/bin/true"])
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: result.output) as? [String: Any])
+        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
         #expect(json["mode"] as? String == "cmp")
         let comparisons = try #require(json["comparisons"] as? [[String: Any]])
         #expect(comparisons.count == 16383)
@@ -58,7 +51,7 @@ struct RealKernelCLITests {
     @Test func smallBufferIsReportedTruncated() throws {
         let result = try run(["trace", "--format", "json", "--buffer-words", "512", "--", "/bin/true"])
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: result.output) as? [String: Any])
+        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
         #expect(json["truncated"] as? Bool == true)
         #expect(json["count"] as? Int == 511)
     }
@@ -66,14 +59,14 @@ struct RealKernelCLITests {
     @Test func commandExitStatusIsReported() throws {
         let result = try run(["trace", "--format", "json", "--", "/bin/sh", "-c", "exit 7"])
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: result.output) as? [String: Any])
+        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
         #expect(json["exitStatus"] as? Int == 7)
     }
 
     @Test func backendsSeesTheDevice() throws {
         let result = try run(["backends", "--format", "json"])
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: result.output) as? [String: Any])
+        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
         let backends = try #require(json["backends"] as? [[String: Any]])
         #expect(backends.first { $0["name"] as? String == "linux" }?["available"] as? Bool == true)
         let environment = try #require(json["environment"] as? [String: Any])

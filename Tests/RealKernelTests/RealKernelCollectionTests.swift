@@ -1,5 +1,6 @@
 import CoverageAPI
 import Foundation
+import KernelSeam
 import LinuxBackend
 import Synchronization
 import Testing
@@ -71,14 +72,13 @@ struct RealKernelCollectionTests {
         let inUname: @Sendable (UInt64) -> Bool = { pc in unameCode.contains { $0.contains(pc) } }
 
         // Control: a thread tracing its own uname calls does record that code.
-        let control = Box<Int>()
-        onNewThread {
+        let control = POSIXThread.run {
             var session = try! CoverageCollector(backend: LinuxKcovBackend(), mode: .pc, bufferWords: 1 << 16)
             var name = utsname()
             let trace = try! session.collect { for _ in 0..<50 { uname(&name) } }
-            control.set(trace.pcs.count { inUname($0) })
+            return trace.pcs.count { inUname($0) }
         }
-        #expect((control.value ?? 0) >= 50, "each traced uname call passes through sys_newuname")
+        #expect(control >= 50, "each traced uname call passes through sys_newuname")
 
         // The worker exists before coverage is enabled and is released through an atomic, so this
         // thread makes no syscall of its own while the worker calls uname 2000 times.
@@ -154,13 +154,12 @@ struct RealKernelCollectionTests {
         var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 12)
         try session.enableRemote(request)
         // The same handle from another fd on another thread is taken.
-        let second = Box<CoverageError>()
-        onNewThread {
+        let second = POSIXThread.run {
             var other = try! CoverageCollector(backend: LinuxKcovBackend(), mode: .pc, bufferWords: 1 << 12)
-            if let error = coverageError({ try other.enableRemote(request) }) { second.set(error) }
+            return coverageError { try other.enableRemote(request) }
         }
-        #expect(second.value?.code == .handleInUse)
-        #expect(second.value?.errno == EEXIST)
+        #expect(second?.code == .handleInUse)
+        #expect(second?.errno == EEXIST)
         // The remote-enabled thread's own syscalls are not recorded.
         for _ in 0..<10 { backend.probe() }
         #expect(try session.read().pcs.isEmpty)

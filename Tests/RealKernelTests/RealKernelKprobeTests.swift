@@ -1,9 +1,11 @@
 import Conformance
 import CoverageAPI
 import Foundation
+import KernelSeam
 import KprobeBackend
 import KprobeConformance
 import ReferenceModels
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -68,7 +70,7 @@ struct RealKernelKprobeTests {
     @Test func anotherThreadsReadsAreNotCounted() throws {
         var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: Self.vfs))
         let coverage = try session.collect {
-            onNewThread { for _ in 0..<1000 { KprobeBackend().probe() } }
+            POSIXThread.run { for _ in 0..<1000 { KprobeBackend().probe() } }
         }
         #expect(coverage.hits("ksys_read") == 0)
         // Control: the same reads on this thread are counted.
@@ -230,20 +232,13 @@ struct RealKernelKprobeTests {
 /// `kcovctl` with the kprobe backend, inside the guest.
 @Suite(.serialized)
 struct RealKernelKprobeCLITests {
-    var kcovctl: String {
-        get throws {
-            let bundle = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-            return URL(fileURLWithPath: bundle).deletingLastPathComponent().appendingPathComponent("kcovctl").path
-        }
-    }
-
     @Test func traceJSONListsFunctionsWithHitsAndSkips() throws {
-        let result = try spawnCapturingOutput([
-            try kcovctl, "trace", "--backend", "kprobe", "--functions", "vfs_read,vfs_write,vfs_open,ksys_read", "--functions", "no_such_fn_xyz",
+        let result = try spawnProgram([
+            try builtKcovctl(), "trace", "--backend", "kprobe", "--functions", "vfs_read,vfs_write,vfs_open,ksys_read", "--functions", "no_such_fn_xyz",
             "--format", "json", "--", "/bin/cp", "/proc/version", "/dev/null",
-        ])
+        ], capturingErrors: false)
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: result.output) as? [String: Any])
+        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
         #expect(json["backend"] as? String == "kprobe")
         #expect(json["exitStatus"] as? Int == 0)
         let functions = try #require(json["functions"] as? [[String: Any]])
@@ -258,9 +253,9 @@ struct RealKernelKprobeCLITests {
     }
 
     @Test func backendsListsKprobeAsAvailable() throws {
-        let result = try spawnCapturingOutput([try kcovctl, "backends", "--format", "json"])
+        let result = try spawnProgram([try builtKcovctl(), "backends", "--format", "json"], capturingErrors: false)
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: result.output) as? [String: Any])
+        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
         let backends = try #require(json["backends"] as? [[String: Any]])
         let kprobe = try #require(backends.first { $0["name"] as? String == "kprobe" })
         #expect(kprobe["available"] as? Bool == true, "\(kprobe["reason"] ?? "")")
@@ -269,9 +264,9 @@ struct RealKernelKprobeCLITests {
     }
 
     @Test func conformanceChecksPassOnTheRealKernelAsOnTheModel() throws {
-        let result = try spawnCapturingOutputAndErrors([try kcovctl, "conformance", "--backend", "kprobe", "--format", "json"])
-        #expect(result.status == 0, "\(String(decoding: result.errors, as: UTF8.self))")
-        let real = try JSONDecoder().decode(ConformanceReport.self, from: result.output)
+        let result = try spawnProgram([try builtKcovctl(), "conformance", "--backend", "kprobe", "--format", "json"])
+        #expect(result.status == 0, "\(result.errors)")
+        let real = try JSONDecoder().decode(ConformanceReport.self, from: result.standardOutput)
         print(real.text())
         #expect(real.backend == "kprobe" && real.device == .real)
         #expect(real.checks.map(\.id) == FunctionChecks.all.map(\.id))
@@ -287,22 +282,22 @@ struct RealKernelKprobeCLITests {
     /// As `nobody` with no capabilities the kernel refuses the kprobe PMU (EACCES: it asks for
     /// CAP_PERFMON whatever perf_event_paranoid says): kcovctl names the privilege and exits 2.
     @Test func anUnprivilegedUserIsToldThePrivilege() throws {
-        let nobody = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", try kcovctl]
-        let trace = try spawnCapturingOutputAndErrors(nobody + ["trace", "--backend", "kprobe", "--functions", "ksys_read", "--", "/bin/true"])
-        let message = String(decoding: trace.errors, as: UTF8.self)
+        let nobody = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", try builtKcovctl()]
+        let trace = try spawnProgram(nobody + ["trace", "--backend", "kprobe", "--functions", "ksys_read", "--", "/bin/true"])
+        let message = trace.errors
         print("kprobe as nobody: \(message)", terminator: "")
         #expect(trace.status == 2, "\(message)")
         #expect(message.contains("CAP_PERFMON"))
         #expect(message.contains("perf_event_paranoid"))
         #expect(message.contains("errno \(EACCES)"), "the kernel's answer is EACCES")
 
-        let conformance = try spawnCapturingOutputAndErrors(nobody + ["conformance", "--backend", "kprobe"])
+        let conformance = try spawnProgram(nobody + ["conformance", "--backend", "kprobe"])
         #expect(conformance.status == 2)
-        #expect(String(decoding: conformance.errors, as: UTF8.self).contains("CAP_PERFMON"))
+        #expect(conformance.errors.contains("CAP_PERFMON"))
 
-        let backends = try spawnCapturingOutput(nobody + ["backends", "--format", "json"])
+        let backends = try spawnProgram(nobody + ["backends", "--format", "json"], capturingErrors: false)
         #expect(backends.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: backends.output) as? [String: Any])
+        let json = try #require(try JSONSerialization.jsonObject(with: backends.standardOutput) as? [String: Any])
         let kprobe = try #require((json["backends"] as? [[String: Any]])?.first { $0["name"] as? String == "kprobe" })
         #expect(kprobe["available"] as? Bool == false)
         #expect((kprobe["reason"] as? String)?.contains("CAP_PERFMON") == true)
@@ -310,13 +305,13 @@ struct RealKernelKprobeCLITests {
 
     @Test func autoFallsBackToKprobeWithoutKcov() throws {
         // A private mount namespace without debugfs: kcov is gone, kprobes are not.
-        let result = try spawnCapturingOutput([
+        let result = try spawnProgram([
             "/usr/bin/unshare", "-m", "/bin/sh", "-c",
             "umount -l /sys/kernel/debug && exec \"$0\" trace --functions ksys_read,vfs_read --format json -- /bin/cp /proc/version /dev/null",
-            try kcovctl,
-        ])
+            try builtKcovctl(),
+        ], capturingErrors: false)
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: result.output) as? [String: Any])
+        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
         #expect(json["backend"] as? String == "kprobe")
         let functions = try #require(json["functions"] as? [[String: Any]])
         #expect(functions.contains { $0["name"] as? String == "vfs_read" })

@@ -1,4 +1,5 @@
 import CoverageAPI
+import KernelSeam
 import LinuxBackend
 import Testing
 
@@ -86,12 +87,9 @@ struct RealKernelMisuseTests {
         try withDevice(backend) { fd in
             try backend.initTrace(fd, words: 512)
             try backend.enable(fd, mode: .pc)
-            let error = Box<CoverageError>()
-            onNewThread {
-                if let failure = coverageError({ try LinuxKcovBackend().enable(fd, mode: .pc) }) { error.set(failure) }
-            }
-            #expect(error.value?.code == .invalidState)
-            #expect(error.value?.errno == EINVAL)
+            let error = POSIXThread.run { coverageError { try LinuxKcovBackend().enable(fd, mode: .pc) } }
+            #expect(error?.code == .invalidState)
+            #expect(error?.errno == EINVAL)
             try backend.disable(fd)
         }
     }
@@ -140,12 +138,9 @@ struct RealKernelMisuseTests {
         try withDevice(backend) { fd in
             try backend.initTrace(fd, words: 512)
             try backend.enable(fd, mode: .pc)
-            let error = Box<CoverageError>()
-            onNewThread {
-                if let failure = coverageError({ try LinuxKcovBackend().disable(fd) }) { error.set(failure) }
-            }
-            #expect(error.value?.code == .notOwner)
-            #expect(error.value?.errno == EINVAL)
+            let error = POSIXThread.run { coverageError { try LinuxKcovBackend().disable(fd) } }
+            #expect(error?.code == .notOwner)
+            #expect(error?.errno == EINVAL)
             try backend.disable(fd)
         }
     }

@@ -3,8 +3,8 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import KernelSeam
 import LinuxBackend
-import Synchronization
 import Testing
 
 // The suites of this target need the real /sys/kernel/debug/kcov: the test command skips them on
@@ -13,24 +13,6 @@ import Testing
 
 /// The lowest address of the x86_64 kernel text mapping.
 let kernelTextStart: UInt64 = 0xffff_ffff_8000_0000
-
-/// Runs `body` on a new thread and waits for it to finish.
-func onNewThread(_ body: @escaping @Sendable () -> Void) {
-    let done = DispatchSemaphore(value: 0)
-    let thread = Thread {
-        body()
-        done.signal()
-    }
-    thread.start()
-    done.wait()
-}
-
-/// A value handed from another thread back to the test.
-final class Box<Value: Sendable>: Sendable {
-    private let storage: Mutex<Value?> = Mutex(nil)
-    func set(_ value: Value) { storage.withLock { $0 = value } }
-    var value: Value? { storage.withLock { $0 } }
-}
 
 /// The calling thread's coverage error from `body`, if any.
 func coverageError(_ body: () throws -> Void) -> CoverageError? {
@@ -60,44 +42,6 @@ func processResources() throws -> (fds: Int, kcovMappings: Int) {
     return (fds, maps.split(separator: "\n").count { $0.hasSuffix("/kcov") })
 }
 
-/// Runs a program with posix_spawn, its standard output going to a file, and returns its exit
-/// status and output. (Foundation's `Process` hangs in the guest: CoreFoundation cannot create
-/// its wakeup socket pair there, so it never learns the child exited.)
-func spawnCapturingOutput(_ command: [String]) throws -> (status: Int32, output: Data) {
-    let result = try spawn(command, capturingErrors: false)
-    return (result.status, result.output)
-}
-
-/// Runs a program as ``spawnCapturingOutput(_:)`` does, capturing its standard error too.
-func spawnCapturingOutputAndErrors(_ command: [String]) throws -> (status: Int32, output: Data, errors: Data) {
-    try spawn(command, capturingErrors: true)
-}
-
-private func spawn(_ command: [String], capturingErrors: Bool) throws -> (status: Int32, output: Data, errors: Data) {
-    let outputPath = NSTemporaryDirectory() + "/spawn-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    let errorPath = outputPath + ".err"
-    defer {
-        unlink(outputPath)
-        unlink(errorPath)
-    }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    if capturingErrors { posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600) }
-    var argv = command.map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, command[0], &actions, nil, &argv, environ)
-    guard spawned == 0 else { throw CocoaError(.fileNoSuchFile, userInfo: ["errno": spawned, "path": command[0]]) }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    let output = FileManager.default.contents(atPath: outputPath) ?? Data()
-    let errors = FileManager.default.contents(atPath: errorPath) ?? Data()
-    return (status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f), output, errors)
-}
-
 /// Address ranges of the kernel's text symbols whose names contain `fragment`, from
 /// `/proc/kallsyms` (the test kernel has no KASLR, so they match kcov's PCs): each symbol runs
 /// to the next symbol's address.
@@ -114,11 +58,8 @@ func kernelSymbolRanges(containing fragment: String) throws -> [Range<UInt64>] {
     }
 }
 
-/// A procfs file read to its end (they report a size of 0, which defeats whole-file readers).
+/// A procfs or tracefs file read to its end by the seam's reader; one that cannot be read throws.
 func readProcFile(_ path: String) throws -> String {
-    guard let handle = FileHandle(forReadingAtPath: path) else { throw CocoaError(.fileNoSuchFile, userInfo: ["path": path]) }
-    defer { try? handle.close() }
-    var data = Data()
-    while let chunk = try handle.read(upToCount: 1 << 16), !chunk.isEmpty { data.append(chunk) }
-    return String(decoding: data, as: UTF8.self)
+    guard let text = SystemKernel().readTextFile(path) else { throw CocoaError(.fileReadUnknown, userInfo: ["path": path, "errno": errno]) }
+    return text
 }

@@ -10,7 +10,7 @@ import Testing
 private typealias Model = GVisorKcovModel
 private typealias Request = GVisorKcovModel.Request
 
-private let device = "/sys/kernel/debug/kcov"
+private let device = linuxKcovDevice
 /// gVisor's page: INIT_TRACE wants a multiple of 512 words.
 private let pageWords = 512
 private let pageBytes = 4096
@@ -25,44 +25,6 @@ private let allPCs = Set(Model.allBlocks.map(\.syntheticPC))
 
 
 extension GVisorKcovModel {
-    fileprivate func openDevice(flags: CInt = O_RDWR) -> CInt {
-        let fd = open(device, flags: flags)
-        precondition(fd >= 3000, "open failed: \(errno)")
-        return fd
-    }
-
-    fileprivate func initTrace(_ fd: CInt, _ words: UInt) -> CInt {
-        errnoOf(ioctl(fd, Request.initTrace, value: words))
-    }
-
-    fileprivate func enable(_ fd: CInt, _ mode: UInt = 0) -> CInt {
-        errnoOf(ioctl(fd, Request.enable, value: mode))
-    }
-
-    fileprivate func disable(_ fd: CInt, _ argument: UInt = 0) -> CInt {
-        errnoOf(ioctl(fd, Request.disable, value: argument))
-    }
-
-    /// An open fd after INIT_TRACE(`words`).
-    fileprivate func initialized(words: Int, flags: CInt = O_RDWR) -> CInt {
-        let fd = openDevice(flags: flags)
-        precondition(initTrace(fd, UInt(words)) == 0)
-        return fd
-    }
-
-    fileprivate func map(
-        _ fd: CInt, bytes: Int, protection: CInt = PROT_READ | PROT_WRITE, flags: CInt = MAP_SHARED, offset: Int = 0
-    ) -> UnsafeMutableRawPointer? {
-        mmap(length: bytes, protection: protection, flags: flags, fd: fd, offset: offset)
-    }
-
-    /// An open fd with a mapped buffer of `words` words.
-    fileprivate func mapped(words: Int = pageWords) -> (fd: CInt, buffer: Words) {
-        let fd = initialized(words: words)
-        let address = map(fd, bytes: words * 8)!
-        return (fd, Words(address))
-    }
-
     /// An fd enabled by the calling thread with its count reset: the portable recipe of Docs/kcov-gvisor.md#portable-usage.
     fileprivate func tracing(words: Int = pageWords) -> (fd: CInt, buffer: Words) {
         let (fd, buffer) = mapped(words: words)
@@ -70,11 +32,6 @@ extension GVisorKcovModel {
         buffer.count = 0
         return (fd, buffer)
     }
-
-    fileprivate var tid: CInt { SystemKernel().currentThreadID() }
-
-    /// Nothing left open, mapped or allocated.
-    fileprivate var isClean: Bool { openDescriptorCount == 0 && liveMappingCount == 0 && liveBufferCount == 0 }
 }
 
 /// A real thread that stays alive between jobs, so that it keeps its sentry task (and what it
@@ -83,15 +40,10 @@ private final class Worker: @unchecked Sendable {
     private let wake = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
     private var job: (() -> Void)?
-    private var thread = pthread_t()
+    private var thread: POSIXThread?
 
     init() {
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let created = pthread_create(&thread, nil, { raw in
-            Unmanaged<Worker>.fromOpaque(raw!).takeRetainedValue().loop()
-            return nil
-        }, context)
-        precondition(created == 0, "pthread_create failed: \(created)")
+        thread = POSIXThread { [self] in loop() }
     }
 
     private func loop() {
@@ -118,7 +70,7 @@ private final class Worker: @unchecked Sendable {
         run { model.threadExited(SystemKernel().currentThreadID()) }
         job = nil
         wake.signal()
-        precondition(pthread_join(thread, nil) == 0)
+        thread!.join()
     }
 }
 

@@ -10,7 +10,7 @@ import Testing
 private typealias Model = LinuxKcovModel
 private typealias Request = LinuxKcovModel.Request
 
-private let device = "/sys/kernel/debug/kcov"
+private let device = linuxKcovDevice
 private let pageBytes = Int(sysconf(Int32(_SC_PAGESIZE)))
 /// The smallest mappable buffer.
 private let pageWords = pageBytes / 8
@@ -20,44 +20,6 @@ private func usb(_ instance: UInt64) -> UInt64 { Model.subsystemUSB | instance }
 
 
 extension LinuxKcovModel {
-    fileprivate func openDevice(flags: CInt = O_RDWR) -> CInt {
-        let fd = open(device, flags: flags)
-        precondition(fd >= 1000, "open failed: \(errno)")
-        return fd
-    }
-
-    fileprivate func initTrace(_ fd: CInt, _ words: UInt) -> CInt {
-        errnoOf(ioctl(fd, Request.initTrace, value: words))
-    }
-
-    fileprivate func enable(_ fd: CInt, _ mode: UInt = 0) -> CInt {
-        errnoOf(ioctl(fd, Request.enable, value: mode))
-    }
-
-    fileprivate func disable(_ fd: CInt, _ argument: UInt = 0) -> CInt {
-        errnoOf(ioctl(fd, Request.disable, value: argument))
-    }
-
-    /// An open fd with a buffer of `words` words.
-    fileprivate func initialized(words: Int, flags: CInt = O_RDWR) -> CInt {
-        let fd = openDevice(flags: flags)
-        precondition(initTrace(fd, UInt(words)) == 0)
-        return fd
-    }
-
-    fileprivate func map(_ fd: CInt, bytes: Int, protection: CInt = PROT_READ | PROT_WRITE, flags: CInt = MAP_SHARED, offset: Int = 0)
-        -> UnsafeMutableRawPointer?
-    {
-        mmap(length: bytes, protection: protection, flags: flags, fd: fd, offset: offset)
-    }
-
-    /// An open fd with a mapped buffer of `words` words.
-    fileprivate func mapped(words: Int) -> (fd: CInt, buffer: Words) {
-        let fd = initialized(words: words)
-        let address = map(fd, bytes: words * 8)!
-        return (fd, Words(address))
-    }
-
     /// KCOV_REMOTE_ENABLE with the uapi layout; `count` overrides num_handles.
     fileprivate func remoteEnable(
         _ fd: CInt, mode: UInt32 = 0, areaWords: UInt32 = 64, common: UInt64 = 0, handles: [UInt64] = []
@@ -69,11 +31,6 @@ extension LinuxKcovModel {
         for (index, handle) in handles.enumerated() { argument[3 + index] = handle }
         return argument.withUnsafeMutableBytes { errnoOf(ioctl(fd, Request.remoteEnable, pointer: $0.baseAddress!)) }
     }
-
-    fileprivate var tid: CInt { SystemKernel().currentThreadID() }
-
-    /// Nothing left open, mapped or allocated.
-    fileprivate var isClean: Bool { openDescriptorCount == 0 && liveMappingCount == 0 && liveBufferCount == 0 }
 }
 
 private let tailPCs = Model.ioctlExitPath.pcs

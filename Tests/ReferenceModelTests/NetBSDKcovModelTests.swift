@@ -73,11 +73,6 @@ extension NetBSDKcovModel {
 
     fileprivate func detach(_ fd: CInt) -> CInt { errnoOf(ioctl(fd, Request.remoteDetach, value: 0)) }
 
-    fileprivate func map(
-        _ fd: CInt, bytes: Int, protection: CInt = PROT_READ | PROT_WRITE, flags: CInt = MAP_SHARED, offset: Int = 0
-    ) -> UnsafeMutableRawPointer? {
-        mmap(length: bytes, protection: protection, flags: flags, fd: fd, offset: offset)
-    }
 
     /// An open fd with a buffer of `entries` entries.
     fileprivate func sized(entries: Int = pageEntries) -> CInt {
@@ -97,10 +92,8 @@ extension NetBSDKcovModel {
         munmap(words.raw, length: entries * 8) == 0 && close(fd) == 0
     }
 
-    fileprivate var tid: CInt { SystemKernel().currentThreadID() }
-
     /// Nothing left open, mapped, allocated or waiting for an LWP.
-    fileprivate var isClean: Bool {
+    var isClean: Bool {
         openDescriptorCount == 0 && liveMappingCount == 0 && liveBufferCount == 0 && liveKDCount == 0
     }
 }
