@@ -66,10 +66,10 @@ struct GVisorSandboxTests {
     /// real sandbox, before touching the device, and say which backend to use.
     @Test func theLinuxBackendIsRefusedInsideGVisor() throws {
         let result = try GVisorSandbox.runKcovctl(["trace", "--backend", "linux", "--", "/bin/true"])
-        #expect(result.status == 2, "stdout: \(result.standardOutput) stderr: \(result.standardError)")
-        #expect(result.standardError.contains("use the gvisor backend"), "\(result.standardError)")
+        #expect(result.status == 2, "stdout: \(result.output) stderr: \(result.errors)")
+        #expect(result.errors.contains("use the gvisor backend"), "\(result.errors)")
         let listed = try GVisorSandbox.runKcovctl(["backends"])
-        #expect(listed.standardOutput.contains("linux: unavailable — this is a gVisor sandbox"), "\(listed.standardOutput)")
+        #expect(listed.output.contains("linux: unavailable — this is a gVisor sandbox"), "\(listed.output)")
     }
 
     @Test func conformanceOnTheRealSandboxSaysUnavailable() throws {
