@@ -47,29 +47,27 @@ public struct SimulatedKernel: Sendable {
     /// Linux kcov 6.12 (`Docs/kcov-linux.md`): per-thread, ordered PCs and comparison records.
     public static func linux() -> SimulatedKernel {
         let model = LinuxKcovModel()
-        return SimulatedKernel(
-            backend: LinuxKcovBackend(kernel: model),
-            probeCoverage: Trace(backend: "linux", unit: .pc, mode: .pc, pcs: LinuxKcovModel.probePCs),
-            record: { pcs, comparisons in
-                model.syscall(running: LinuxKcovModel.KernelPath(
-                    pcs: pcs, comparisons: comparisons.map { LinuxKcovModel.Comparison(type: $0.type, first: $0.first, second: $0.second, pc: $0.pc) }))
-            },
-            enter: nil,
-            held: { Resources(descriptors: model.openDescriptorCount, mappings: model.liveMappingCount) })
+        return kcov(LinuxKcovBackend(kernel: model), probe: LinuxKcovModel.probePCs, descriptors: { model.openDescriptorCount }, mappings: { model.liveMappingCount }) {
+            model.syscall(running: LinuxKcovModel.KernelPath(pcs: $0, comparisons: $1.map { LinuxKcovModel.Comparison(type: $0.type, first: $0.first, second: $0.second, pc: $0.pc) }))
+        }
     }
 
     /// NetBSD kcov(4) (`Docs/kcov-netbsd.md`): per-LWP, ordered PCs and comparison records.
     public static func netbsd() -> SimulatedKernel {
         let model = NetBSDKcovModel()
-        return SimulatedKernel(
-            backend: NetBSDKcovBackend(kernel: model),
-            probeCoverage: Trace(backend: "netbsd", unit: .pc, mode: .pc, pcs: NetBSDKcovModel.probePCs),
-            record: { pcs, comparisons in
-                model.syscall(running: NetBSDKcovModel.KernelPath(
-                    pcs: pcs, comparisons: comparisons.map { NetBSDKcovModel.Comparison(type: $0.type, first: $0.first, second: $0.second, pc: $0.pc) }))
-            },
-            enter: nil,
-            held: { Resources(descriptors: model.openDescriptorCount, mappings: model.liveMappingCount) })
+        return kcov(NetBSDKcovBackend(kernel: model), probe: NetBSDKcovModel.probePCs, descriptors: { model.openDescriptorCount }, mappings: { model.liveMappingCount }) {
+            model.syscall(running: NetBSDKcovModel.KernelPath(pcs: $0, comparisons: $1.map { NetBSDKcovModel.Comparison(type: $0.type, first: $0.first, second: $0.second, pc: $0.pc) }))
+        }
+    }
+
+    /// A kcov model whose syscalls can cover any PCs.
+    private static func kcov(
+        _ backend: any CoverageBackend, probe: [UInt64], descriptors: @escaping @Sendable () -> Int, mappings: @escaping @Sendable () -> Int,
+        record: @escaping @Sendable ([UInt64], [ComparisonRecord]) -> Void
+    ) -> SimulatedKernel {
+        SimulatedKernel(
+            backend: backend, probeCoverage: Trace(backend: backend.name, unit: .pc, mode: .pc, pcs: probe), record: record, enter: nil,
+            held: { Resources(descriptors: descriptors(), mappings: mappings()) })
     }
 
     /// gVisor's kcov emulation (`Docs/kcov-gvisor.md`): the sandbox's Go coverage blocks as
