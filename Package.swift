@@ -32,9 +32,12 @@ let package = Package(
         .target(name: "CKernelShim"),
         // The seam every line of Swift above it is tested through: a protocol and its Glibc implementation.
         .target(name: "KernelSeam", dependencies: ["CKernelShim", "CoverageAPI"], swiftSettings: swiftSettings),
-        // Clients' front door (sessions, traces, errors) and the backend protocol drivers implement.
+        // Clients' front door (CoverageCollector, CollectorHandoff, Trace, CoverageError) and the two
+        // driver protocols backends implement (KcovDriver, FunctionCounterDriver).
         .target(name: "CoverageAPI", swiftSettings: swiftSettings),
+        // Linux kcov (Docs/kcov-linux.md): ABI table, errno meanings, remote handles, the gVisor refusal.
         .target(name: "LinuxBackend", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
+        // NetBSD kcov(4) (Docs/kcov-netbsd.md): ioccom-encoded requests, arguments by pointer, VHCI remote attach.
         .target(name: "NetBSDBackend", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
         // Adapters, one per backend with kernel-specific checks, named <Backend>Conformance: each
         // conforms its backend (and, where that kernel's own tests need process operations, its
@@ -48,6 +51,8 @@ let package = Package(
         // The function.* checks: FunctionCoverageOperations for the kprobe backend.
         .target(
             name: "KprobeConformance", dependencies: ["KprobeBackend", "Conformance", "CoverageAPI"], swiftSettings: swiftSettings),
+        // gVisor's kcov emulation (Docs/kcov-gvisor.md): Linux's numbers, gVisor's rules as
+        // capabilities, synthetic PCs, `runsc symbolize` parsing, detection.
         .target(name: "GVisorBackend", dependencies: ["CoverageAPI", "KernelSeam", "LinuxBackend"], swiftSettings: swiftSettings),
         // Every backend by name, availability with reasons, and `auto` (with the gVisor rule).
         .target(
