@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "CoverageSignal", targets: ["CoverageSignal"]),
         .library(name: "KernelImage", targets: ["KernelImage"]),
         .library(name: "KernelSymbolizer", targets: ["KernelSymbolizer"]),
+        .library(name: "TraceFile", targets: ["TraceFile"]),
         .library(name: "CoverageReport", targets: ["CoverageReport"]),
         .executable(name: "kcovctl", targets: ["kcovctl"]),
     ],
@@ -68,8 +69,10 @@ let package = Package(
         .target(name: "KernelImage", dependencies: ["CElfutils"], swiftSettings: swiftSettings),
         // Kernel PC -> function, file, line, with inlined frames, from the vmlinux's DWARF (libdw).
         .target(name: "KernelSymbolizer", dependencies: ["CElfutils", "CoverageAPI"], swiftSettings: swiftSettings),
+        // The versioned trace file (JSON) kcovctl writes and reports read: one typed owner of the format.
+        .target(name: "TraceFile", dependencies: ["CoverageAPI"], swiftSettings: swiftSettings),
         // Merged coverage files -> per-file, per-function and per-line coverage; summary, LCOV, HTML, JSON.
-        .target(name: "CoverageReport", dependencies: ["CoverageAPI", "KernelImage", "KernelSymbolizer"], swiftSettings: swiftSettings),
+        .target(name: "CoverageReport", dependencies: ["CoverageAPI", "TraceFile", "KernelImage", "KernelSymbolizer"], swiftSettings: swiftSettings),
         // Named checks every backend must pass, run from tests, kcovctl and the guest alike (no XCTest/Testing);
         // KernelSeam only for POSIXThread, the real threads that per-thread coverage needs.
         .target(name: "Conformance", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
@@ -144,6 +147,8 @@ let package = Package(
         .testTarget(
             name: "CoverageReportTests", dependencies: ["CoverageReport", "KernelImage", "KernelSymbolizer", "TestKernel", "kcovctl", "TestSupport"],
             swiftSettings: swiftSettings),
+        // Round trips, every older `kcovctl trace` JSON shape, rawcover, and malformed files' messages.
+        .testTarget(name: "TraceFileTests", dependencies: ["TraceFile", "CoverageAPI"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ReferenceModelTests",
             dependencies: ["ReferenceModels", "KernelSeam"],

@@ -54,7 +54,7 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
 
     /// What one entry of this backend's traces stands for.
     public var unit: CoverageUnit {
-        granularity == .function ? .function : CoverageUnit(pcKind)
+        CoverageUnit(pcKind: pcKind, granularity: granularity)
     }
 
     public init(

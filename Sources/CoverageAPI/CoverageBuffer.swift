@@ -91,7 +91,7 @@ public struct CoverageBuffer: @unchecked Sendable {
             var pcs = [UInt64]()
             pcs.reserveCapacity(n)
             for index in 0..<n { pcs.append(words[1 + index].load(ordering: .relaxed)) }
-            return Trace(unit: CoverageUnit(pcKind), mode: mode, pcs: pcs, truncated: count >= UInt64(capacity))
+            return Trace(unit: CoverageUnit(pcKind: pcKind, granularity: .basicBlock), mode: mode, pcs: pcs, truncated: count >= UInt64(capacity))
         case .comparisons:
             let capacity = comparisonCapacity
             let n = count >= UInt64(capacity) ? capacity : Int(count)
@@ -105,14 +105,8 @@ public struct CoverageBuffer: @unchecked Sendable {
                     second: words[base + 2].load(ordering: .relaxed),
                     pc: words[base + 3].load(ordering: .relaxed)))
             }
-            return Trace(unit: CoverageUnit(pcKind), mode: mode, comparisons: records, truncated: count >= UInt64(capacity))
+            return Trace(unit: CoverageUnit(pcKind: pcKind, granularity: .basicBlock), mode: mode, comparisons: records, truncated: count >= UInt64(capacity))
         }
     }
 }
 
-extension CoverageUnit {
-    /// The unit of a kcov buffer's entries with `pcKind`.
-    public init(_ pcKind: BackendCapabilities.PCKind) {
-        self = pcKind == .synthetic ? .syntheticBlock : .pc
-    }
-}

@@ -8,6 +8,21 @@ public enum CoverageUnit: String, Sendable, Hashable, Codable, CaseIterable {
     case syntheticBlock = "synthetic-block"
     /// A probed kernel function, by its entry address, with a hit count.
     case function
+
+    /// The unit of a backend's entries: synthetic PCs are blocks; kernel addresses are PCs or functions.
+    public init(pcKind: BackendCapabilities.PCKind, granularity: BackendCapabilities.Granularity) {
+        switch (pcKind, granularity) {
+        case (.synthetic, _): self = .syntheticBlock
+        case (.kernelAddress, .function): self = .function
+        case (.kernelAddress, .basicBlock): self = .pc
+        }
+    }
+
+    /// What the entries' addresses are: synthetic identifiers or kernel addresses.
+    public var pcKind: BackendCapabilities.PCKind { self == .syntheticBlock ? .synthetic : .kernelAddress }
+
+    /// How much code one entry stands for.
+    public var granularity: BackendCapabilities.Granularity { self == .function ? .function : .basicBlock }
 }
 
 /// What one collection recorded, from any backend: PCs in PC mode, comparison records in CMP
@@ -48,7 +63,7 @@ public struct Trace: Sendable, Hashable {
     }
 
     /// What a PC means: a kernel address, or a synthetic id.
-    public var pcKind: BackendCapabilities.PCKind { unit == .syntheticBlock ? .synthetic : .kernelAddress }
+    public var pcKind: BackendCapabilities.PCKind { unit.pcKind }
 
     /// Entries recorded: PCs (or functions) or comparison records.
     public var count: Int { mode == .pc ? pcs.count : comparisons.count }

@@ -1,8 +1,10 @@
+import CoverageAPI
 import CoverageSignal
 import Foundation
 import KernelImage
 import KernelSymbolizer
 import SignalBaselines
+import TraceFile
 
 // Each benchmark times the project's path and the baseline tool on the same vmlinux in this run
 // (best of 3 each), checks they found about the same thing, and prints the ratio (baseline / ours).
@@ -108,12 +110,42 @@ func signalBenchmarks() throws {
         detail: "the table let \(table.result) signals through (it forgets; the set reports each once: \(ours.result))")
 }
 
+/// Trace files of a whole program's size (4 Mi PCs, and 1 Mi comparisons: a 4 Mi-word buffer
+/// each): TraceFile's byte writer and reader against JSONEncoder and JSONDecoder, which read and
+/// write the same format through TraceFile's Codable conformance.
+func traceFileBenchmarks() throws {
+    var generator = SystemRandomNumberGenerator()
+    let pcs = (0..<(1 << 22)).map { _ in 0xffff_ffff_8100_0000 + UInt64.random(in: 0..<(1 << 24), using: &generator) }
+    let files = [
+        ("4 Mi PCs", TraceFile(backend: "linux", trace: Trace(unit: .pc, mode: .pc, pcs: pcs), command: ["/bin/cat", "/proc/version"])),
+        ("1 Mi comparisons", TraceFile(
+            backend: "linux",
+            trace: Trace(unit: .pc, mode: .comparisons, comparisons: pcs.prefix(1 << 20).map {
+                ComparisonRecord(type: $0 & 7, first: $0 >> 3, second: UInt64.random(in: 0...UInt64.max, using: &generator), pc: $0)
+            }))),
+    ]
+    for (name, file) in files {
+        let written = try best(of: 3) { try file.jsonData() }
+        let encoded = try best(of: 3) { try JSONEncoder().encode(file) }
+        report(
+            "write a trace file of \(name)", ours: written.seconds, baseline: encoded.seconds, baselineName: "JSONEncoder",
+            detail: "\(written.result.count >> 20) MiB; JSONEncoder's \(encoded.result.count >> 20) MiB (no line breaks)")
+        let read = try best(of: 3) { try TraceFile.decode(written.result, source: name) }
+        let decoded = try best(of: 3) { try JSONDecoder().decode(TraceFile.self, from: written.result) }
+        guard read.result == file, decoded.result == file else { throw BenchmarkError("a trace file of \(name) did not read back equal") }
+        report(
+            "read a trace file of \(name)", ours: read.seconds, baseline: decoded.seconds, baselineName: "JSONDecoder",
+            detail: "both read back the value written")
+    }
+}
+
 func main() throws {
     let arguments = CommandLine.arguments.dropFirst()
     if arguments == ["signal"] { return try signalBenchmarks() }
+    if arguments == ["--trace-file"] { return try traceFileBenchmarks() }
     guard arguments.count == 2, arguments.first == "--vmlinux", let path = arguments.last else {
         throw BenchmarkError(
-            "usage: kcov-benchmarks --vmlinux PATH   (the test kernel's: `kcovctl vm build` prints it)")
+            "usage: kcov-benchmarks --vmlinux PATH   (the test kernel's: `kcovctl vm build` prints it)\n       kcov-benchmarks --trace-file   (trace files only)")
     }
     print("vmlinux: \(path) (\(((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int ?? 0) >> 20) MiB)")
 
@@ -146,6 +178,9 @@ func main() throws {
         "symbolize \(sites.count) call sites (\(ours.result) frames)",
         ours: ours.seconds, baseline: addr2line.seconds, baselineName: "addr2line -afi (one batch)",
         detail: "addr2line printed \(lines) lines")
+
+    // 3, 4. Writing and reading trace files.
+    try traceFileBenchmarks()
 }
 
 do {

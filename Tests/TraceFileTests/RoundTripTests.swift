@@ -1,0 +1,108 @@
+import CoverageAPI
+import Foundation
+import Testing
+@testable import TraceFile
+
+@Suite("Trace file round trips")
+struct RoundTripTests {
+    @Test("Every unit and mode, one task and several: JSONEncoder → JSONDecoder gives the value back", arguments: validKinds.indices)
+    func codableRoundTrip(kind: Int) throws {
+        let (unit, mode) = validKinds[kind]
+        var rng = SeededGenerator(seed: 0x7ace_0001 &+ UInt64(kind))
+        for taskCount in [0, 1, 1, 2, 5] {
+            let file = TraceFile.random(unit: unit, mode: mode, taskCount: taskCount, using: &rng)
+            let data = try JSONEncoder().encode(file)
+            #expect(try JSONDecoder().decode(TraceFile.self, from: data) == file)
+            #expect(try TraceFile.decode(data, source: "encoded") == file)
+        }
+    }
+
+    @Test("The fast writer's output reads back equal, through JSONDecoder and through the fast reader", arguments: validKinds.indices)
+    func fastWriterAgreesWithCodable(kind: Int) throws {
+        let (unit, mode) = validKinds[kind]
+        var rng = SeededGenerator(seed: 0xfa57_0001 &+ UInt64(kind))
+        for round in 0..<40 {
+            let file = TraceFile.random(unit: unit, mode: mode, taskCount: round % 4, using: &rng)
+            let written = try file.jsonData()
+            #expect(try JSONDecoder().decode(TraceFile.self, from: written) == file, "JSONDecoder reads the fast writer's output")
+            #expect(fast(written) == file, "the fast reader takes the fast writer's output without falling back")
+            let encoded = try JSONEncoder().encode(file)
+            #expect(fast(encoded) == file, "the fast reader takes JSONEncoder's output too")
+            #expect(try TraceFile.decode(written, source: "written") == file)
+        }
+    }
+
+    @Test("The fast writer puts format and version first and one PC a line")
+    func fastWriterLayout() throws {
+        let file = TraceFile(
+            backend: "linux", trace: Trace(unit: .pc, mode: .pc, pcs: [0xffff_ffff_8100_0010, 0x1], truncated: true),
+            command: ["/bin/cat", "/proc/version"], exit: .exited(0), bufferWords: 4_194_304)
+        let text = String(decoding: try file.jsonData(), as: UTF8.self)
+        #expect(text == """
+            {
+              "format": "kcovctl-trace",
+              "version": 1,
+              "backend": "linux",
+              "unit": "pc",
+              "mode": "pc",
+              "command": ["/bin/cat", "/proc/version"],
+              "exit": {"status": 0},
+              "bufferWords": 4194304,
+              "tasks": [
+                {"truncated": true, "pcs": [
+                  "0xffffffff81000010",
+                  "0x0000000000000001"
+                ]}
+              ]
+            }
+
+            """)
+    }
+
+    @Test("Comparisons are written with size and const, which the reader does not need")
+    func comparisonsCarrySizeAndConst() throws {
+        let record = ComparisonRecord(type: 0b111, first: 0x10, second: 0xffff_ffff_ffff_fff0, pc: 0xffff_ffff_8100_0040)
+        let file = TraceFile(backend: "linux", trace: Trace(unit: .pc, mode: .comparisons, comparisons: [record]))
+        let text = String(decoding: try file.jsonData(), as: UTF8.self)
+        #expect(text.contains(#"{"pc": "0xffffffff81000040", "type": 7, "size": 8, "const": true, "arg1": "0x0000000000000010", "arg2": "0xfffffffffffffff0"}"#))
+        let without = text.replacingOccurrences(of: #""size": 8, "const": true, "#, with: "")
+        #expect(try decode(without) == file)
+    }
+
+    @Test("A value that breaks the rules is not written, by either writer, and the error names the field")
+    func invalidValuesAreRefused() {
+        var pcsInCmp = TraceFile(backend: "linux", trace: Trace(unit: .pc, mode: .comparisons))
+        pcsInCmp.tasks[0].pcs = [1]
+        var cmpFunctions = TraceFile(backend: "kprobe", functions: [], probedFunctions: [])
+        cmpFunctions.mode = .comparisons
+        var syntheticWithoutFormat = TraceFile(backend: "gvisor", trace: Trace(unit: .syntheticBlock, mode: .pc))
+        syntheticWithoutFormat.pcFormat = nil
+        var formatOnKernelPCs = TraceFile(backend: "linux", trace: Trace(unit: .pc, mode: .pc))
+        formatOnKernelPCs.pcFormat = .current
+        var probedOnPCs = TraceFile(backend: "linux", trace: Trace(unit: .pc, mode: .pc))
+        probedOnPCs.probedFunctions = []
+        var negativeOrder = TraceFile(backend: "linux", trace: Trace(unit: .pc, mode: .pc))
+        negativeOrder.tasks[0].order = -1
+        let cases: [(TraceFile, String)] = [
+            (pcsInCmp, "tasks[0].pcs: "), (cmpFunctions, "mode: "), (syntheticWithoutFormat, "pcFormat: "), (formatOnKernelPCs, "pcFormat: "),
+            (probedOnPCs, "probedFunctions: "), (negativeOrder, "tasks[0].order: "),
+        ]
+        for (file, prefix) in cases {
+            #expect { try file.jsonData() } throws: { error in
+                (error as? TraceFileError)?.message.hasPrefix(prefix) == true
+            }
+            #expect(throws: EncodingError.self) { try JSONEncoder().encode(file) }
+        }
+    }
+
+    @Test("Big hit counts, type words and operands survive exactly (no JSON doubles)")
+    func exactIntegers() throws {
+        let file = TraceFile(
+            backend: "kprobe", functions: [.init(name: "f", pc: .max, hits: .max), .init(name: "g", pc: 0, hits: (1 << 53) + 1)],
+            probedFunctions: [.init(name: "f", pc: .max)])
+        #expect(try decode(String(decoding: try file.jsonData(), as: UTF8.self)) == file)
+        let cmp = TraceFile(
+            backend: "linux", trace: Trace(unit: .pc, mode: .comparisons, comparisons: [ComparisonRecord(type: .max, first: .max, second: 1, pc: .max)]))
+        #expect(try decode(String(decoding: try cmp.jsonData(), as: UTF8.self)) == cmp)
+    }
+}
