@@ -94,7 +94,7 @@ let package = Package(
             name: "kcovctl",
             dependencies: [
                 "CoverageAPI", "BackendSelection", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "KprobeBackend", "Conformance", "NetBSDConformance", "KprobeConformance", "ReferenceModels", "TestKernel", "VirtualMachine",
-                "KernelImage", "KernelSymbolizer", "CoverageReport",
+                "KernelImage", "KernelSymbolizer", "CoverageReport", "TraceFile",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -114,11 +114,11 @@ let package = Package(
         // Run inside the test kernel only (GuestSuiteTests boots it): the real /sys/kernel/debug/kcov.
         .testTarget(
             name: "RealKernelTests",
-            dependencies: ["CoverageAPI", "LinuxBackend", "KprobeBackend", "KprobeConformance", "Conformance", "ReferenceModels", "KernelSeam", "TestSupport"],
+            dependencies: ["CoverageAPI", "LinuxBackend", "KprobeBackend", "KprobeConformance", "Conformance", "ReferenceModels", "KernelSeam", "TraceFile", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         // Runs the built kcovctl: exit statuses, errors, and the --vm path.
-        .testTarget(name: "KCovCtlTests", dependencies: ["kcovctl", "CoverageAPI", "GVisorBackend", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "KCovCtlTests", dependencies: ["kcovctl", "CoverageAPI", "GVisorBackend", "TraceFile", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GuestSuiteTests",
             dependencies: ["TestKernel", "VirtualMachine", "Conformance", "LinuxBackend", "ReferenceModels", "TestSupport"],
@@ -145,7 +145,7 @@ let package = Package(
         // On the test kernel's vmlinux: coverable PCs against objdump, a VM trace's PCs all coverable,
         // reports through genhtml; and the report's counting on small tables.
         .testTarget(
-            name: "CoverageReportTests", dependencies: ["CoverageReport", "KernelImage", "KernelSymbolizer", "TestKernel", "kcovctl", "TestSupport"],
+            name: "CoverageReportTests", dependencies: ["CoverageReport", "KernelImage", "KernelSymbolizer", "TestKernel", "kcovctl", "TraceFile", "TestSupport"],
             swiftSettings: swiftSettings),
         // Round trips, every older `kcovctl trace` JSON shape, rawcover, and malformed files' messages.
         .testTarget(name: "TraceFileTests", dependencies: ["TraceFile", "CoverageAPI"], swiftSettings: swiftSettings),

@@ -94,7 +94,7 @@ struct TraceCommand: ParsableCommand {
             }
             let result = try collector.run(Command(
                 path: program, arguments: command, environment: ProcessInfo.processInfo.environment.map { "\($0)=\($1)" }))
-            let text = TraceReport(
+            let text = try TraceReport(
                 backend: chosen.name, command: command, exit: result.exit, trace: result.trace, bufferWords: collector.bufferWords ?? 0,
                 functions: functionLevel
                     ? FunctionReport(probed: collector.probedFunctions, hits: result.trace.functions, skipped: collector.skippedFunctions) : nil

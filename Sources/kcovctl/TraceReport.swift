@@ -2,7 +2,7 @@ import ArgumentParser
 import CoverageAPI
 import Foundation
 import GVisorBackend
-import KprobeBackend
+import TraceFile
 
 /// The output formats of `trace`.
 enum TraceFormat: String, ExpressibleByArgument, CaseIterable {
@@ -29,10 +29,10 @@ struct TraceReport {
         return SyntheticPC.format(ofTrace: pcs)?.rawValue ?? "unknown"
     }
 
-    func render(_ format: TraceFormat) -> String {
+    func render(_ format: TraceFormat) throws(TraceFileError) -> String {
         switch format {
         case .rawcover: rawcover()
-        case .json: json()
+        case .json: try json()
         case .summary: summary()
         }
     }
@@ -81,68 +81,21 @@ struct TraceReport {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// `{"backend", "mode", "truncated", "count", "pcs", "comparisons"?, "command", "exitStatus" | "signal"}`,
-    /// PCs and operands as hex strings (kernel addresses do not fit a JSON double).
-    func json() -> String {
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(pcs.count * 24 + 256)
-        func append(_ text: String) { bytes.append(contentsOf: text.utf8) }
-        func appendQuotedHex(_ value: UInt64) {
-            bytes.append(UInt8(ascii: "\""))
-            appendHex(value, to: &bytes)
-            bytes.append(UInt8(ascii: "\""))
-        }
-        append("{\n  \"backend\": \(jsonString(backend)),\n  \"mode\": \(jsonString(trace.mode.rawValue)),\n")
-        append("  \"truncated\": \(trace.truncated),\n  \"count\": \(trace.count),\n")
-        append("  \"command\": [\(command.map(jsonString).joined(separator: ", "))],\n")
-        if let syntheticFormat { append("  \"pcFormat\": \(jsonString(syntheticFormat)),\n") }
-        switch exit {
-        case .exited(let status): append("  \"exitStatus\": \(status),\n")
-        case .signaled(let signal): append("  \"signal\": \(signal),\n")
-        }
-        if trace.mode == .comparisons {
-            append("  \"comparisons\": [")
-            for (index, record) in trace.comparisons.enumerated() {
-                append(index == 0 ? "\n    {\"pc\": " : ",\n    {\"pc\": ")
-                appendQuotedHex(record.pc)
-                append(", \"type\": \(record.type), \"size\": \(record.operandSize), \"const\": \(record.isConstant), \"arg1\": ")
-                appendQuotedHex(record.first)
-                append(", \"arg2\": ")
-                appendQuotedHex(record.second)
-                append("}")
-            }
-            append(trace.comparisons.isEmpty ? "],\n" : "\n  ],\n")
-        }
+    /// The trace as a version-1 trace file (`TraceFile`): one task, the command and its exit.
+    var traceFile: TraceFile {
         if let functions {
-            /// `"key": [{"name": …, "pc": …, extra}, …],` for functions the kernel knows.
-            func appendList<Function>(_ key: String, _ list: [Function], name: (Function) -> String, pc: (Function) -> UInt64, extra: (Function) -> String) {
-                append("  \"\(key)\": [")
-                for (index, function) in list.enumerated() {
-                    append(index == 0 ? "\n    {\"name\": " : ",\n    {\"name\": ")
-                    append(jsonString(name(function)))
-                    append(", \"pc\": ")
-                    appendQuotedHex(pc(function))
-                    append(extra(function) + "}")
-                }
-                append(list.isEmpty ? "],\n" : "\n  ],\n")
-            }
-            append("  \"granularity\": \"function\",\n  \"probed\": \(functions.probed.count),\n")
-            appendList("probedFunctions", functions.probed, name: \.name, pc: \.pc) { _ in "" }
-            appendList("functions", functions.hits, name: \.name, pc: \.pc) { ", \"hits\": \($0.hits)" }
-            append("  \"skipped\": [")
-            for (index, skipped) in functions.skipped.enumerated() {
-                append(index == 0 ? "\n    {\"name\": " : ",\n    {\"name\": ")
-                append("\(jsonString(skipped.name)), \"reason\": \(jsonString(skipped.reason))}")
-            }
-            append(functions.skipped.isEmpty ? "],\n" : "\n  ],\n")
+            return TraceFile(
+                backend: backend, functions: functions.hits, probedFunctions: functions.probed, skippedFunctions: functions.skipped,
+                command: command, exit: exit, truncated: trace.truncated)
         }
-        append("  \"pcs\": [")
-        for (index, pc) in pcs.enumerated() {
-            append(index == 0 ? "\n    " : ",\n    ")
-            appendQuotedHex(pc)
-        }
-        append(pcs.isEmpty ? "]\n}\n" : "\n  ]\n}\n")
-        return String(decoding: bytes, as: UTF8.self)
+        return TraceFile(
+            backend: backend, trace: trace, pcFormat: syntheticFormat.flatMap(TraceFile.PCFormat.init(rawValue:)), command: command,
+            exit: exit, bufferWords: bufferWords)
+    }
+
+    /// The JSON of ``traceFile``.
+    func json() throws(TraceFileError) -> String {
+        String(decoding: try traceFile.jsonData(), as: UTF8.self)
     }
 }
 
@@ -151,23 +104,6 @@ struct FunctionReport {
     var probed: [ProbedFunction]
     var hits: [FunctionHit]
     var skipped: [SkippedFunction]
-}
-
-/// A JSON string literal.
-func jsonString(_ text: String) -> String {
-    var result = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": result += "\\\""
-        case "\\": result += "\\\\"
-        case "\n": result += "\\n"
-        case "\t": result += "\\t"
-        case "\r": result += "\\r"
-        case _ where scalar.value < 0x20: result += String(format: "\\u%04x", scalar.value)
-        default: result.unicodeScalars.append(scalar)
-        }
-    }
-    return result + "\""
 }
 
 private let hexDigits = Array("0123456789abcdef".utf8)

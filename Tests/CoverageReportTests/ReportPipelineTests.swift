@@ -2,6 +2,7 @@ import Foundation
 import KernelImage
 import TestSupport
 import Testing
+import TraceFile
 
 /// `trace --vm` on the test kernel, then `report` in every format, then Debian's genhtml.
 @Suite("trace --vm → report → genhtml, on the test kernel", .serialized)
@@ -39,8 +40,7 @@ final class ReportPipelineTests {
         let comparisons = directory + "/cat-cmp.json"
         let cmp = try runKcovctl(["trace", "--vm", "--mode", "cmp", "--format", "json", "--output", comparisons, "--", "/bin/cat", "/proc/version"])
         try #require(cmp.status == 0, "trace --vm --mode cmp failed: \(cmp.errors)")
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: comparisons))) as? [String: Any])
-        let sites = Set(try #require(object["comparisons"] as? [[String: Any]]).compactMap { ($0["pc"] as? String).flatMap { UInt64($0.dropFirst(2), radix: 16) } })
+        let sites = Set(try TraceFile.read(path: comparisons).comparisons.map(\.pc))
         #expect(sites.count > 100)
         let strayComparisons = sites.filter { !coverable.comparisons.contains($0) }
         #expect(strayComparisons.isEmpty, "\(strayComparisons.count) CMP records follow no comparison callback call")

@@ -2,6 +2,7 @@ import CoverageAPI
 import Foundation
 import GVisorBackend
 import Testing
+import TraceFile
 @testable import kcovctl
 
 @Suite struct TraceReportTests {
@@ -11,30 +12,37 @@ import Testing
         TraceReport(backend: "linux", command: command, exit: exit, trace: trace, bufferWords: 512)
     }
 
-    @Test func rawcoverIsFixedWidthHexInTraceOrder() {
-        let text = report(pcTrace).render(.rawcover)
+    /// What a tool reading the JSON gets: the typed trace file.
+    func decoded(_ report: TraceReport) throws -> TraceFile {
+        try TraceFile.decode(Data(try report.render(.json).utf8), source: "trace.json")
+    }
+
+    @Test func rawcoverIsFixedWidthHexInTraceOrder() throws {
+        let text = try report(pcTrace).render(.rawcover)
         #expect(text == "0xffffffff81000000\n0x0000000000000001\n0xffffffffffffffff\n")
     }
 
     @Test func jsonParsesAndKeepsEveryPCExact() throws {
-        let text = report(pcTrace, command: ["sh", "-c", "echo \"quoted\" \\ back\nslash\t\u{1}"], exit: .signaled(9)).render(.json)
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
-        #expect(json["backend"] as? String == "linux")
-        #expect(json["mode"] as? String == "pc")
-        #expect(json["truncated"] as? Bool == true)
-        #expect(json["count"] as? Int == 3)
-        #expect(json["pcs"] as? [String] == ["0xffffffff81000000", "0x0000000000000001", "0xffffffffffffffff"])
-        #expect(json["command"] as? [String] == ["sh", "-c", "echo \"quoted\" \\ back\nslash\t\u{1}"])
-        #expect(json["signal"] as? Int == 9)
-        #expect(json["exitStatus"] == nil)
-        #expect(json["comparisons"] == nil)
+        let command = ["sh", "-c", "echo \"quoted\" \\ back\nslash\t\u{1}"]
+        let text = try report(pcTrace, command: command, exit: .signaled(9)).render(.json)
+        #expect(text.hasPrefix("{\"format\":\"kcovctl-trace\",\"version\":1,") || text.hasPrefix("{\n  \"format\": \"kcovctl-trace\",\n  \"version\": 1,"), "\(text.prefix(80))")
+        #expect(text.contains("\"0xffffffff81000000\""), "PCs are hex strings")
+        let file = try decoded(report(pcTrace, command: command, exit: .signaled(9)))
+        #expect(file.backend == "linux")
+        #expect(file.mode == .pc && file.unit == .pc)
+        #expect(file.isTruncated)
+        #expect(file.entryCount == 3)
+        #expect(file.pcs == [0xffff_ffff_8100_0000, 0x1, 0xffff_ffff_ffff_ffff])
+        #expect(file.command == command)
+        #expect(file.exit == .signal(9))
+        #expect(file.comparisons.isEmpty)
+        #expect(file.bufferWords == 512)
     }
 
     @Test func jsonOfAnEmptyTraceIsValid() throws {
-        let text = report(Trace(unit: .pc, mode: .pc)).render(.json)
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
-        #expect(json["pcs"] as? [String] == [])
-        #expect(json["exitStatus"] as? Int == 0)
+        let file = try decoded(report(Trace(unit: .pc, mode: .pc)))
+        #expect(file.pcs == [])
+        #expect(file.exit == .status(0))
     }
 
     @Test func comparisonsInJSONAndRawcover() throws {
@@ -42,39 +50,33 @@ import Testing
             ComparisonRecord(type: 0b111, first: 0x10, second: 0xffff_ffff_ffff_fff0, pc: 0xffff_ffff_8100_0040),
             ComparisonRecord(type: 0b010, first: 1, second: 2, pc: 0xffff_ffff_8100_0080),
         ])
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(report(trace).render(.json).utf8)) as? [String: Any])
-        #expect(json["mode"] as? String == "cmp")
-        #expect(json["count"] as? Int == 2)
-        let records = try #require(json["comparisons"] as? [[String: Any]])
-        #expect(records.count == 2)
-        #expect(records[0]["pc"] as? String == "0xffffffff81000040")
-        #expect(records[0]["size"] as? Int == 8)
-        #expect(records[0]["const"] as? Bool == true)
-        #expect(records[0]["arg2"] as? String == "0xfffffffffffffff0")
-        #expect(records[1]["size"] as? Int == 2)
-        #expect(records[1]["const"] as? Bool == false)
-        #expect(json["pcs"] as? [String] == ["0xffffffff81000040", "0xffffffff81000080"])
-        #expect(report(trace).render(.rawcover) == "0xffffffff81000040\n0xffffffff81000080\n")
+        let file = try decoded(report(trace))
+        #expect(file.mode == .comparisons)
+        #expect(file.entryCount == 2)
+        #expect(file.comparisons == trace.comparisons, "type, both operands and the PC survive exactly")
+        #expect(file.comparisons[0].operandSize == 8 && file.comparisons[0].isConstant)
+        #expect(file.comparisons[1].operandSize == 2 && !file.comparisons[1].isConstant)
+        #expect(file.pcs == [0xffff_ffff_8100_0040, 0xffff_ffff_8100_0080])
+        #expect(try report(trace).render(.rawcover) == "0xffffffff81000040\n0xffffffff81000080\n")
     }
 
     @Test func syntheticTracesNameTheirFormat() throws {
         let current = Trace(unit: .syntheticBlock, mode: .pc, pcs: [SyntheticPC.current(package: 3, function: 7, block: 1).pc])
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(report(current).render(.json).utf8)) as? [String: Any])
-        #expect(json["pcFormat"] as? String == "current")
-        #expect(report(current).render(.summary).contains("(synthetic, current format)"))
+        #expect(try decoded(report(current)).pcFormat == .current)
+        #expect(try decoded(report(current)).unit == .syntheticBlock)
+        #expect(try report(current).render(.summary).contains("(synthetic, current format)"))
         let legacy = Trace(unit: .syntheticBlock, mode: .pc, pcs: [SyntheticPC.legacy(file: 2, block: 9).pc])
-        #expect(report(legacy).render(.summary).contains("(synthetic, legacy format)"))
-        let kernel = try #require(try JSONSerialization.jsonObject(with: Data(report(pcTrace).render(.json).utf8)) as? [String: Any])
-        #expect(kernel["pcFormat"] == nil, "kernel addresses have no synthetic format")
+        #expect(try report(legacy).render(.summary).contains("(synthetic, legacy format)"))
+        #expect(try decoded(report(pcTrace)).pcFormat == nil, "kernel addresses have no synthetic format")
     }
 
-    @Test func summaryCountsUniquePCsAndSaysWhatTruncationMeans() {
-        let text = report(pcTrace).render(.summary)
+    @Test func summaryCountsUniquePCsAndSaysWhatTruncationMeans() throws {
+        let text = try report(pcTrace).render(.summary)
         #expect(text.contains("entries: 3\n"))
         #expect(text.contains("unique PCs: 3\n"))
         #expect(text.contains("truncated: yes"))
         #expect(text.contains("--buffer-words"))
-        let clean = report(Trace(unit: .pc, mode: .pc, pcs: [5, 5, 6])).render(.summary)
+        let clean = try report(Trace(unit: .pc, mode: .pc, pcs: [5, 5, 6])).render(.summary)
         #expect(clean.contains("entries: 3\n") && clean.contains("unique PCs: 2\n") && clean.contains("truncated: no"))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
+import TraceFile
 
 /// kcovctl against the real device, inside the guest.
 @Suite(.serialized)
@@ -20,47 +21,49 @@ struct RealKernelCLITests {
         }
     }
 
+    /// The JSON a run printed, through the typed reader.
+    func traceFile(_ result: ProgramResult) throws -> TraceFile {
+        try TraceFile.decode(result.standardOutput, source: "kcovctl trace --format json")
+    }
+
     @Test func jsonInPCMode() throws {
         let result = try run(["trace", "--format", "json", "--", "/bin/true"])
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
-        #expect(json["backend"] as? String == "linux")
-        #expect(json["mode"] as? String == "pc")
-        #expect(json["truncated"] as? Bool == false)
-        let pcs = try #require(json["pcs"] as? [String])
-        #expect(json["count"] as? Int == pcs.count)
-        #expect(pcs.count > 1000)
-        #expect(pcs.allSatisfy { $0.hasPrefix("0xffffffff") })
-        #expect(json["exitStatus"] as? Int == 0)
+        let file = try traceFile(result)
+        #expect(file.backend == "linux")
+        #expect(file.mode == .pc && file.unit == .pc)
+        #expect(!file.isTruncated)
+        #expect(file.tasks.count == 1)
+        #expect(file.pcs.count > 1000)
+        #expect(file.pcs.allSatisfy { $0 >= 0xffff_ffff_0000_0000 })
+        #expect(file.exit == .status(0))
     }
 
     @Test func jsonInComparisonMode() throws {
         // 64 Ki words hold 16383 records: enough to check their shape without parsing megabytes.
         let result = try run(["trace", "--mode", "cmp", "--buffer-words", "65536", "--format", "json", "--", "/bin/true"])
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
-        #expect(json["mode"] as? String == "cmp")
-        let comparisons = try #require(json["comparisons"] as? [[String: Any]])
-        #expect(comparisons.count == 16383)
-        #expect(json["count"] as? Int == comparisons.count)
-        #expect(json["truncated"] as? Bool == true)
-        #expect(comparisons.allSatisfy { [1, 2, 4, 8].contains($0["size"] as? Int ?? 0) })
-        #expect(comparisons.contains { $0["const"] as? Bool == true })
+        let file = try traceFile(result)
+        #expect(file.mode == .comparisons)
+        #expect(file.comparisons.count == 16383)
+        #expect(file.entryCount == file.comparisons.count)
+        #expect(file.isTruncated)
+        #expect(file.comparisons.allSatisfy { [1, 2, 4, 8].contains($0.operandSize) && $0.isWellFormed })
+        #expect(file.comparisons.contains { $0.isConstant })
     }
 
     @Test func smallBufferIsReportedTruncated() throws {
         let result = try run(["trace", "--format", "json", "--buffer-words", "512", "--", "/bin/true"])
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
-        #expect(json["truncated"] as? Bool == true)
-        #expect(json["count"] as? Int == 511)
+        let file = try traceFile(result)
+        #expect(file.isTruncated)
+        #expect(file.entryCount == 511)
     }
 
     @Test func commandExitStatusIsReported() throws {
         let result = try run(["trace", "--format", "json", "--", "/bin/sh", "-c", "exit 7"])
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
-        #expect(json["exitStatus"] as? Int == 7)
+        #expect(try traceFile(result).exit == .status(7))
     }
 
     @Test func backendsSeesTheDevice() throws {

@@ -7,6 +7,7 @@ import KprobeConformance
 import ReferenceModels
 import TestSupport
 import Testing
+import TraceFile
 
 #if canImport(Glibc)
 import Glibc
@@ -238,18 +239,16 @@ struct RealKernelKprobeCLITests {
             "--format", "json", "--", "/bin/cp", "/proc/version", "/dev/null",
         ], capturingErrors: false)
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
-        #expect(json["backend"] as? String == "kprobe")
-        #expect(json["exitStatus"] as? Int == 0)
-        let functions = try #require(json["functions"] as? [[String: Any]])
-        let read = try #require(functions.first { $0["name"] as? String == "vfs_read" })
-        #expect((read["hits"] as? Int ?? 0) >= 2)
-        #expect((read["pc"] as? String)?.hasPrefix("0xffffffff") == true)
-        #expect(functions.contains { $0["name"] as? String == "vfs_write" })
-        let skipped = try #require(json["skipped"] as? [[String: Any]])
-        #expect(skipped.contains { $0["name"] as? String == "no_such_fn_xyz" && ($0["reason"] as? String)?.contains("kallsyms") == true })
-        let pcs = try #require(json["pcs"] as? [String])
-        #expect(pcs.count == functions.count)
+        let file = try TraceFile.decode(result.standardOutput, source: "kcovctl trace --format json")
+        #expect(file.backend == "kprobe")
+        #expect(file.unit == .function)
+        #expect(file.exit == .status(0))
+        let read = try #require(file.functions.first { $0.name == "vfs_read" })
+        #expect(read.hits >= 2)
+        #expect(read.pc >= 0xffff_ffff_0000_0000)
+        #expect(file.functions.contains { $0.name == "vfs_write" })
+        #expect(file.skippedFunctions.contains { $0.name == "no_such_fn_xyz" && $0.reason.contains("kallsyms") })
+        #expect(file.probedFunctions?.count == 4, "every probed function is the denominator")
     }
 
     @Test func backendsListsKprobeAsAvailable() throws {
@@ -311,9 +310,8 @@ struct RealKernelKprobeCLITests {
             try builtKcovctl(),
         ], capturingErrors: false)
         #expect(result.status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
-        #expect(json["backend"] as? String == "kprobe")
-        let functions = try #require(json["functions"] as? [[String: Any]])
-        #expect(functions.contains { $0["name"] as? String == "vfs_read" })
+        let file = try TraceFile.decode(result.standardOutput, source: "kcovctl trace --format json")
+        #expect(file.backend == "kprobe")
+        #expect(file.functions.contains { $0.name == "vfs_read" })
     }
 }
