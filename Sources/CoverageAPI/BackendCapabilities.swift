@@ -42,7 +42,7 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
     /// A mapping must be exactly the buffer's size; otherwise a shorter mapping (a window) is accepted.
     public var mapLengthMustMatch: Bool
     /// Remote coverage lands in a buffer the kernel owns, visible only in mappings made after
-    /// attaching (NetBSD): sessions map again after a remote enable.
+    /// attaching (NetBSD): collectors map again after a remote enable.
     public var remapAfterRemoteAttach: Bool
     /// A thread can have only one instance enabled at a time (a second ENABLE is `.busy`).
     public var oneEnabledInstancePerThread: Bool

@@ -19,7 +19,7 @@ public struct CoverageError: Error, Sendable, Hashable, CustomStringConvertible 
         case busy
         /// DISABLE from a thread that did not enable the fd, or when nothing is enabled.
         case notOwner
-        /// A remote handle is already registered by another session.
+        /// A remote handle is already registered by another collector.
         case handleInUse
         /// An argument the kernel rejects (unknown mode, bad handle).
         case invalidArgument

@@ -50,7 +50,7 @@ public struct NetBSDKcovBackend: KcovDriver {
     /// - `collectsAfterClose`: closing an enabled fd leaves its LWP tracing into the orphaned buffer
     ///   until the LWP is freed (Docs/kcov-netbsd.md#thread-exit).
     /// - `remapAfterRemoteAttach`: after REMOTE_ATTACH the fd's mappings show the remote's buffer
-    ///   only when made after the attach (Docs/kcov-netbsd.md#remote-coverage), so sessions map again.
+    ///   only when made after the attach (Docs/kcov-netbsd.md#remote-coverage), so collectors map again.
     public var capabilities: BackendCapabilities {
         BackendCapabilities(
             supportedModes: [.pc, .comparisons], pcKind: .kernelAddress, granularity: .basicBlock,
