@@ -118,8 +118,7 @@ final class ReportPipelineTests {
             "--", "/bin/cat", "/proc/version",
         ])
         try #require(traced.status == 0, "trace --vm --backend kprobe failed: \(traced.errors)")
-        let probed = try #require(
-            (try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: trace))) as? [String: Any])?["probed"] as? Int)
+        let probed = try #require(try TraceFile.read(path: trace).probedFunctions?.count)
         let json = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "json", trace])
         try #require(json.status == 0, "\(json.errors)")
         let document = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
