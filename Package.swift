@@ -94,7 +94,7 @@ let package = Package(
             name: "kcovctl",
             dependencies: [
                 "CoverageAPI", "BackendSelection", "LinuxBackend", "NetBSDBackend", "GVisorBackend", "KprobeBackend", "Conformance", "NetBSDConformance", "KprobeConformance", "ReferenceModels", "TestKernel", "VirtualMachine",
-                "KernelImage", "KernelSymbolizer", "CoverageReport", "TraceFile",
+                "KernelImage", "KernelSymbolizer", "CoverageReport", "TraceFile", "CoverageSignal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -28,13 +28,21 @@ public struct SignalExtraction: Sendable {
     /// - Throws: `.unsupportedOperation` for edges from a backend whose trace is not in execution
     ///   order (gVisor writes a deduplicated set; function counters have no order).
     public init(kind: Kind, capabilities: BackendCapabilities, text: ClosedRange<UInt64>? = nil) throws(CoverageError) {
-        if kind == .edges && !capabilities.orderedTrace {
+        try self.init(kind: kind, unit: capabilities.unit, orderedTrace: capabilities.orderedTrace, text: text)
+    }
+
+    /// Extraction of `kind` signal from entries of `unit`, in execution order when `orderedTrace`
+    /// (as a trace file's kcov PCs are).
+    ///
+    /// - Throws: `.unsupportedOperation` for edges from an unordered trace.
+    public init(kind: Kind, unit: CoverageUnit, orderedTrace: Bool, text: ClosedRange<UInt64>? = nil) throws(CoverageError) {
+        if kind == .edges && !orderedTrace {
             throw CoverageError(
                 .unsupportedOperation,
-                "edges need a trace in execution order, and this backend's is not (orderedTrace is false: \(capabilities.unit.rawValue) entries); use block signal")
+                "edges need a trace in execution order, and this one is not (\(unit.rawValue) entries are a set); use block signal")
         }
         self.kind = kind
-        self.requireKernelAddresses = capabilities.pcKind == .kernelAddress
+        self.requireKernelAddresses = unit.pcKind == .kernelAddress
         self.text = text
     }
 
