@@ -1,3 +1,5 @@
+public import CoverageAPI
+
 /// A signal set on disk: compact, and mergeable in any order (union), so a fleet of fuzzing VMs
 /// can combine their files.
 ///
@@ -153,14 +155,4 @@ public struct SignalSetFile: Sendable, Hashable {
 }
 
 /// Why a signal set file cannot be used: which file, and what was wrong.
-public struct SignalSetError: Error, Sendable, Hashable, CustomStringConvertible {
-    public var source: String
-    public var message: String
-
-    public init(source: String, _ message: String) {
-        self.source = source
-        self.message = message
-    }
-
-    public var description: String { "\(source): \(message)" }
-}
+public typealias SignalSetError = InputError

@@ -1,21 +1,11 @@
+public import CoverageAPI
+
 /// Why a trace file cannot be read or written: which file, and what was wrong.
 ///
 /// Problems with one field start the message with the field's path, what was expected and what
 /// was found: `tasks[0].pcs[3]: expected a hex PC string such as "0xffffffff81000010", found 12
 /// (a number, not a hex string)`. Rawcover problems name the line: `line 7: …`.
-public struct TraceFileError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// The file's path, `standard input`, or what was being written.
-    public var source: String
-    public var message: String
-
-    public init(source: String, _ message: String) {
-        self.source = source
-        self.message = message
-    }
-
-    /// `source: message`.
-    public var description: String { "\(source): \(message)" }
-}
+public typealias TraceFileError = InputError
 
 // MARK: - Hex
 

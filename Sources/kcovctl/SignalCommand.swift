@@ -79,9 +79,7 @@ struct SignalCommand: ParsableCommand {
                 }
                 print(String(decoding: text, as: UTF8.self), terminator: "")
             }
-        } catch let error as SignalSetError {
-            throw fail(CoverageError(.invalidArgument, error.description))
-        } catch let error as TraceFileError {
+        } catch let error as InputError {
             throw fail(CoverageError(.invalidArgument, error.description))
         } catch let error as ValidationError {
             throw error
