@@ -5,19 +5,23 @@ import PackageDescription
 //   swift run -c release --package-path Benchmarks kcov-benchmarks --vmlinux PATH   (scan, symbolizer)
 //   swift run -c release --package-path Benchmarks kcov-benchmarks signal          (edge signal, new signal)
 //   swift run -c release --package-path Benchmarks kcov-benchmarks --trace-file    (trace files: our reader/writer against Foundation's JSON)
+//   kcovctl vm run -- "$(swift build -c release --package-path Benchmarks --show-bin-path)/kcov-benchmarks" loop
+//                                                                                   (the per-syscall loop against its C twin, in the test kernel)
 let package = Package(
     name: "KernelCoverageBenchmarks",
     dependencies: [.package(name: "KernelCoverage", path: "..")],
     targets: [
-        // The C and C++ the signal benchmark compares against: std::unordered_set, syzkaller's dedup table.
-        .target(name: "SignalBaselines", path: "Sources/SignalBaselines"),
+        // The C and C++ the benchmarks compare against: std::unordered_set and syzkaller's dedup
+        // table (signal), the kcov documentation's per-syscall loop with an rdtsc clock (the loop).
+        .target(name: "Baselines", path: "Sources/Baselines"),
         .executableTarget(
             name: "kcov-benchmarks",
             dependencies: [
                 .product(name: "KernelImage", package: "KernelCoverage"),
                 .product(name: "KernelSymbolizer", package: "KernelCoverage"),
                 .product(name: "CoverageSignal", package: "KernelCoverage"),
-                "SignalBaselines",
+                "Baselines",
+                .product(name: "LinuxBackend", package: "KernelCoverage"),
                 .product(name: "TraceFile", package: "KernelCoverage"),
                 .product(name: "CoverageAPI", package: "KernelCoverage"),
             ],

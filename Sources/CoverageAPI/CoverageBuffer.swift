@@ -1,11 +1,11 @@
-import Synchronization
+public import Synchronization
 
 /// The shared coverage buffer as the kernel sees it: word 0 is the entry count, entries follow.
 ///
 /// Every access is a relaxed atomic on a word the kernel may be writing concurrently; the words are
 /// bound to `Atomic<UInt64>` once, when the buffer is created over a mapping.
 public struct CoverageBuffer: @unchecked Sendable {
-    private let words: UnsafeMutablePointer<Atomic<UInt64>>
+    @usableFromInline let words: UnsafeMutablePointer<Atomic<UInt64>>
     /// Size of the buffer in 64-bit words, count word included.
     public let wordCount: Int
 
@@ -20,10 +20,10 @@ public struct CoverageBuffer: @unchecked Sendable {
     public var countAddress: UnsafeMutableRawPointer { UnsafeMutableRawPointer(words) }
 
     /// The count word as the kernel last wrote it.
-    public var rawCount: UInt64 { words[0].load(ordering: .relaxed) }
+    @inlinable public var rawCount: UInt64 { words[0].load(ordering: .relaxed) }
 
     /// Starts a new trace: the kernel appends after whatever count it finds.
-    public func reset() { words[0].store(0, ordering: .relaxed) }
+    @inlinable public func reset() { words[0].store(0, ordering: .relaxed) }
 
     /// Word `index` of the buffer.
     public func word(_ index: Int) -> UInt64 {
@@ -32,14 +32,14 @@ public struct CoverageBuffer: @unchecked Sendable {
     }
 
     /// The most PCs the buffer holds: the kernel saturates the count here.
-    public var pcCapacity: Int { wordCount - 1 }
+    @inlinable public var pcCapacity: Int { wordCount - 1 }
 
     /// The most comparison records the buffer holds (four words each, after the count).
     public var comparisonCapacity: Int { (wordCount - 1) / 4 }
 
     /// The PCs recorded so far (PC mode), read in place: no copy, no allocation. The count is read
     /// once, now; each element is a relaxed atomic load when accessed.
-    public var pcs: PCs {
+    @inlinable public var pcs: PCs {
         let count = rawCount
         let capacity = pcCapacity
         return PCs(words: words + 1, count: count >= UInt64(capacity) ? capacity : Int(count), truncated: count >= UInt64(capacity))
@@ -47,33 +47,33 @@ public struct CoverageBuffer: @unchecked Sendable {
 
     /// Copies the PCs recorded so far (PC mode) into `array`, replacing its contents and reusing
     /// its capacity (no allocation once it is large enough); returns whether the buffer was full.
-    @discardableResult
+    @inlinable @discardableResult
     public func readPCs(into array: inout [UInt64]) -> Bool {
         let view = pcs
         array.removeAll(keepingCapacity: true)
         array.reserveCapacity(view.count)
-        for pc in view { array.append(pc) }
+        for index in 0..<view.count { array.append(words[1 + index].load(ordering: .relaxed)) }
         return view.truncated
     }
 
     /// A view of the PCs in a live buffer (``pcs``): valid while the buffer's mapping is.
     public struct PCs: RandomAccessCollection, @unchecked Sendable {
-        private let words: UnsafeMutablePointer<Atomic<UInt64>>
+        @usableFromInline let words: UnsafeMutablePointer<Atomic<UInt64>>
         /// PCs recorded when the view was made (at most the buffer's capacity).
         public let count: Int
         /// The buffer was full: the kernel dropped later entries.
         public let truncated: Bool
 
-        init(words: UnsafeMutablePointer<Atomic<UInt64>>, count: Int, truncated: Bool) {
+        @inlinable init(words: UnsafeMutablePointer<Atomic<UInt64>>, count: Int, truncated: Bool) {
             self.words = words
             self.count = count
             self.truncated = truncated
         }
 
-        public var startIndex: Int { 0 }
-        public var endIndex: Int { count }
+        @inlinable public var startIndex: Int { 0 }
+        @inlinable public var endIndex: Int { count }
 
-        @inline(__always)
+        @inlinable @inline(__always)
         public subscript(position: Int) -> UInt64 {
             precondition(position >= 0 && position < count, "PC \(position) is outside a view of \(count)")
             return words[position].load(ordering: .relaxed)

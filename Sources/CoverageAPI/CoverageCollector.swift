@@ -33,12 +33,15 @@ public struct CoverageCollector: ~Copyable {
     public let mode: CoverageMode
     /// The backend's name, stamped on every trace.
     private let backendName: String
-    private let source: Source
+    @usableFromInline let source: Source
+    /// The kcov buffer as mapped now (`nil` for function counters), kept beside ``source`` so the
+    /// per-call reset and read touch no reference count; refreshed wherever the mapping can change.
+    @usableFromInline var mapped: CoverageBuffer?
     /// The thread that enabled collection, while enabled.
     private var enabledThread: Int32?
 
     /// What the collector owns.
-    private enum Source {
+    @usableFromInline enum Source {
         case buffer(KcovInstance)
         case counters(any FunctionCounters)
     }
@@ -74,7 +77,9 @@ public struct CoverageCollector: ~Copyable {
                 throw CoverageError(.unsupportedOperation, "the \(backend.name) backend declares no buffer rules: it cannot be a kcov driver")
             }
             try rules.validate(words: bufferWords)
-            source = .buffer(try KcovInstance(driver: driver, words: bufferWords))
+            let instance = try KcovInstance(driver: driver, words: bufferWords)
+            source = .buffer(instance)
+            mapped = instance.buffer
         case .functionCounters(let driver):
             guard !functions.isEmpty else {
                 throw CoverageError(
@@ -82,6 +87,7 @@ public struct CoverageCollector: ~Copyable {
                     "the \(backend.name) backend counts named functions only: pass functions, for example FunctionSelection(patterns: [\"vfs_*\", \"ksys_read\"])")
             }
             source = .counters(try driver.openCounters(functions, mode: mode))
+            mapped = nil
         }
         self.backend = backend
         self.capabilities = capabilities
@@ -129,7 +135,9 @@ public struct CoverageCollector: ~Copyable {
         // gettid before enabling: on a kcov backend it would be recorded.
         let thread = backend.currentThreadID()
         switch source {
-        case .buffer(let instance): try instance.enable(mode: mode)
+        case .buffer(let instance):
+            defer { mapped = instance.buffer }
+            try instance.enable(mode: mode)
         case .counters(let counters): try counters.enable()
         }
         enabledThread = thread
@@ -145,17 +153,17 @@ public struct CoverageCollector: ~Copyable {
             throw CoverageError(.unsupportedOperation, "the \(backendName) backend has no remote coverage: its probes count one thread's own kernel work")
         }
         let thread = backend.currentThreadID()
+        defer { mapped = instance.buffer }
         try instance.enableRemote(mode: mode, request, remap: capabilities.remapAfterRemoteAttach)
         enabledThread = thread
     }
 
     /// Empties the trace; the kernel keeps recording. The fuzzer's per-syscall reset: for kcov a
     /// store to the buffer's count word (no syscall).
+    @inlinable
     public func reset() throws(CoverageError) {
-        switch source {
-        case .buffer(let instance): instance.buffer.reset()
-        case .counters(let counters): try counters.reset()
-        }
+        if let mapped { return mapped.reset() }
+        if case .counters(let counters) = source { try counters.reset() }
     }
 
     /// What the kernel has recorded since the last reset: for kcov, read from the shared buffer
@@ -177,22 +185,23 @@ public struct CoverageCollector: ~Copyable {
     ///
     /// - Throws: `.unsupportedOperation` for function counters (no buffer: use ``read()``) and in
     ///   comparison mode (records, not PCs: use ``read()``).
+    @inlinable
     public func withPCs<Result>(_ body: (CoverageBuffer.PCs) -> Result) throws(CoverageError) -> Result {
-        guard case .buffer(let instance) = source, mode == .pc else {
+        guard let mapped, mode == .pc else {
             throw CoverageError(.unsupportedOperation, "only a kcov collector in pc mode has PCs to read in place: use read()")
         }
-        return body(instance.buffer.pcs)
+        return body(mapped.pcs)
     }
 
     /// Copies the PCs recorded since the last reset into `pcs`, reusing its capacity (no
     /// allocation once it is large enough); returns whether the buffer was full. Same rules as
     /// ``withPCs(_:)``.
-    @discardableResult
+    @inlinable @discardableResult
     public func read(into pcs: inout [UInt64]) throws(CoverageError) -> Bool {
-        guard case .buffer(let instance) = source, mode == .pc else {
+        guard let mapped, mode == .pc else {
             throw CoverageError(.unsupportedOperation, "only a kcov collector in pc mode has PCs to read in place: use read()")
         }
-        return instance.buffer.readPCs(into: &pcs)
+        return mapped.readPCs(into: &pcs)
     }
 
     /// Stops recording; the trace stays readable.
@@ -245,6 +254,7 @@ public struct CoverageCollector: ~Copyable {
         command.path = try command.resolvedPath()
         switch source {
         case .buffer(let instance):
+            defer { mapped = instance.buffer }
             let exit = try instance.run(command, mode: mode)
             return (exit, try read())
         case .counters(let counters):
@@ -255,13 +265,13 @@ public struct CoverageCollector: ~Copyable {
 }
 
 /// One kcov instance: a descriptor and its buffer's mapping, released once.
-private final class KcovInstance {
+@usableFromInline final class KcovInstance {
     let driver: any KcovDriver
     let fd: Int32
     let words: Int
     private var mapping: UnsafeMutableRawPointer
     /// The buffer over ``mapping``, bound once per mapping.
-    private(set) var buffer: CoverageBuffer
+    @usableFromInline private(set) var buffer: CoverageBuffer
     /// The mapping was disconnected by DISABLE on a backend that drops its buffer then.
     private var mappingIsStale = false
 

@@ -3,7 +3,8 @@ import CoverageSignal
 import Foundation
 import KernelImage
 import KernelSymbolizer
-import SignalBaselines
+import Baselines
+import LinuxBackend
 import TraceFile
 
 // Each benchmark times the project's path and the baseline tool on the same vmlinux in this run
@@ -139,8 +140,73 @@ func traceFileBenchmarks() throws {
     }
 }
 
+/// The fuzzer's per-syscall loop, inside the test kernel: the kcov documentation's loop in C
+/// (store 0 to the count, `read(-1, NULL, 0)`, load the count, copy the PCs out) against the same
+/// loop through the public API (`reset()`, the syscall, `read(into:)` into a reused array), timed
+/// per round with the time-stamp counter (no syscall), alternated 7 times, medians compared.
+func loopBenchmark() throws {
+    let rounds = 20000
+    let words = 1 << 16
+    func median(_ values: [UInt64]) -> UInt64 { values.sorted()[values.count / 2] }
+    var cMedians: [UInt64] = []
+    var swiftMedians: [UInt64] = []
+    var inPlaceMedians: [UInt64] = []
+    var cPCs: UInt64 = 0
+    var swiftPCs = 0
+    let backend = LinuxKcovBackend()
+    var collector = try CoverageCollector(backend: backend, mode: .pc, bufferWords: words)
+    var pcs: [UInt64] = []
+    pcs.reserveCapacity(words)
+    var ticks = [UInt64](repeating: 0, count: rounds)
+    for _ in 0..<7 {
+        let error = ticks.withUnsafeMutableBufferPointer { kcb_kcov_loop(UInt(words), Int32(rounds), $0.baseAddress, &cPCs) }
+        guard error == 0 else { throw BenchmarkError("the C loop's setup failed with errno \(error)") }
+        cMedians.append(median(ticks))
+        try collector.enable()
+        swiftPCs = 0
+        try ticks.withUnsafeMutableBufferPointer { ticks throws(CoverageError) in
+            for round in 0..<rounds {
+                let start = kcb_rdtsc()
+                try collector.reset()
+                _ = read(-1, nil, 0)
+                try collector.read(into: &pcs)
+                ticks[round] = kcb_rdtsc() - start
+                swiftPCs += pcs.count
+            }
+        }
+        try collector.disable()
+        swiftMedians.append(median(ticks))
+        // The zero-copy path: the PCs read in place, copied into a preallocated buffer as C does.
+        try collector.enable()
+        let copy = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: words)
+        defer { copy.deallocate() }
+        try ticks.withUnsafeMutableBufferPointer { ticks throws(CoverageError) in
+            for round in 0..<rounds {
+                let start = kcb_rdtsc()
+                try collector.reset()
+                _ = read(-1, nil, 0)
+                try collector.withPCs { view in
+                    for index in 0..<view.count { copy[index] = view[index] }
+                }
+                ticks[round] = kcb_rdtsc() - start
+            }
+        }
+        try collector.disable()
+        inPlaceMedians.append(median(ticks))
+    }
+    let c = median(cMedians)
+    let ours = median(swiftMedians)
+    print("per-syscall loop, read(-1, NULL, 0), \(rounds) rounds x 7 alternations, median time-stamp-counter ticks per round")
+    print("  C twin:                     \(c) ticks (\(cPCs / UInt64(rounds)) PCs a round)")
+    let inPlace = median(inPlaceMedians)
+    print("  read(into:) a reused array: \(ours) ticks (\(swiftPCs / rounds) PCs a round), ratio (ours / C) \(String(format: "%.2f", Double(ours) / Double(c)))")
+    print("  withPCs, copied out:        \(inPlace) ticks, ratio (ours / C) \(String(format: "%.2f", Double(inPlace) / Double(c)))")
+    print("  per alternation: C \(cMedians), read(into:) \(swiftMedians), withPCs \(inPlaceMedians)")
+}
+
 func main() throws {
     let arguments = CommandLine.arguments.dropFirst()
+    if arguments == ["loop"] { return try loopBenchmark() }
     if arguments == ["signal"] { return try signalBenchmarks() }
     if arguments == ["--trace-file"] { return try traceFileBenchmarks() }
     guard arguments.count == 2, arguments.first == "--vmlinux", let path = arguments.last else {

@@ -1,4 +1,4 @@
-#include "SignalBaselines.h"
+#include "Baselines.h"
 #include <unordered_set>
 #include <vector>
 
