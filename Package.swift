@@ -114,7 +114,10 @@ let package = Package(
         // Run inside the test kernel only (GuestSuiteTests boots it): the real /sys/kernel/debug/kcov.
         .testTarget(
             name: "RealKernelTests",
-            dependencies: ["CoverageAPI", "LinuxBackend", "KprobeBackend", "KprobeConformance", "Conformance", "ReferenceModels", "KernelSeam", "TraceFile", "TestSupport"],
+            dependencies: [
+                "CoverageAPI", "LinuxBackend", "KprobeBackend", "KprobeConformance", "Conformance", "ReferenceModels", "KernelSeam", "TraceFile",
+                "CoverageSignal", "TestSupport",
+            ],
             swiftSettings: swiftSettings
         ),
         // Runs the built kcovctl: exit statuses, errors, and the --vm path.

@@ -151,6 +151,9 @@ func loopBenchmark() throws {
     var cMedians: [UInt64] = []
     var swiftMedians: [UInt64] = []
     var inPlaceMedians: [UInt64] = []
+    var signalView = MaxSignal.Worker(MaxSignal())
+    var newSignals = 0
+    var hotPathAllocations: UInt64 = 0
     var cPCs: UInt64 = 0
     var swiftPCs = 0
     let backend = LinuxKcovBackend()
@@ -176,6 +179,17 @@ func loopBenchmark() throws {
         }
         try collector.disable()
         swiftMedians.append(median(ticks))
+        // The fuzzer's whole hot path, allocations counted: reset, the syscall, edge signal read in
+        // place and checked against the worker's seen set (after the first alternation has seen it).
+        try collector.enable()
+        let allocationsBefore = kcb_allocation_count()
+        for _ in 0..<rounds {
+            try collector.reset()
+            _ = read(-1, nil, 0)
+            newSignals += try collector.withPCs { signalView.newSignals(EdgeSignal.lazy($0)).count }
+        }
+        hotPathAllocations += kcb_allocation_count() - allocationsBefore
+        try collector.disable()
         // The zero-copy path: the PCs read in place, copied into a preallocated buffer as C does.
         try collector.enable()
         let copy = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: words)
@@ -202,6 +216,7 @@ func loopBenchmark() throws {
     print("  read(into:) a reused array: \(ours) ticks (\(swiftPCs / rounds) PCs a round), ratio (ours / C) \(String(format: "%.2f", Double(ours) / Double(c)))")
     print("  withPCs, copied out:        \(inPlace) ticks, ratio (ours / C) \(String(format: "%.2f", Double(inPlace) / Double(c)))")
     print("  per alternation: C \(cMedians), read(into:) \(swiftMedians), withPCs \(inPlaceMedians)")
+    print("  hot path with edge signal and new-signal checks: \(hotPathAllocations) heap allocations in \(7 * rounds) rounds (\(newSignals) new signals, all in the first rounds)")
 }
 
 func main() throws {

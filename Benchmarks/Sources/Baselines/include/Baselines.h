@@ -26,6 +26,10 @@ static inline uint64_t kcb_rdtsc(void) {
     return ((uint64_t)high << 32) | low;
 }
 
+// Heap allocations the benchmark process has made so far (malloc, calloc, realloc and the aligned
+// allocators are counted on their way to glibc's).
+uint64_t kcb_allocation_count(void);
+
 // The kcov documentation's loop in C, on its own kcov instance of `words` words: per round, store
 // 0 to the count, read(-1, NULL, 0), load the count and copy the PCs out. Runs `rounds` rounds and
 // writes each round's time-stamp-counter ticks to `ticks`. Returns 0, or the errno of the failing
