@@ -85,6 +85,13 @@ public struct PCSet: Sendable, Hashable, Sequence {
     /// order: the per-call hot path (one pass over the table's storage per call, not per element).
     @inlinable
     public mutating func insertNew<Elements: Sequence>(_ elements: Elements, appendingTo fresh: inout [UInt64]) where Elements.Element == UInt64 {
+        insertEach(elements) { fresh.append($0) }
+    }
+
+    /// Adds every element of `elements`, calling `onNew` with each that was not in the set, in
+    /// order; one pass over the table's storage per growth, not per element.
+    @inlinable
+    mutating func insertEach<Elements: Sequence>(_ elements: Elements, onNew: (UInt64) -> Void) where Elements.Element == UInt64 {
         var iterator = elements.makeIterator()
         var expected = elements.underestimatedCount
         var exhausted = false
@@ -106,7 +113,7 @@ public struct PCSet: Sendable, Hashable, Sequence {
                         if !zeroKnown {
                             zeroKnown = true
                             added += 1
-                            fresh.append(0)
+                            onNew(0)
                         }
                         continue
                     }
@@ -117,7 +124,7 @@ public struct PCSet: Sendable, Hashable, Sequence {
                         if slot == 0 {
                             table[index] = element
                             added += 1
-                            fresh.append(element)
+                            onNew(element)
                             break
                         }
                         index = (index &+ 1) & mask
@@ -140,9 +147,10 @@ public struct PCSet: Sendable, Hashable, Sequence {
     }
 
     /// Adds every element of `other`.
+    @inlinable
     public mutating func formUnion(_ other: PCSet) {
         if other.holdsZero { insert(0) }
-        for pc in other.slots where pc != 0 { insert(pc) }
+        insertEach(other.slots.lazy.filter { $0 != 0 }) { _ in }
     }
 
     /// This set and `other` together.

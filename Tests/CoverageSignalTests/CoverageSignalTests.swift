@@ -222,3 +222,26 @@ import Testing
         }
     }
 }
+
+@Suite struct DensePCSetTests {
+    @Test func agreesWithTheSparseSetAndKeepsStrays() {
+        let coverable = PCSetTests.randomPCs(5000, seed: 11).filter { $0 != 0 }
+        let index = CoverableIndex(coverable + coverable.prefix(10))
+        #expect(index.pcs == Array(Set(coverable)).sorted())
+        let inserts = Array(coverable.prefix(1500)) + [0xffff_ffff_9000_0000, 0xffff_ffff_9000_0000]
+        var dense = DensePCSet(index: index)
+        var sparse = PCSet()
+        for pc in inserts { #expect(dense.insert(pc) == sparse.insert(pc)) }
+        #expect(dense.count == sparse.count)
+        #expect(dense.sorted == sparse.sorted)
+        #expect(dense.strays.sorted == [0xffff_ffff_9000_0000], "a PC the index lacks is kept aside, not dropped")
+        #expect(dense.sparse == sparse)
+        var other = DensePCSet(index: index)
+        for pc in coverable.suffix(2000) { other.insert(pc) }
+        var union = dense
+        union.formUnion(other)
+        #expect(union.sparse == sparse.union(other.sparse))
+        #expect(dense.subtracting(other).sparse == sparse.subtracting(other.sparse))
+        #expect(coverable.allSatisfy { dense.contains($0) == sparse.contains($0) })
+    }
+}

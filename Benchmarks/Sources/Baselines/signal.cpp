@@ -60,3 +60,11 @@ uint64_t kcb_dedup_table_signals(const uint64_t *pcs, const size_t *starts, size
     }
     return through;
 }
+
+size_t kcb_unordered_set_merge(const uint64_t *pcs, const size_t *starts, size_t sets) {
+    std::unordered_set<uint64_t> merged;
+    for (size_t set = 0; set < sets; set++) {
+        for (size_t i = starts[set]; i < starts[set + 1]; i++) merged.insert(pcs[i]);
+    }
+    return merged.size();
+}

@@ -102,6 +102,48 @@ func signalBenchmarks() throws {
         "edge signal + new-signal check (\(ours.result) new signals of \(pcs.count * passes))",
         ours: ours.seconds, baseline: unordered.seconds, baselineName: "C++ std::unordered_set<uint64_t>",
         detail: "both found \(ours.result)")
+    // Merging 10,000 per-call sets (block PCs of 200-PC calls cut at 57-PC steps) into one: the
+    // sparse set, the dense bitmap over the PCs' index, and std::unordered_set.
+    let callSets = (0..<10_000).map { call -> [UInt64] in
+        let start = (call * 57) % (pcs.count - 200)
+        return Array(Set(pcs[start..<(start + 200)]))
+    }
+    let index = CoverableIndex(pcs)
+    let sparseSets = callSets.map { PCSet($0) }
+    let denseSets = callSets.map { set -> DensePCSet in
+        var dense = DensePCSet(index: index)
+        for pc in set { dense.insert(pc) }
+        return dense
+    }
+    var flat: [UInt64] = []
+    var flatStarts: [Int] = [0]
+    for set in callSets {
+        flat += set
+        flatStarts.append(flat.count)
+    }
+    let sparseMerge = best(of: 5) { () -> Int in
+        var merged = PCSet()
+        for set in sparseSets { merged.formUnion(set) }
+        return merged.count
+    }
+    let denseMerge = best(of: 5) { () -> Int in
+        var merged = DensePCSet(index: index)
+        for set in denseSets { merged.formUnion(set) }
+        return merged.count
+    }
+    let unorderedMerge = best(of: 5) {
+        flat.withUnsafeBufferPointer { all in flatStarts.withUnsafeBufferPointer { kcb_unordered_set_merge(all.baseAddress, $0.baseAddress, callSets.count) } }
+    }
+    guard sparseMerge.result == denseMerge.result, sparseMerge.result == unorderedMerge.result else {
+        throw BenchmarkError("the merges disagree: sparse \(sparseMerge.result), dense \(denseMerge.result), unordered_set \(unorderedMerge.result)")
+    }
+    report(
+        "merge 10,000 per-call sets (sparse PCSet)", ours: sparseMerge.seconds, baseline: unorderedMerge.seconds,
+        baselineName: "C++ std::unordered_set<uint64_t>", detail: "\(sparseMerge.result) PCs in the union")
+    report(
+        "merge 10,000 per-call sets (dense bitmap over \(index.pcs.count) coverable PCs)", ours: denseMerge.seconds, baseline: sparseMerge.seconds,
+        baselineName: "sparse PCSet", detail: "\(denseMerge.result) PCs in the union")
+
     let table = best(of: 5) {
         pcs.withUnsafeBufferPointer { all in starts.withUnsafeBufferPointer { kcb_dedup_table_signals(all.baseAddress, $0.baseAddress, calls, Int32(passes)) } }
     }

@@ -26,6 +26,10 @@ static inline uint64_t kcb_rdtsc(void) {
     return ((uint64_t)high << 32) | low;
 }
 
+// The union of `sets` sets of PCs (set i is `pcs[starts[i]] ..< pcs[starts[i+1]]`) in one
+// std::unordered_set<uint64_t>; returns its size.
+size_t kcb_unordered_set_merge(const uint64_t *pcs, const size_t *starts, size_t sets);
+
 // Heap allocations the benchmark process has made so far (malloc, calloc, realloc and the aligned
 // allocators are counted on their way to glibc's).
 uint64_t kcb_allocation_count(void);
