@@ -105,8 +105,8 @@ struct ConformanceCommand: ParsableCommand {
         arguments += all ? ["--all"] : ["--backend", backend!]
         do {
             let result = try GuestLauncher(kvm: false).run([try GuestLauncher.selfPath()] + arguments)
-            FileHandle.standardOutput.write(result.standardOutput)
-            FileHandle.standardError.write(result.standardError)
+            StandardStream.writeError(result.standardError)
+            try StandardStream.writeOutput(result.standardOutput)
             if result.exitStatus != 0 { throw ExitCode(result.exitStatus) }
         } catch {
             throw fail(error)

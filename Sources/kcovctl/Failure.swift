@@ -23,7 +23,7 @@ func fail(_ error: any Error) -> ExitCode {
         line = String(describing: error)
         code = ExitStatus.failure
     }
-    FileHandle.standardError.write(Data("kcovctl: error: \(line)\n".utf8))
+    StandardStream.writeError(Data("kcovctl: error: \(line)\n".utf8))
     return code
 }
 
@@ -37,5 +37,5 @@ func exitCode(for error: CoverageError) -> ExitCode {
 
 /// Writes a progress line to standard error.
 @Sendable func note(_ line: String) {
-    FileHandle.standardError.write(Data("kcovctl: \(line)\n".utf8))
+    StandardStream.writeError(Data("kcovctl: \(line)\n".utf8))
 }

@@ -77,7 +77,7 @@ struct SignalCommand: ParsableCommand {
                     appendHex(element, to: &text)
                     text.append(0x0a)
                 }
-                print(String(decoding: text, as: UTF8.self), terminator: "")
+                try StandardStream.writeOutput(text)
             }
         } catch let error as InputError {
             throw fail(CoverageError(.invalidArgument, error.description))

@@ -49,7 +49,7 @@ struct SymbolizeCommand: ParsableCommand {
         var unknown = 0
         for (pc, stack) in zip(addresses, frames) {
             if output.count >= 1 << 20 {
-                FileHandle.standardOutput.write(Data(output))
+                do { try StandardStream.writeOutput(output) } catch { throw fail(error) }
                 output.removeAll(keepingCapacity: true)
             }
             appendHex(pc, to: &output)
@@ -64,7 +64,7 @@ struct SymbolizeCommand: ParsableCommand {
                 append(caller, to: &output)
             }
         }
-        FileHandle.standardOutput.write(Data(output))
+        do { try StandardStream.writeOutput(output) } catch { throw fail(error) }
         if unknown > 0 {
             note("warning: \(unknown) of \(addresses.count) PCs have no code or debug information in \(vmlinux) (printed as ?? ??:0): PCs of another build, or KASLR not undone?")
         }
@@ -75,7 +75,7 @@ struct SymbolizeCommand: ParsableCommand {
         do {
             return try CoverageInput.read(path: "-").pcs
         } catch {
-            FileHandle.standardError.write(Data("kcovctl: error: \(error)\n".utf8))
+            StandardStream.writeError(Data("kcovctl: error: \(error)\n".utf8))
             throw ExitStatus.usage
         }
     }

@@ -116,7 +116,7 @@ struct TraceCommand: ParsableCommand {
         arguments += command
         do {
             let result = try GuestLauncher(kvm: kvm).run([try GuestLauncher.selfPath()] + arguments)
-            FileHandle.standardError.write(result.standardError)
+            StandardStream.writeError(result.standardError)
             guard result.exitStatus == 0 else { throw ExitCode(result.exitStatus) }
             try write(String(decoding: result.standardOutput, as: UTF8.self))
         } catch {
@@ -132,7 +132,7 @@ struct TraceCommand: ParsableCommand {
                 throw CoverageError(.system, "cannot write \(output): \(error.localizedDescription)")
             }
         } else {
-            print(text, terminator: "")
+            try StandardStream.writeOutput(Array(text.utf8))
         }
     }
 }

@@ -45,8 +45,8 @@ struct VMCommand: ParsableCommand {
             } catch {
                 throw fail(error)
             }
-            FileHandle.standardOutput.write(result.standardOutput)
-            FileHandle.standardError.write(result.standardError)
+            StandardStream.writeError(result.standardError)
+            do { try StandardStream.writeOutput(result.standardOutput) } catch { throw fail(error) }
             note(String(format: "guest ran `%@` in %.1f s (boot included), status %d", command.joined(separator: " "), result.seconds, result.exitStatus))
             if result.exitStatus != 0 { throw ExitCode(result.exitStatus) }
         }

@@ -70,3 +70,25 @@ import Testing
         #expect(result.errors.contains("bad.set: not a signal set file"), "\(result.errors)")
     }
 }
+
+/// A closed or full standard stream is an error with a message, never a trap (exit 132).
+@Suite struct StandardStreamTests {
+    @Test(arguments: [
+        ("signal FILE >&-", "cannot write to standard output: Bad file descriptor"),
+        ("signal FILE >/dev/full", "cannot write to standard output: No space left on device"),
+    ])
+    func aClosedOrFullStandardOutputIsReported(redirection: String, message: String) throws {
+        let trace = FileManager.default.temporaryDirectory.appendingPathComponent("streams-\(getpid()).cover").path
+        try "0xffffffff81000010\n".write(toFile: trace, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: trace) }
+        let command = "\"$0\" " + redirection.replacingOccurrences(of: "FILE", with: "'\(trace)'")
+        let result = try runProgram(["/bin/sh", "-c", command, try builtKcovctl()])
+        #expect(result.status == 1, "\(result.errors)")
+        #expect(result.errors.contains(message), "\(result.errors)")
+    }
+
+    @Test func aClosedStandardErrorDoesNotTrap() throws {
+        let result = try runProgram(["/bin/sh", "-c", "\"$0\" signal /nonexistent/trace 2>&-; echo \"status $?\"", try builtKcovctl()])
+        #expect(result.output == "status 1\n")
+    }
+}
