@@ -7,6 +7,8 @@ import PackageDescription
 //   swift run -c release --package-path Benchmarks kcov-benchmarks --trace-file    (trace files: our reader/writer against Foundation's JSON)
 //   kcovctl vm run -- "$(swift build -c release --package-path Benchmarks --show-bin-path)/kcov-benchmarks" loop
 //                                                                                   (the per-syscall loop against its C twin, in the test kernel)
+//   kcovctl vm run -- "$(swift build -c release --package-path Benchmarks --show-bin-path)/kcov-benchmarks" follow "$PWD/.build/debug/kcovctl" [KSELFTEST-RUNNER]
+//                                                                                   (whole-run tracing against untraced and main-thread-only, in the test kernel)
 let package = Package(
     name: "KernelCoverageBenchmarks",
     dependencies: [.package(name: "KernelCoverage", path: "..")],

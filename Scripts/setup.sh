@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what KernelCoverage needs, skipping what is already there: from Debian, QEMU, the
 # kernel source and its build tools (for the test kernel), gVisor's runsc, elfutils' libraries,
-# binutils, lcov and chromium; from PyPI, junitparser (the JUnit XML
-# consumer the tests check `kcovctl conformance --format junit` with).
+# binutils, lcov, chromium and stress-ng; from PyPI, junitparser (the JUnit XML consumer the tests
+# check `kcovctl conformance --format junit` with) and pycobertura with lxml (the Cobertura XML
+# consumer, and the DTD validator, the tests check `report --format cobertura` with).
 set -euo pipefail
 
 packages=(
   qemu-system-x86          # boots the test kernel
+  util-linux               # setpriv --pdeathsig: QEMU is killed when kcovctl dies
   linux-source-6.12        # the test kernel's source
   build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils  # to build it
   runsc                    # gVisor (a release build, no kcov): the sandbox the gVisor tests run kcovctl in
@@ -15,6 +17,7 @@ packages=(
   llvm                     # llvm-symbolizer: the second opinion where binutils 2.40 misreads DWARF 5
   lcov                     # genhtml: what the LCOV output is checked with
   chromium                 # headless: renders the HTML report to a screenshot in the tests
+  stress-ng                # a real forking, threading workload traced whole by `kcovctl trace --follow` in the guest
 )
 
 missing=()
@@ -36,4 +39,9 @@ fi
 if ! python3 -c "import junitparser" 2>/dev/null; then
   echo "setup: installing junitparser from PyPI"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "junitparser>=3,<6"
+fi
+
+if ! python3 -c "import pycobertura, lxml" 2>/dev/null; then
+  echo "setup: installing pycobertura and lxml from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "pycobertura>=3,<5" "lxml>=4.9,<7"
 fi

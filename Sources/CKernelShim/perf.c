@@ -35,7 +35,7 @@ int kcs_read_counter(int fd, uint64_t *value) {
     return -1;
 }
 
-pid_t kcs_spawn_paused(const char *path, char *const argv[], char *const envp[], int *release_fd, int *status_fd) {
+pid_t kcs_spawn_paused(const char *path, char *const argv[], char *const envp[], const int stdio[3], int *release_fd, int *status_fd) {
     int go[2], report[2];
     if (pipe2(go, O_CLOEXEC) != 0) return -1;
     if (pipe2(report, O_CLOEXEC) != 0) {
@@ -59,6 +59,14 @@ pid_t kcs_spawn_paused(const char *path, char *const argv[], char *const envp[],
             n = read(go[0], &byte, 1);
         } while (n < 0 && errno == EINTR);
         if (n != 1) _exit(127); // the parent gave up: never run the command untraced
+        for (int target = 0; target < 3; target++) {
+            if (stdio[target] >= 0 && dup2(stdio[target], target) < 0) {
+                int code = errno;
+                ssize_t ignored = write(report[1], &code, sizeof code);
+                (void)ignored;
+                _exit(127);
+            }
+        }
         execve(path, argv, envp);
         int code = errno;
         ssize_t ignored = write(report[1], &code, sizeof code);

@@ -104,8 +104,8 @@ public enum NetBSDChecks {
             let fd = try context.must("open") { () throws(CoverageError) in try ops.openDevice() }
             try context.must("SETBUFSIZE") { () throws(CoverageError) in try ops.initialize(fd, words: words) }
             _ = try context.must("mmap") { () throws(CoverageError) in try ops.mapBuffer(fd, words: words) }
-            try exit(ops, leaving: fd)
-            try deviceStillWorks(ops, context)
+            try exitWithoutCleanup(ops.exitProcess) { ops.closeDevice(fd) }
+            try deviceStillWorks(context, words: ops.pageSize / 8)
         },
         check("kcov_enable", "ENABLE before SETBUFSIZE, DISABLE before ENABLE, a second ENABLE and a second DISABLE fail; ENABLE/DISABLE cycles in NONE, PC and CMP succeed.") { ops, context in
             try context.withInstance { instance in
@@ -141,54 +141,19 @@ public enum NetBSDChecks {
             }
             join()
             try outcome.check()
-            try deviceStillWorks(ops, context)
+            try deviceStillWorks(context, words: ops.pageSize / 8)
         },
         check("kcov_enable_no_disable_no_close", "ENABLE(NONE), then the process exits with neither DISABLE nor close: no panic.") { ops, context in
             let fd = try context.must("open") { () throws(CoverageError) in try ops.openDevice() }
             try context.must("SETBUFSIZE") { () throws(CoverageError) in try ops.initialize(fd, words: ops.pageSize / 8) }
             try context.must("ENABLE(NONE)") { () throws(CoverageError) in try ops.enable(fd, rawMode: modeNone) }
-            try exit(ops, leaving: fd)
-            try deviceStillWorks(ops, context)
+            try exitWithoutCleanup(ops.exitProcess) { ops.closeDevice(fd) }
+            try deviceStillWorks(context, words: ops.pageSize / 8)
         },
         check("kcov_mmap_enable_thread_close", "A thread opens, sizes, maps and enables (NONE); another closes that fd while it is enabled; the thread exits: no panic.") { ops, context in
-            let words = ops.pageSize / 8
-            let opened = Atomic<Int64>(-1)
-            let closed = Atomic<Bool>(false)
-            let mapping = Atomic<UInt>(0)
-            let outcome = Outcome()
-            let join = try context.must("start a thread") { () throws(CoverageError) in
-                try ops.startThread {
-                    outcome.run {
-                        // On a failure the fd is closed here and the main thread told not to wait.
-                        defer { if opened.load(ordering: .acquiring) < 0 { opened.store(-2, ordering: .releasing) } }
-                        let fd = try context.must("open") { () throws(CoverageError) in try ops.openDevice() }
-                        do {
-                            try context.must("SETBUFSIZE") { () throws(CoverageError) in try ops.initialize(fd, words: words) }
-                            let address = try context.must("mmap") { () throws(CoverageError) in try ops.mapBuffer(fd, words: words) }
-                            mapping.store(UInt(bitPattern: address), ordering: .releasing)
-                            try context.must("ENABLE(NONE)") { () throws(CoverageError) in try ops.enable(fd, rawMode: modeNone) }
-                        } catch {
-                            ops.closeDevice(fd)
-                            throw error
-                        }
-                        opened.store(Int64(fd), ordering: .releasing)
-                        while !closed.load(ordering: .acquiring) { sched_yield() }
-                    }
-                }
+            try closeUnderAnEnabledThread(context, words: ops.pageSize / 8, startThread: ops.startThread) { fd throws(CoverageError) in
+                try ops.enable(fd, rawMode: modeNone)
             }
-            var fd = opened.load(ordering: .acquiring)
-            while fd == -1 {
-                sched_yield()
-                fd = opened.load(ordering: .acquiring)
-            }
-            if fd >= 0 { ops.closeDevice(Int32(fd)) }
-            closed.store(true, ordering: .releasing)
-            join()
-            if let address = UnsafeMutableRawPointer(bitPattern: mapping.load(ordering: .acquiring)) {
-                ops.unmapBuffer(address, words: words)
-            }
-            try outcome.check()
-            try deviceStillWorks(ops, context)
         },
         check("kcov_basic_pc", "PC mode: after resetting buf[0], a syscall leaves buf[0] non-zero; DISABLE succeeds.") { ops, context in
             try basic(ops, context, mode: .pc, duplicated: false)
@@ -319,27 +284,6 @@ public enum NetBSDChecks {
         return fd
     }
 
-    /// The process exits with `fd` (and everything else) still open; a kernel where that cannot
-    /// be simulated makes the check not applicable.
-    static func exit(_ ops: any NetBSDKcovOperations, leaving fd: Int32) throws {
-        do {
-            try ops.exitProcess()
-        } catch where error.code == .unsupportedOperation {
-            ops.closeDevice(fd)
-            throw ConformanceNotApplicable("process exit cannot be simulated here: \(error.message)")
-        } catch {
-            throw ConformanceFailure("process exit failed: \(error)")
-        }
-    }
-
-    /// After a misuse the device still opens, sizes, maps, enables and disables.
-    static func deviceStillWorks(_ ops: any NetBSDKcovOperations, _ context: CheckContext) throws {
-        try context.withInstance(words: ops.pageSize / 8) { instance in
-            try context.must("ENABLE(PC) afterwards") { () throws(CoverageError) in try ops.enable(instance.fd, rawMode: modePC) }
-            try context.must("DISABLE afterwards") { () throws(CoverageError) in try ops.disable(instance.fd) }
-        }
-    }
-
     /// `kcov_basic_*`: reset buf[0], make a syscall, see buf[0] non-zero, DISABLE; on a dup2'd fd
     /// (the original closed) if `duplicated`.
     static func basic(_ ops: any NetBSDKcovOperations, _ context: CheckContext, mode: CoverageMode, duplicated: Bool) throws {
@@ -367,18 +311,5 @@ public enum NetBSDChecks {
         let count = buffer.rawCount
         try context.must("DISABLE") { () throws(CoverageError) in try ops.disable(fd) }
         try context.expect(count != 0, "buf[0] is still 0 after a syscall in \(mode.rawValue) mode")
-    }
-
-    /// What a thread of a check threw, handed to the checking thread after the join.
-    final class Outcome: Sendable {
-        private let error = Mutex<String?>(nil)
-
-        func run(_ body: () throws -> Void) {
-            do { try body() } catch { self.error.withLock { $0 = String(describing: error) } }
-        }
-
-        func check() throws {
-            if let message = error.withLock({ $0 }) { throw ConformanceFailure(message) }
-        }
     }
 }

@@ -51,6 +51,9 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
     public var collectsAfterClose: Bool
     /// The shared buffer's size rules; `nil` for a backend without one (function counters).
     public var buffer: BufferRules?
+    /// Whole runs (`kcovctl trace --follow`, Docs/follow.md): the follow agent speaks this
+    /// backend's device and ABI, so every task of a command can enable a buffer of its own.
+    public var wholeRunAgent: Bool
 
     /// What one entry of this backend's traces stands for.
     public var unit: CoverageUnit {
@@ -61,8 +64,9 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
         supportedModes: Set<CoverageMode>, pcKind: PCKind, granularity: Granularity, perThread: Bool,
         orderedTrace: Bool, remote: Set<RemoteKind>, requiresMapBeforeEnable: Bool, remapAfterDisable: Bool,
         mapLengthMustMatch: Bool, oneEnabledInstancePerThread: Bool, collectsAfterClose: Bool,
-        buffer: BufferRules?, remapAfterRemoteAttach: Bool = false
+        buffer: BufferRules?, remapAfterRemoteAttach: Bool = false, wholeRunAgent: Bool = false
     ) {
+        self.wholeRunAgent = wholeRunAgent
         self.supportedModes = supportedModes
         self.pcKind = pcKind
         self.granularity = granularity
@@ -80,7 +84,23 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case supportedModes, pcKind, granularity, perThread, orderedTrace, remote, requiresMapBeforeEnable,
-             remapAfterDisable, mapLengthMustMatch, remapAfterRemoteAttach, oneEnabledInstancePerThread, collectsAfterClose, buffer
+             remapAfterDisable, mapLengthMustMatch, remapAfterRemoteAttach, oneEnabledInstancePerThread, collectsAfterClose, buffer, wholeRunAgent
+    }
+
+    /// Reads what ``encode(to:)`` writes; `wholeRunAgent` is absent from older JSON (false).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            supportedModes: try container.decode(Set<CoverageMode>.self, forKey: .supportedModes), pcKind: try container.decode(PCKind.self, forKey: .pcKind),
+            granularity: try container.decode(Granularity.self, forKey: .granularity), perThread: try container.decode(Bool.self, forKey: .perThread),
+            orderedTrace: try container.decode(Bool.self, forKey: .orderedTrace), remote: try container.decode(Set<RemoteKind>.self, forKey: .remote),
+            requiresMapBeforeEnable: try container.decode(Bool.self, forKey: .requiresMapBeforeEnable),
+            remapAfterDisable: try container.decode(Bool.self, forKey: .remapAfterDisable),
+            mapLengthMustMatch: try container.decode(Bool.self, forKey: .mapLengthMustMatch),
+            oneEnabledInstancePerThread: try container.decode(Bool.self, forKey: .oneEnabledInstancePerThread),
+            collectsAfterClose: try container.decode(Bool.self, forKey: .collectsAfterClose), buffer: try container.decodeIfPresent(BufferRules.self, forKey: .buffer),
+            remapAfterRemoteAttach: try container.decode(Bool.self, forKey: .remapAfterRemoteAttach),
+            wholeRunAgent: try container.decodeIfPresent(Bool.self, forKey: .wholeRunAgent) ?? false)
     }
 
     /// Encodes sets sorted, so the same capabilities always print the same JSON.
@@ -99,6 +119,7 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
         try container.encode(oneEnabledInstancePerThread, forKey: .oneEnabledInstancePerThread)
         try container.encode(collectsAfterClose, forKey: .collectsAfterClose)
         try container.encode(buffer, forKey: .buffer)
+        try container.encode(wholeRunAgent, forKey: .wholeRunAgent)
     }
 }
 

@@ -38,7 +38,12 @@ public struct CoverageCollector: ~Copyable {
     /// per-call reset and read touch no reference count; refreshed wherever the mapping can change.
     @usableFromInline var mapped: CoverageBuffer?
     /// The thread that enabled collection, while enabled.
-    private var enabledThread: Int32?
+    @usableFromInline private(set) var enabledThread: Int32?
+    /// How the kcov buffer is protected from the traced code's writes.
+    public let protection: BufferProtection
+    /// The buffer's memory protection key (``BufferProtection/writeProtected``), kept beside
+    /// ``mapped`` for the reset.
+    @usableFromInline let writeKey: BufferKey?
 
     /// What the collector owns.
     @usableFromInline enum Source {
@@ -56,9 +61,13 @@ public struct CoverageCollector: ~Copyable {
     ///     `.bufferSize` before any syscall unless it fits ``BufferRules/mappableWords``.
     ///   - functions: function-level backends: which functions to probe (required there, and
     ///     refused as `.invalidArgument` by a kcov backend, which records every block).
+    ///   - protection: kcov backends: guard pages always; `.writeProtected` also makes the buffer
+    ///     read-only to the enabling thread while enabled, or throws `.unsupportedOperation` where
+    ///     the CPU or kernel has no memory protection keys (function counters have no buffer:
+    ///     `.invalidArgument`).
     public init(
         backend: any CoverageBackend, mode: CoverageMode = .pc, bufferWords: Int = defaultBufferWords,
-        functions: FunctionSelection = FunctionSelection()
+        functions: FunctionSelection = FunctionSelection(), protection: BufferProtection = .guardPages
     ) throws(CoverageError) {
         let capabilities = backend.capabilities
         guard capabilities.supportedModes.contains(mode) else {
@@ -77,10 +86,15 @@ public struct CoverageCollector: ~Copyable {
                 throw CoverageError(.unsupportedOperation, "the \(backend.name) backend declares no buffer rules: it cannot be a kcov driver")
             }
             try rules.validate(words: bufferWords)
-            let instance = try KcovInstance(driver: driver, words: bufferWords)
+            let instance = try KcovInstance(driver: driver, words: bufferWords, protection: protection)
             source = .buffer(instance)
             mapped = instance.buffer
+            writeKey = instance.key
         case .functionCounters(let driver):
+            guard protection == .guardPages else {
+                throw CoverageError(
+                    .invalidArgument, "the \(backend.name) backend counts with perf events and has no shared buffer to write-protect")
+            }
             guard !functions.isEmpty else {
                 throw CoverageError(
                     .invalidArgument,
@@ -88,7 +102,9 @@ public struct CoverageCollector: ~Copyable {
             }
             source = .counters(try driver.openCounters(functions, mode: mode))
             mapped = nil
+            writeKey = nil
         }
+        self.protection = protection
         self.backend = backend
         self.capabilities = capabilities
         self.mode = mode
@@ -159,11 +175,22 @@ public struct CoverageCollector: ~Copyable {
     }
 
     /// Empties the trace; the kernel keeps recording. The fuzzer's per-syscall reset: for kcov a
-    /// store to the buffer's count word (no syscall).
+    /// store to the buffer's count word (no syscall; write-protected, it opens the buffer to this
+    /// thread around the store).
     @inlinable
     public func reset() throws(CoverageError) {
-        if let mapped { return mapped.reset() }
+        if let mapped {
+            if writeKey == nil || enabledThread == nil { return mapped.reset() }
+            return resetWriteProtected(mapped)
+        }
         if case .counters(let counters) = source { try counters.reset() }
+    }
+
+    /// The reset of an enabled, write-protected buffer.
+    @usableFromInline func resetWriteProtected(_ buffer: CoverageBuffer) {
+        writeKey?.setWritable(true)
+        buffer.reset()
+        writeKey?.setWritable(false)
     }
 
     /// What the kernel has recorded since the last reset: for kcov, read from the shared buffer
@@ -262,22 +289,54 @@ public struct CoverageCollector: ~Copyable {
             return (result.exit, Trace(backend: backendName, functions: result.functions))
         }
     }
+
+    /// The fork server's step, as syzkaller's executor runs programs: forks this process without
+    /// exec; the child enables coverage for itself, runs `body` and exits with the status it
+    /// returns (`_exit`: nothing this process buffered is flushed twice); this process waits, at
+    /// most `timeout` (then kills the child with SIGKILL: ``CommandExit/timedOut``), reaps it and
+    /// reads what it covered from the shared buffer. The trace starts with the child's ENABLE
+    /// return path and ends with its exit path.
+    ///
+    /// The child is a copy of this process with one thread, as after fork(2): a lock another
+    /// thread held at the fork stays held in the child, so `body` should make syscalls and
+    /// avoid work that takes process-wide locks. The child keeps a copy of this collector's
+    /// descriptors and mapping, which its exit releases.
+    ///
+    /// - Throws: `.invalidState` while enabled; `.unsupportedOperation` for function counters;
+    ///   `.invalidArgument` for a non-positive timeout; the backend's ENABLE error from the child;
+    ///   `.system` when fork fails.
+    public mutating func runForked(timeout: Duration? = nil, _ body: () -> Int32) throws(CoverageError) -> (child: ForkedChild, trace: Trace) {
+        guard enabledThread == nil else {
+            throw CoverageError(.invalidState, "disable coverage on this collector before forking a child")
+        }
+        guard case .buffer(let instance) = source else {
+            throw CoverageError(
+                .unsupportedOperation, "the \(backendName) backend arms its probes at a command's exec: use run(_:) with a Command")
+        }
+        defer { mapped = instance.buffer }
+        let child = try instance.runForked(mode: mode, timeout: timeout, body: body)
+        return (child, try read())
+    }
 }
 
-/// One kcov instance: a descriptor and its buffer's mapping, released once.
+/// One kcov instance: a descriptor, its buffer's mapping and the buffer's protection key, released once.
 @usableFromInline final class KcovInstance {
     let driver: any KcovDriver
     let fd: Int32
     let words: Int
+    /// The memory protection key on the mapping (``BufferProtection/writeProtected``).
+    let key: BufferKey?
     private var mapping: UnsafeMutableRawPointer
     /// The buffer over ``mapping``, bound once per mapping.
     @usableFromInline private(set) var buffer: CoverageBuffer
     /// The mapping was disconnected by DISABLE on a backend that drops its buffer then.
     private var mappingIsStale = false
 
-    /// Opens, sizes and maps; closes again if sizing or mapping fails.
-    init(driver: any KcovDriver, words: Int) throws(CoverageError) {
+    /// Opens, sizes, maps and (write-protected) tags the mapping with a protection key; releases
+    /// what it got if a step fails.
+    init(driver: any KcovDriver, words: Int, protection: BufferProtection) throws(CoverageError) {
         let fd = try driver.openDevice()
+        let mapping: UnsafeMutableRawPointer
         do {
             try driver.initialize(fd, words: words)
             mapping = try driver.mapBuffer(fd, words: words)
@@ -285,22 +344,52 @@ public struct CoverageCollector: ~Copyable {
             driver.closeDevice(fd)
             throw error
         }
+        do {
+            key = protection == .writeProtected ? try Self.protect(mapping, words: words) : nil
+        } catch {
+            driver.unmapBuffer(mapping, words: words)
+            driver.closeDevice(fd)
+            throw error
+        }
+        self.mapping = mapping
         self.driver = driver
         self.fd = fd
         self.words = words
         self.buffer = CoverageBuffer(address: mapping, wordCount: words)
     }
 
-    /// Disables (best effort: the kernel disables at thread exit anyway), unmaps and closes.
-    func release(disable: Bool) {
-        if disable { try? driver.disable(fd) }
-        driver.unmapBuffer(mapping, words: words)
-        driver.closeDevice(fd)
+    /// A new key tagging `mapping`.
+    private static func protect(_ mapping: UnsafeMutableRawPointer, words: Int) throws(CoverageError) -> BufferKey {
+        let key = try BufferKey.allocate()
+        do {
+            try key.assign(to: mapping, bytes: words * MemoryLayout<UInt64>.size)
+        } catch {
+            key.free()
+            throw error
+        }
+        return key
     }
 
-    /// Replaces the mapping with a new one; the old one is unmapped only once the new one exists.
+    /// Disables (best effort: the kernel disables at thread exit anyway), gives this thread back
+    /// write access, unmaps, closes and frees the key.
+    func release(disable: Bool) {
+        if disable { try? driver.disable(fd) }
+        key?.setWritable(true)
+        driver.unmapBuffer(mapping, words: words)
+        driver.closeDevice(fd)
+        key?.free()
+    }
+
+    /// Replaces the mapping with a new one (tagged with the key); the old one is unmapped only
+    /// once the new one exists.
     private func remap() throws(CoverageError) {
         let fresh = try driver.mapBuffer(fd, words: words)
+        do {
+            try key?.assign(to: fresh, bytes: words * MemoryLayout<UInt64>.size)
+        } catch {
+            driver.unmapBuffer(fresh, words: words)
+            throw error
+        }
         driver.unmapBuffer(mapping, words: words)
         mapping = fresh
         buffer = CoverageBuffer(address: fresh, wordCount: words)
@@ -316,6 +405,7 @@ public struct CoverageCollector: ~Copyable {
         try driver.enable(fd, mode: mode)
         // ENABLE's own return path was recorded; start empty.
         buffer.reset()
+        key?.setWritable(false)
     }
 
     func enableRemote(mode: CoverageMode, _ request: RemoteRequest, remap remapAfterAttach: Bool) throws(CoverageError) {
@@ -330,16 +420,23 @@ public struct CoverageCollector: ~Copyable {
             }
         }
         buffer.reset()
+        key?.setWritable(false)
     }
 
     func disable(remapNext: Bool) throws(CoverageError) {
         try driver.disable(fd)
+        key?.setWritable(true)
         mappingIsStale = remapNext
     }
 
     func run(_ command: Command, mode: CoverageMode) throws(CoverageError) -> CommandExit {
         try remapIfStale()
         return try driver.runEnabled(fd, mode: mode, buffer: mapping, words: words, command: command)
+    }
+
+    func runForked(mode: CoverageMode, timeout: Duration?, body: () -> Int32) throws(CoverageError) -> ForkedChild {
+        try remapIfStale()
+        return try driver.runForked(fd, mode: mode, buffer: mapping, words: words, timeout: timeout, body: body)
     }
 }
 

@@ -40,11 +40,18 @@ public protocol KcovDriver: CoverageBackend {
     /// refuses as `.unsupportedOperation` (for the conformance suite).
     func sendUndefinedRequest(_ fd: Int32) throws(CoverageError)
     /// Empties the buffer mapped at `buffer` (`words` long), starts a child that enables coverage
-    /// on `fd` in `mode` and runs `command` (without touching the buffer), and waits for it.
-    /// The parent must have initialised and mapped `fd`.
+    /// on `fd` in `mode` and runs `command` (without touching the buffer), and waits for it, at
+    /// most `command.timeout`. The parent must have initialised and mapped `fd`.
     func runEnabled(
         _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command
     ) throws(CoverageError) -> CommandExit
+    /// The fork server's step: empties the buffer mapped at `buffer` (`words` long), forks without
+    /// exec, and in the child enables coverage on `fd` in `mode`, runs `body` and exits with its
+    /// status; waits for the child at most `timeout` (then SIGKILL) and reaps it. The parent must
+    /// have initialised and mapped `fd`.
+    func runForked(
+        _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, timeout: Duration?, body: () -> Int32
+    ) throws(CoverageError) -> ForkedChild
 }
 
 extension KcovDriver {

@@ -1,4 +1,5 @@
 public import CoverageAPI
+import CoverageSignal
 public import TraceFile
 
 /// Why a coverage file cannot be used: which file, and what was wrong with it.
@@ -44,15 +45,67 @@ public struct CoverageInput: Sendable {
 
     /// Reads `path` (`-`: standard input) as a trace file: version 1, the JSON of an older
     /// `kcovctl trace`, or rawcover (see `TraceFile.decode(_:source:)`), then takes the report's
-    /// view of it (``init(_:path:)``). Errors name the file (`standard input` for `-`).
-    public static func read(path: String) throws(CoverageInputError) -> CoverageInput {
-        let file: TraceFile
+    /// view of it (``init(_:path:)``), keeping only the records `selection` names (whole runs);
+    /// or, when it starts with `KCOVSET1`, as a set file of block PCs (`kcovctl signal --output`,
+    /// `kcovctl merge`): each PC once, as if recorded once. Errors name the file (`standard input`
+    /// for `-`); a set of edge signals or of functions is refused (neither names a PC to count),
+    /// and so is a task selection on a set file (it has no tasks).
+    public static func read(path: String, tasks selection: TaskSelection = TaskSelection()) throws(CoverageInputError) -> CoverageInput {
+        let name = path == "-" ? "standard input" : path
+        let read: CoverageFile
         do {
-            file = try TraceFile.read(path: path)
+            read = try CoverageFile.read(path: path)
         } catch {
             throw CoverageInputError(path: error.source, error.message)
         }
-        return try CoverageInput(file, path: path == "-" ? "standard input" : path)
+        var file: TraceFile
+        switch read {
+        case .set(let set):
+            guard set.content == .pcs else {
+                throw CoverageInputError(
+                    path: name, "is a set of \(set.content.name), not block PCs: report the trace files, or a set written by `kcovctl signal --output` without --edges")
+            }
+            guard selection.isEmpty else {
+                throw CoverageInputError(path: name, "is a set file, which has no tasks: \(selection) needs a trace file written by `kcovctl trace --follow`")
+            }
+            return CoverageInput(path: name, mode: .pc, pcs: set.set.sorted, truncated: false)
+        case .trace(let trace):
+            file = trace
+        }
+        if !selection.isEmpty {
+            let kept = file.tasks.filter(selection.contains)
+            guard !kept.isEmpty else {
+                let orders = Set(file.tasks.compactMap(\.order)).sorted()
+                let executables = Set(file.tasks.compactMap(\.executable)).sorted()
+                throw CoverageInputError(
+                    path: name,
+                    "no task matches \(selection): its tasks have start orders \(orders.isEmpty ? "none" : "\(orders.first!)...\(orders.last!)") and executables \(executables.prefix(8).joined(separator: ", "))\(executables.count > 8 ? ", …" : "")")
+            }
+            file.tasks = kept
+        }
+        return try CoverageInput(file, path: name)
+    }
+
+    /// Which records of a whole-run trace (`kcovctl trace --follow`) a report takes: those whose
+    /// start order is in ``orders`` or whose executable is in ``executables``; all when both are empty.
+    public struct TaskSelection: Sendable, CustomStringConvertible {
+        public var orders: Set<Int>
+        public var executables: Set<String>
+
+        public init(orders: Set<Int> = [], executables: Set<String> = []) {
+            self.orders = orders
+            self.executables = executables
+        }
+
+        public var isEmpty: Bool { orders.isEmpty && executables.isEmpty }
+
+        public func contains(_ task: TraceFile.Task) -> Bool {
+            task.order.map(orders.contains) == true || task.executable.map(executables.contains) == true
+        }
+
+        public var description: String {
+            (orders.sorted().map { "--task \($0)" } + executables.sorted().map { "--executable \($0)" }).joined(separator: " or ")
+        }
     }
 
     /// The report's view of one trace file, all its tasks merged: unit pc gives every PC with

@@ -7,10 +7,17 @@ import Foundation
 /// ``CoverageSymbolizer`` a kernel report is measured against. For function-level coverage
 /// (kprobe) the coverable PCs are the probed functions' entry points instead.
 ///
-/// Paths are made relative to the build directory (the longest directory all source paths share),
-/// so reports read `fs/read_write.c`; ``buildDirectory`` puts them back.
-public struct KernelCoverageMap: CoverageSymbolizer {
+/// Paths are normalized (``normalizedPath(_:)``) and made relative to the build directory (the
+/// longest directory all source paths share), so reports read `fs/read_write.c`;
+/// ``buildDirectory`` puts them back. Each PC's function comes with its DWARF definition.
+public struct KernelCoverageMap: FunctionDefining {
     public let coverable: [(pc: UInt64, source: SourceRange)]
+    /// For each of ``coverable``, where its innermost frame's function is defined (`nil` for code
+    /// the DWARF gives no function, or a definition without a line).
+    public let definitions: [FunctionDefinition?]
+    /// For each of ``coverable``, its source frames, innermost first: all but the last are
+    /// inlined into the next (paths as in ``coverable``).
+    public let frames: [[SourceFrame]]
     /// The directory every source path was under, with a trailing `/`; empty if they share none.
     public let buildDirectory: String
     private let index: [UInt64: Int]
@@ -19,37 +26,61 @@ public struct KernelCoverageMap: CoverageSymbolizer {
     /// Symbolizes the call (PC minus the call's length) before every coverable PC of `mode`.
     public init(image: KernelImage, symbolizer: KernelSymbolizer, mode: CoverageMode) throws(KernelImageError) {
         let pcs = try image.coverablePCs().sites(comparisons: mode == .comparisons).all
-        let frames = symbolizer.frames(for: pcs.map { $0 - CoverablePCs.callLength })
-        self.init(pcs: pcs, innermost: frames.map(\.first), image: image) { image.function(containing: $0)?.name }
+        let stacks = symbolizer.frames(for: pcs.map { $0 - CoverablePCs.callLength })
+        self.init(pcs: pcs, stacks: stacks, image: image) { image.function(containing: $0)?.name }
     }
 
     /// Symbolizes each probed function's entry PC to its file and line; the name stays the
-    /// probe's (kallsyms'), which is what the user asked for.
+    /// probe's (kallsyms'), which is what the user asked for, defined where the DWARF says.
     public init(functions: [UInt64: String], symbolizer: KernelSymbolizer) {
         let pcs = functions.keys.sorted()
         let entries = symbolizer.frames(for: pcs).map { stack in
-            stack.last.map { SymbolFrame(function: nil, file: $0.file, line: $0.line, column: $0.column) }
+            stack.last.map {
+                [SymbolFrame(function: nil, file: $0.file, line: $0.line, column: $0.column, functionFile: $0.functionFile, functionLine: $0.functionLine)]
+            } ?? []
         }
-        self.init(pcs: pcs, innermost: entries, image: nil) { functions[$0] }
+        self.init(pcs: pcs, stacks: entries, image: nil) { functions[$0] }
     }
 
-    private init(pcs: [UInt64], innermost: [SymbolFrame?], image: KernelImage?, fallbackName: (UInt64) -> String?) {
+    private init(pcs: [UInt64], stacks: [[SymbolFrame]], image: KernelImage?, fallbackName: (UInt64) -> String?) {
         self.image = image
-        buildDirectory = commonDirectory(innermost.lazy.compactMap { $0.map { normalized($0.file) } })
+        let innermost = stacks.map(\.first)
+        let buildDirectory = commonDirectory(innermost.lazy.compactMap { $0.map { normalizedPath($0.file) } })
+        // A kernel has some 1,500 source files for 190,000 PCs: each spelling is worked out once.
+        var reportPaths: [String: String] = [:]
+        func reportPath(_ path: String) -> String {
+            if let known = reportPaths[path] { return known }
+            let clean = normalizedPath(path)
+            let relative = clean.hasPrefix(buildDirectory) ? String(clean.dropFirst(buildDirectory.count)) : clean
+            reportPaths[path] = relative
+            return relative
+        }
         var coverable: [(pc: UInt64, source: SourceRange)] = []
+        var definitions: [FunctionDefinition?] = []
         coverable.reserveCapacity(pcs.count)
+        definitions.reserveCapacity(pcs.count)
         for (pc, frame) in zip(pcs, innermost) {
             guard let frame else {
                 coverable.append((pc, SourceRange(file: "??", function: fallbackName(pc), startLine: 0, startColumn: 0, endLine: 0, endColumn: 0)))
+                definitions.append(nil)
                 continue
             }
-            var file = normalized(frame.file)
-            if file.hasPrefix(buildDirectory) { file.removeFirst(buildDirectory.count) }
+            let function = frame.function ?? fallbackName(pc)
             coverable.append((pc, SourceRange(
-                file: file, function: frame.function ?? fallbackName(pc), startLine: frame.line, startColumn: frame.column,
+                file: reportPath(frame.file), function: function, startLine: frame.line, startColumn: frame.column,
                 endLine: frame.line, endColumn: frame.column)))
+            if let function, let file = frame.functionFile, frame.functionLine > 0 {
+                definitions.append(FunctionDefinition(name: function, file: reportPath(file), line: frame.functionLine))
+            } else {
+                definitions.append(nil)
+            }
+        }
+        self.buildDirectory = buildDirectory
+        frames = zip(pcs, stacks).map { pc, stack in
+            stack.map { SourceFrame(function: $0.function ?? fallbackName(pc), file: reportPath($0.file), line: $0.line) }
         }
         self.coverable = coverable
+        self.definitions = definitions
         index = Dictionary(uniqueKeysWithValues: coverable.enumerated().map { ($1.pc, $0) })
     }
 
@@ -62,21 +93,6 @@ public struct KernelCoverageMap: CoverageSymbolizer {
     public func isUncountedReturn(_ pc: UInt64) -> Bool {
         image?.followsIndirectCall(pc) ?? false
     }
-}
-
-/// `a/./b` and `a/x/../b` as `a/b` (DWARF keeps the spelling of each `#include`).
-func normalized(_ path: String) -> String {
-    guard path.contains("./") else { return path }
-    var parts: [Substring] = []
-    for part in path.split(separator: "/", omittingEmptySubsequences: false) {
-        if part == "." { continue }
-        if part == "..", let last = parts.last, last != "..", !last.isEmpty {
-            parts.removeLast()
-            continue
-        }
-        parts.append(part)
-    }
-    return parts.joined(separator: "/")
 }
 
 /// The longest directory prefix (ending in `/`) of every path; empty when they share none.

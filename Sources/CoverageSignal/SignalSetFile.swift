@@ -1,4 +1,5 @@
 public import CoverageAPI
+import Foundation
 
 /// A signal set on disk: compact, and mergeable in any order (union), so a fleet of fuzzing VMs
 /// can combine their files.
@@ -95,6 +96,12 @@ public struct SignalSetFile: Sendable, Hashable {
             throw SignalSetError(source: source, "\(bytes.count - reader.offset) bytes follow the last element: the file is corrupt")
         }
         return SignalSetFile(content: content, kernel: name, set: set)
+    }
+
+    /// Whether `bytes` are a set file's (they start with ``magic``): how readers that take set
+    /// files and traces alike tell them apart, from bytes read once (a pipe cannot be read twice).
+    public static func isSetFile(_ bytes: [UInt8]) -> Bool {
+        bytes.count >= magic.count && bytes.prefix(magic.count).elementsEqual(magic)
     }
 
     /// The union of this set and `other`.

@@ -232,11 +232,24 @@ public struct GVisorKcovBackend: KcovDriver {
         _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command
     ) throws(CoverageError) -> CommandExit {
         try refuseUnsupported(mode)
+        let child = childEnable(mode)
+        return try kernel.run(command, fd: fd, enable: child.call, buffer: buffer, bufferBytes: words * 8, enableError: child.error)
+    }
+
+    public func runForked(
+        _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, timeout: Duration?, body: () -> Int32
+    ) throws(CoverageError) -> ForkedChild {
+        try refuseUnsupported(mode)
+        let child = childEnable(mode)
+        return try kernel.runForked(fd: fd, enable: child.call, buffer: buffer, timeout: timeout, body: body, enableError: child.error)
+    }
+
+    /// A child's KCOV_ENABLE in `mode`, and what its errno means.
+    func childEnable(_ mode: CoverageMode) -> (call: EnableCall, error: (Int32) -> CoverageError) {
         let argument = LinuxKcovABI.modeArgument(mode)
-        return try kernel.run(
-            command, fd: fd, enable: EnableCall(request: LinuxKcovABI.enable, argument: argument, byPointer: false),
-            buffer: buffer, bufferBytes: words * 8
-        ) { code in Self.ioctlErrors.error("ioctl(KCOV_ENABLE) in the child", code) { enableMeaning($0, rawMode: argument) } }
+        return (EnableCall(request: LinuxKcovABI.enable, argument: argument, byPointer: false), { code in
+            Self.ioctlErrors.error("ioctl(KCOV_ENABLE) in the child", code) { enableMeaning($0, rawMode: argument) }
+        })
     }
 
     // MARK: Traces

@@ -85,17 +85,18 @@ extension KernelImage {
         // other functions' tail jumps, to a fixed point. Jumps from code outside every function
         // symbol (gcc's out-of-line `.altinstr_aux` paths) belong to the functions that jump to
         // the nearest entry point below them.
+        // A worklist over the jumps by target, so each jump is looked at once (a chain of n
+        // functions each tail-jumping to the next takes n steps, not n²).
         let entries = orphanEntries(branches.jumps)
+        var jumpsByTarget: [UInt64: [UInt64]] = [:]
+        for jump in branches.jumps { jumpsByTarget[jump.target, default: []].append(jump.at) }
         var tailCalling = Set<UInt64>()
-        var targets = callbacks
-        var changed = true
-        while changed {
-            changed = false
-            for jump in branches.jumps where targets.contains(jump.target) {
-                for owner in owners(of: jump.at, orphanEntries: entries) where !tailCalling.contains(owner) {
-                    tailCalling.insert(owner)
-                    targets.insert(owner)
-                    changed = true
+        var pending = Array(callbacks)
+        while let target = pending.popLast() {
+            for at in jumpsByTarget[target] ?? [] {
+                for owner in owners(of: at, orphanEntries: entries) where tailCalling.insert(owner).inserted {
+                    // A callback's own address is already pending.
+                    if !callbacks.contains(owner) { pending.append(owner) }
                 }
             }
         }

@@ -39,28 +39,39 @@ public final class KernelImage {
     private let elf: OpaquePointer
     /// Executable sections with file contents (`SHT_PROGBITS`, `SHF_EXECINSTR`), by address.
     public let executableSections: [ExecutableSection]
-    /// Functions (`STT_FUNC`) from `.symtab`, sorted by address.
+    /// Functions (`STT_FUNC`) from `.symtab`, sorted by address; symbols whose size runs past
+    /// the end of the address space are left out (and named in ``warnings``).
     public let functions: [FunctionSymbol]
+    /// What was wrong with the image but could be passed over, one sentence each.
+    public let warnings: [String]
 
-    /// Opens `path`; fails unless it is a 64-bit x86 ELF with a symbol table.
+    /// Opens `path`; fails unless it is a regular file holding a whole 64-bit x86 ELF with a
+    /// symbol table. A directory, a FIFO or a device is refused at once (never waited on).
     public init(path: String) throws(KernelImageError) {
         self.path = path
         guard elf_version(UInt32(EV_CURRENT)) != UInt32(EV_NONE) else {
             throw KernelImageError(path: path, "libelf refused this ELF version: \(Self.libelfMessage())")
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO would otherwise wait for a writer.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else {
             let code = errno
             throw KernelImageError(path: path, "cannot open: \(String(cString: strerror(code))); pass the vmlinux of the kernel that produced the coverage")
+        }
+        var status = stat()
+        guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+            let kind = status.st_mode & S_IFMT == S_IFDIR ? "a directory" : "not a regular file (a FIFO, a socket or a device)"
+            close(fd)
+            throw KernelImageError(path: path, "is \(kind), not a vmlinux; pass the vmlinux file of the kernel build tree")
         }
         guard let elf = elf_begin(fd, ELF_C_READ_MMAP, nil) else {
             close(fd)
             throw KernelImageError(path: path, "libelf cannot read it: \(Self.libelfMessage())")
         }
         do {
-            try Self.checkHeader(elf, path: path)
+            try Self.checkHeader(elf, path: path, fileSize: UInt64(clamping: status.st_size))
             executableSections = try Self.readSections(elf, path: path)
-            functions = try Self.readFunctions(elf, path: path)
+            (functions, warnings) = try Self.readFunctions(elf, path: path)
         } catch {
             elf_end(elf)
             close(fd)
@@ -84,14 +95,15 @@ public final class KernelImage {
     public func function(containing address: UInt64) -> FunctionSymbol? {
         guard let index = functions.lastIndex(atMost: address, by: \.address) else { return nil }
         let candidate = functions[index]
-        return address < candidate.address + max(candidate.size, 1) ? candidate : nil
+        return address - candidate.address < max(candidate.size, 1) ? candidate : nil
     }
 
     private static func libelfMessage() -> String {
         elf_errmsg(-1).map { String(cString: $0) } ?? "unknown libelf error"
     }
 
-    private static func checkHeader(_ elf: OpaquePointer, path: String) throws(KernelImageError) {
+    /// An ELF header of a 64-bit x86 file whose section headers and sections lie within its `fileSize` bytes.
+    private static func checkHeader(_ elf: OpaquePointer, path: String, fileSize: UInt64) throws(KernelImageError) {
         guard elf_kind(elf) == ELF_K_ELF else {
             throw KernelImageError(path: path, "not an ELF file; pass the vmlinux (not the bzImage) from the kernel build tree")
         }
@@ -101,6 +113,22 @@ public final class KernelImage {
         }
         guard header.e_ident.4 == UInt8(ELFCLASS64), header.e_machine == UInt16(EM_X86_64) else {
             throw KernelImageError(path: path, "not a 64-bit x86 ELF (machine \(header.e_machine)); only x86_64 kernels are supported")
+        }
+        let truncated = "truncated or corrupt ELF (the file has \(fileSize) bytes)"
+        let (tableSize, tableOverflow) = UInt64(header.e_shnum).multipliedReportingOverflow(by: UInt64(header.e_shentsize))
+        let (tableEnd, endOverflow) = header.e_shoff.addingReportingOverflow(tableSize)
+        guard !tableOverflow, !endOverflow, tableEnd <= fileSize else {
+            throw KernelImageError(path: path, "\(truncated): its section headers end past the end of the file; copy the vmlinux again")
+        }
+        var section = elf_nextscn(elf, nil)
+        while let current = section {
+            section = elf_nextscn(elf, current)
+            var sectionHeader = GElf_Shdr()
+            guard gelf_getshdr(current, &sectionHeader) != nil, sectionHeader.sh_type != UInt32(SHT_NOBITS) else { continue }
+            let (end, overflow) = sectionHeader.sh_offset.addingReportingOverflow(sectionHeader.sh_size)
+            guard !overflow, end <= fileSize else {
+                throw KernelImageError(path: path, "\(truncated): section \(sectionName(elf, sectionHeader)) ends past the end of the file; copy the vmlinux again")
+            }
         }
     }
 
@@ -131,7 +159,7 @@ public final class KernelImage {
         return sections.sorted { $0.address < $1.address }
     }
 
-    private static func readFunctions(_ elf: OpaquePointer, path: String) throws(KernelImageError) -> [FunctionSymbol] {
+    private static func readFunctions(_ elf: OpaquePointer, path: String) throws(KernelImageError) -> ([FunctionSymbol], [String]) {
         var section = elf_nextscn(elf, nil)
         while let current = section {
             section = elf_nextscn(elf, current)
@@ -140,16 +168,24 @@ public final class KernelImage {
                   let data = elf_getdata(current, nil)
             else { continue }
             var functions: [FunctionSymbol] = []
-            let count = Int(header.sh_size / header.sh_entsize)
-            functions.reserveCapacity(count / 2)
-            for index in 0..<Int32(count) {
+            var oversized: [String] = []
+            let count = Int32(clamping: header.sh_size / header.sh_entsize)
+            functions.reserveCapacity(Int(count) / 2)
+            for index in 0..<count {
                 var symbol = GElf_Sym()
                 guard gelf_getsym(data, index, &symbol) != nil, symbol.st_info & 0xf == UInt8(STT_FUNC), symbol.st_value != 0,
                       let name = elf_strptr(elf, Int(header.sh_link), Int(symbol.st_name))
                 else { continue }
+                guard !symbol.st_value.addingReportingOverflow(symbol.st_size).overflow else {
+                    oversized.append(String(cString: name))
+                    continue
+                }
                 functions.append(FunctionSymbol(name: String(cString: name), address: symbol.st_value, size: symbol.st_size))
             }
-            return functions.sorted { $0.address < $1.address }
+            let warnings = oversized.isEmpty ? [] : [
+                "\(path): \(oversized.count) function symbols have a size past the end of the address space and were ignored (first: \(oversized[0])); a corrupt symbol table?"
+            ]
+            return (functions.sorted { $0.address < $1.address }, warnings)
         }
         throw KernelImageError(
             path: path, "has no symbol table (.symtab): a stripped image; use the unstripped vmlinux from the kernel build tree")

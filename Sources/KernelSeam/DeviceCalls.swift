@@ -88,21 +88,23 @@ extension KernelInterface {
         precondition(result == 0 || errno != EBADF, "closed kcov fd \(fd) twice")
     }
 
-    /// A shared read-write mapping of `bytes` of `fd` at `offset`; a failure throws what `meanings`
+    /// A shared read-write mapping of `bytes` of `fd` at `offset` between guard pages
+    /// (``KernelInterface/mmapBetweenGuards(length:fd:offset:)``); a failure throws what `meanings`
     /// says its errno means (else a system error), with `call` worded only then.
     package func mapShared(
         _ fd: Int32, bytes: Int, offset: Int = 0, call: @autoclosure () -> String, meanings: (Int32) -> ErrnoMeaning?
     ) throws(CoverageError) -> UnsafeMutableRawPointer {
-        if let address = mmap(length: bytes, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd: fd, offset: offset) {
+        if let address = mmapBetweenGuards(length: bytes, fd: fd, offset: offset) {
             return address
         }
         let code = errno
         throw .system(call(), errno: code, meanings: meanings)
     }
 
-    /// Unmaps a coverage buffer; a failure can only be this library's bug and traps.
+    /// Unmaps a coverage buffer from ``mapShared(_:bytes:offset:call:meanings:)`` and its guard
+    /// pages; a failure can only be this library's bug and traps.
     package func unmapBuffer(_ address: UnsafeMutableRawPointer, bytes: Int) {
-        let result = munmap(address, length: bytes)
+        let result = munmapBetweenGuards(address, length: bytes)
         precondition(result == 0, "munmap of a kcov buffer failed: errno \(errno)")
     }
 

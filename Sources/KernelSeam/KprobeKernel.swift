@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CKernelShim
+package import CoverageAPI
 
 /// The syscalls the kprobe backend makes, with C conventions: a failing call returns -1 (or `nil`)
 /// and leaves the reason in `errno`. ``SystemKprobeKernel`` is the real kernel; host tests use a
@@ -24,14 +25,17 @@ package protocol KprobeKernel: Sendable {
     func currentThreadID() -> Int32
     /// `read(-1, NULL, 0)`.
     func probeSyscall()
-    /// Starts `path` paused before exec; see ``PausedChild``.
-    func spawnPaused(path: String, arguments: [String], environment: [String]) -> PausedChild?
+    /// Starts `command` paused before exec (its standard streams put in place at release); see
+    /// ``PausedChild``.
+    func spawnPaused(_ command: Command) -> PausedChild?
     /// Lets a paused child exec; returns execve's errno in the child, or 0.
     func release(_ child: PausedChild) -> Int32
     /// Closes the release pipe unwritten: the child exits 127 without running the command.
     func abandon(_ child: PausedChild)
     /// waitpid(2).
     func waitForExit(_ pid: Int32) -> ExitStatus
+    /// waitpid(2) for at most `milliseconds`, then SIGKILL; `timedOut` says the kill ended it.
+    func waitForExit(_ pid: Int32, milliseconds: Int32) -> (status: ExitStatus, timedOut: Bool)
     /// Perf event descriptors this process holds (each kprobe lives as long as its descriptor).
     func openPerfEventCount() -> Int
 }
@@ -99,16 +103,17 @@ package struct SystemKprobeKernel: KprobeKernel {
 
     package func probeSyscall() { _ = kcs_probe_syscall() }
 
-    package func spawnPaused(path: String, arguments: [String], environment: [String]) -> PausedChild? {
-        var argv = arguments.map { strdup($0) } + [nil]
-        var envp = environment.map { strdup($0) } + [nil]
+    package func spawnPaused(_ command: Command) -> PausedChild? {
+        var argv = command.arguments.map { strdup($0) } + [nil]
+        var envp = command.environment.map { strdup($0) } + [nil]
         defer {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
         var release: Int32 = -1
         var status: Int32 = -1
-        let pid = kcs_spawn_paused(path, &argv, &envp, &release, &status)
+        let stdio: [CInt] = [command.standardInput ?? -1, command.standardOutput ?? -1, command.standardError ?? -1]
+        let pid = kcs_spawn_paused(command.path, &argv, &envp, stdio, &release, &status)
         guard pid >= 0 else { return nil }
         return PausedChild(pid: pid, releaseFD: release, statusFD: status)
     }
@@ -140,4 +145,8 @@ package struct SystemKprobeKernel: KprobeKernel {
     }
 
     package func waitForExit(_ pid: Int32) -> ExitStatus { SystemKernel().waitForExit(pid) }
+
+    package func waitForExit(_ pid: Int32, milliseconds: Int32) -> (status: ExitStatus, timedOut: Bool) {
+        SystemKernel().waitForExit(pid, milliseconds: milliseconds)
+    }
 }

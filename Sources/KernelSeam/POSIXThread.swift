@@ -44,3 +44,16 @@ private final class ThreadBody {
 private final class ThreadOutcome<T, E: Error>: @unchecked Sendable {
     var result: Result<T, E>?
 }
+
+extension SystemKernel {
+    /// Starts `body` on a real new thread; the returned closure joins it, after which the kernel
+    /// has reaped the thread (the BSD backends' thread-exit paths run then).
+    package func startThread(_ body: @escaping @Sendable () -> Void) -> @Sendable () -> Void {
+        let thread = POSIXThread(body)
+        return { thread.join() }
+    }
+
+    /// A real process cannot exit and go on running checks: always false (the BSD backends' process
+    /// interfaces, which a model answers with a simulated exit).
+    package func simulateProcessExit() -> Bool { false }
+}

@@ -38,7 +38,8 @@ public final class KernelSymbolizer {
     /// `CONFIG_DEBUG_INFO`).
     public init(vmlinux path: String) throws(SymbolizerError) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO would otherwise wait for a writer.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else {
             let reason = String(cString: strerror(errno))
             throw SymbolizerError(.unreadable, path: path, "cannot open it (\(reason)); pass the vmlinux of the kernel the PCs came from")
@@ -46,7 +47,8 @@ public final class KernelSymbolizer {
         do throws(SymbolizerError) {
             var status = stat()
             guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
-                throw SymbolizerError(.unreadable, path: path, "is not a regular file; pass the vmlinux file of the kernel build tree")
+                let kind = status.st_mode & S_IFMT == S_IFDIR ? "a directory" : "not a regular file (a FIFO, a socket or a device)"
+                throw SymbolizerError(.unreadable, path: path, "is \(kind), not a vmlinux; pass the vmlinux file of the kernel build tree")
             }
             (elf, dwarf) = try Self.openDWARF(fd: fd, path: path)
         } catch {
@@ -78,6 +80,10 @@ public final class KernelSymbolizer {
                 .noDebugInfo, path: path,
                 "has no DWARF debug information (no .debug_info): built without CONFIG_DEBUG_INFO? use the unstripped vmlinux from the build tree")
         }
+        if let compressed = undecompressableDebugSection(elf) {
+            elf_end(elf)
+            throw SymbolizerError(.unsupportedCompression, path: path, compressed)
+        }
         guard let dwarf = dwarf_begin_elf(elf, DWARF_C_READ, nil) else {
             let reason = String(cString: dwarf_errmsg(-1))
             elf_end(elf)
@@ -97,6 +103,41 @@ public final class KernelSymbolizer {
             if strcmp(name, ".debug_info") == 0 || strcmp(name, ".zdebug_info") == 0 { return true }
         }
         return false
+    }
+
+    /// `ELFCOMPRESS_ZSTD`, the gABI's number for zstd-compressed sections (`objcopy
+    /// --compress-debug-sections=zstd`, `ld --compress-debug-sections=zstd`); elfutils before
+    /// 0.189 has no name for it and cannot decompress it.
+    static let zstdCompression: UInt32 = 2
+
+    /// Decompresses every `SHF_COMPRESSED` debug section the way libdw would on opening (so it
+    /// costs nothing extra), and says what to do about the first one libelf cannot decompress:
+    /// zstd with an elfutils older than 0.189, or an unknown algorithm. `nil` when all can be read.
+    private static func undecompressableDebugSection(_ elf: OpaquePointer) -> String? {
+        var names = 0
+        guard elf_getshdrstrndx(elf, &names) == 0 else { return nil }
+        var section = elf_nextscn(elf, nil)
+        while let current = section {
+            section = elf_nextscn(elf, current)
+            var header = GElf_Shdr()
+            guard gelf_getshdr(current, &header) != nil, header.sh_flags & UInt64(SHF_COMPRESSED) != 0,
+                  let rawName = elf_strptr(elf, names, Int(header.sh_name))
+            else { continue }
+            let name = String(cString: rawName)
+            guard name.hasPrefix(".debug_") else { continue }
+            var compression = GElf_Chdr()
+            let algorithm = gelf_getchdr(current, &compression) != nil ? compression.ch_type : 0
+            guard elf_compress(current, 0, 0) < 0 else { continue }
+            let reason = libelfMessage()
+            let elfutils = dwfl_version(nil).map { String(cString: $0) } ?? "this"
+            if algorithm == zstdCompression {
+                return "its debug sections (\(name) first) are compressed with zstd, which elfutils \(elfutils) (libdw) cannot decompress (zstd needs 0.189 or later): "
+                    + "run `objcopy --decompress-debug-sections` on it (or relink without --compress-debug-sections=zstd; zlib works) and pass the copy"
+            }
+            return "its debug section \(name) is compressed with algorithm \(algorithm), which elfutils \(elfutils) cannot decompress (\(reason)): "
+                + "run `objcopy --decompress-debug-sections` on it and pass the copy"
+        }
+        return nil
     }
 
     private static func libelfMessage() -> String {

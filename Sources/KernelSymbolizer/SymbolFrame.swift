@@ -13,13 +13,25 @@ public struct SymbolFrame: Sendable, Hashable, CustomStringConvertible {
     public var column: Int
     /// The line table's discriminator for the innermost frame (which block of a line); 0 otherwise.
     public var discriminator: Int
+    /// Where ``function`` is defined: the `DW_AT_decl_file` of its subprogram (through
+    /// `DW_AT_abstract_origin` and `DW_AT_specification`, so an inlined copy, a `.part`/`.isra`
+    /// clone or a cold part names its source function's file), spelled like ``file``; `nil` when
+    /// the DWARF has no function here (assembly, the symbol table named it) or no declaration.
+    public var functionFile: String?
+    /// The 1-based `DW_AT_decl_line` of that subprogram (the line of its definition; for a
+    /// macro-generated function, the macro's use); 0 when unknown.
+    public var functionLine: Int
 
-    public init(function: String?, file: String, line: Int, column: Int = 0, discriminator: Int = 0) {
+    public init(
+        function: String?, file: String, line: Int, column: Int = 0, discriminator: Int = 0, functionFile: String? = nil, functionLine: Int = 0
+    ) {
         self.function = function
         self.file = file
         self.line = line
         self.column = column
         self.discriminator = discriminator
+        self.functionFile = functionFile
+        self.functionLine = functionLine
     }
 
     /// `function file:line`, with addr2line's `??` and `?` for what is unknown.
@@ -40,6 +52,9 @@ public struct SymbolizerError: Error, Sendable, Hashable, CustomStringConvertibl
         case noDebugInfo
         /// Its DWARF cannot be read.
         case badDebugInfo
+        /// Its debug sections are compressed with an algorithm this libelf cannot decompress
+        /// (zstd before elfutils 0.189).
+        case unsupportedCompression
     }
 
     public var code: Code

@@ -15,6 +15,8 @@ struct UnitSymbols {
         var ranges: Range<Int>
         var name: String? = nil
         var named = false
+        /// Its subprogram's declaration (file, line), once read.
+        var declaration: (file: String?, line: Int)? = nil
         /// For an inlined scope, the frame of its call in `parent`, once built.
         var call: SymbolFrame? = nil
     }
@@ -77,6 +79,11 @@ struct UnitSymbols {
         let row = lineRow(at: pc)
         guard row != nil || scope != nil else { return [] }
         var innermost = SymbolFrame(function: scope.flatMap { name(of: $0) }, file: "??", line: 0)
+        if let scope {
+            let declared = declaration(of: scope)
+            innermost.functionFile = declared.file
+            innermost.functionLine = declared.line
+        }
         if let row {
             var files: OpaquePointer?
             var file = 0
@@ -102,9 +109,12 @@ struct UnitSymbols {
     private mutating func call(of scope: Int32) -> SymbolFrame {
         if let known = scopes[Int(scope)].call { return known }
         var die = scopes[Int(scope)].die
+        let parent = scopes[Int(scope)].parent
+        let declared = declaration(of: parent)
         let frame = SymbolFrame(
-            function: name(of: scopes[Int(scope)].parent), file: attributeValue(&die, DW_AT_call_file).flatMap { fileName($0) } ?? "??",
-            line: attributeValue(&die, DW_AT_call_line) ?? 0, column: attributeValue(&die, DW_AT_call_column) ?? 0)
+            function: name(of: parent), file: attributeValue(&die, DW_AT_call_file).flatMap { fileName($0) } ?? "??",
+            line: attributeValue(&die, DW_AT_call_line) ?? 0, column: attributeValue(&die, DW_AT_call_column) ?? 0,
+            functionFile: declared.file, functionLine: declared.line)
         scopes[Int(scope)].call = frame
         return frame
     }
@@ -233,6 +243,22 @@ struct UnitSymbols {
         scopes[Int(scope)].name = name
         scopes[Int(scope)].named = true
         return name
+    }
+
+    /// Where the scope's function is defined: `DW_AT_decl_file` and `DW_AT_decl_line`, through
+    /// `DW_AT_abstract_origin` and `DW_AT_specification` (libdw's `dwarf_decl_file` and
+    /// `dwarf_decl_line` follow both, and read the file table of the unit the attribute is in).
+    /// A relative name is joined with the compilation directory, as ``fileName(_:)`` does.
+    private mutating func declaration(of scope: Int32) -> (file: String?, line: Int) {
+        if let known = scopes[Int(scope)].declaration { return known }
+        var die = scopes[Int(scope)].die
+        var line: Int32 = 0
+        if dwarf_decl_line(&die, &line) != 0 || line < 0 { line = 0 }
+        var file = dwarf_decl_file(&die).map { String(cString: $0) }
+        if let name = file, !name.hasPrefix("/"), let compilationDirectory { file = compilationDirectory + "/" + name }
+        let declared = (file, Int(line))
+        scopes[Int(scope)].declaration = declared
+        return declared
     }
 
     /// File `index` of the line table, joined with the compilation directory when relative, as

@@ -163,7 +163,8 @@ final class KprobeSession: FunctionCounters {
     /// inherit the probes), counting from its exec; returns how it ended and what it entered.
     /// This session's own probes are left alone.
     public func run(_ command: Command) throws(CoverageError) -> (exit: CommandExit, functions: [FunctionHit]) {
-        guard let child = kernel.spawnPaused(path: command.path, arguments: command.arguments, environment: command.environment) else {
+        let timeout = try Command.milliseconds(of: command.timeout)
+        guard let child = kernel.spawnPaused(command) else {
             let code = errno
             throw CoverageError(.commandFailed, "could not start \(command.path): fork failed with errno \(code)", syscall: "fork", errno: code)
         }
@@ -194,7 +195,7 @@ final class KprobeSession: FunctionCounters {
         }
         defer { closeChildProbes() }
         let execError = kernel.release(child)
-        let status = kernel.waitForExit(child.pid)
+        let (status, timedOut) = timeout.map { kernel.waitForExit(child.pid, milliseconds: $0) } ?? (kernel.waitForExit(child.pid), false)
         if execError != 0 {
             throw CoverageError(
                 .commandFailed, "could not run \(command.path): \(String(cString: strerror(execError)))", syscall: "execve", errno: execError)
@@ -207,6 +208,6 @@ final class KprobeSession: FunctionCounters {
             }
             if count > 0 { hits.append(FunctionHit(name: function.name, pc: function.pc, hits: count)) }
         }
-        return (CommandExit(status), hits)
+        return (timedOut ? .timedOut : CommandExit(status), hits)
     }
 }

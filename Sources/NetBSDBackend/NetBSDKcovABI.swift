@@ -44,4 +44,6 @@ public enum NetBSDKcovABI {
 
     /// The device.
     public static let devicePath = "/dev/kcov"
+    /// What uname(3) calls the system.
+    public static let systemName = "NetBSD"
 }

@@ -31,11 +31,8 @@ extension SystemKernel: NetBSDProcessInterface {
     }
 
     package func startLWP(_ body: @escaping @Sendable () -> Void) -> @Sendable () -> Void {
-        let thread = POSIXThread(body)
-        return { thread.join() }
+        startThread(body)
     }
-
-    package func simulateProcessExit() -> Bool { false }
 }
 
 extension NetBSDKcovBackend {

@@ -73,7 +73,7 @@ public struct NetBSDKcovBackend: KcovDriver {
 
     /// The host's system name when this backend is on the host's kernel and that is not NetBSD.
     var foreignHostSystem: String? {
-        guard onHostKernel, let system = Self.hostSystemName(), system != "NetBSD" else { return nil }
+        guard onHostKernel, let system = SystemKernel.hostSystemName(), system != NetBSDKcovABI.systemName else { return nil }
         return system
     }
 
@@ -308,16 +308,27 @@ public struct NetBSDKcovBackend: KcovDriver {
     public func runEnabled(
         _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command
     ) throws(CoverageError) -> CommandExit {
-        let argument = Self.modeArgument(mode)
+        let child = childEnable(mode)
         return try kernel.run(
-            command, fd: fd, enable: EnableCall(request: NetBSDKcovABI.enable, argument: UInt(argument), byPointer: true),
-            buffer: buffer, bufferBytes: words * NetBSDKcovABI.entrySize
-        ) { code in
+            command, fd: fd, enable: child.call, buffer: buffer, bufferBytes: words * NetBSDKcovABI.entrySize, enableError: child.error)
+    }
+
+    public func runForked(
+        _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, timeout: Duration?, body: () -> Int32
+    ) throws(CoverageError) -> ForkedChild {
+        let child = childEnable(mode)
+        return try kernel.runForked(fd: fd, enable: child.call, buffer: buffer, timeout: timeout, body: body, enableError: child.error)
+    }
+
+    /// A child's KCOV_IOC_ENABLE in `mode`, and what its errno means.
+    func childEnable(_ mode: CoverageMode) -> (call: EnableCall, error: (Int32) -> CoverageError) {
+        let argument = Self.modeArgument(mode)
+        return (EnableCall(request: NetBSDKcovABI.enable, argument: UInt(argument), byPointer: true), { code in
             // The child is a fresh LWP: an EBUSY can only mean the fd is enabled elsewhere.
             Self.ioctlErrors.error("ioctl(KCOV_IOC_ENABLE) in the child", code) {
                 enableMeaning($0, rawMode: argument) { Self.alreadyEnabled }
             }
-        }
+        })
     }
 
     // MARK: Errors

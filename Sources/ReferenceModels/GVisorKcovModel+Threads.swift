@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 package import KernelSeam
+package import CoverageAPI
 import Synchronization
 
 extension GVisorKcovModel {
@@ -39,14 +40,14 @@ extension GVisorKcovModel {
     /// ``syscallBlocks`` pending.
     /// As in the C shim, ENABLE comes first: an fd that cannot be enabled is reported as
     /// `.enableFailed` even when `path` could not be executed either.
-    /// `arguments` and `environment` are not used: nothing is really executed. The parent blocks
+    /// The command's arguments, environment, streams and timeout are not used: nothing is really executed. The parent blocks
     /// until the simulated child has finished (a legal schedule of a real fork), then returns
     /// ``SpawnOutcome/running(pid:)`` with a synthetic pid that ``waitForExit(_:)`` reaps as
     /// `.exited(0)`.
     package func spawnEnabled(
-        path: String, arguments: [String], environment: [String], fd: CInt,
-        enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int
+        _ command: Command, fd: CInt, enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int
     ) -> SpawnOutcome {
+        let path = command.path
         buffer.assumingMemoryBound(to: Atomic<UInt64>.self)[0].store(0, ordering: .relaxed)
         simulateSyscall()  // fork, in the parent
         let child: SimulatedChildOutcome = runOnNewThread { [self] in
@@ -65,7 +66,34 @@ extension GVisorKcovModel {
         return child.spawnOutcome(zombie: finishChild)
     }
 
-    /// waitpid(2) for a simulated child: `.exited(0)`. A syscall of the caller like any other. A
+    /// The fork server's step, simulated: as ``spawnEnabled(_:fd:enable:buffer:bufferBytes:)``,
+    /// the child is a new real thread that takes the child's steps through this model — ENABLE on
+    /// the inherited `fd` (its failure is ``ForkOutcome/enableFailed(errno:)``), `child`, then
+    /// `exit_group` — and the parent makes the fork and the wait. A thread cannot be killed, so
+    /// `timeoutMilliseconds` is not applied here.
+    package func forkEnabled(
+        fd: CInt, enable: EnableCall, buffer: UnsafeMutableRawPointer, timeoutMilliseconds: Int32?, child: () -> CInt
+    ) -> ForkOutcome {
+        buffer.assumingMemoryBound(to: Atomic<UInt64>.self)[0].store(0, ordering: .relaxed)
+        simulateSyscall()  // fork, in the parent
+        let result = withoutActuallyEscaping(child) { child in
+            let body = ForkedBody(run: child)
+            return runOnNewThread { [self] in
+                simulateForkedChild(enable, fd: fd, body: body) { simulateSyscall(returns: false) }
+            }
+        }
+        switch result {
+        case .enableFailed(let code):
+            return .enableFailed(errno: code)
+        case .exited(let status):
+            let pid = finishChild()
+            simulateSyscall()  // waitpid
+            _ = reapChild(pid)
+            return .finished(pid: pid, status: .exited(status), timedOut: false)
+        }
+    }
+
+    /// waitpid(2) for a simulated child: `.exited(0)`. A syscall A syscall of the caller like any other. A
     /// pid this model did not hand out, or one already reaped, is a programmer error (as ECHILD
     /// is for ``SystemKernel``).
     package func waitForExit(_ pid: CInt) -> ExitStatus {

@@ -50,7 +50,7 @@ import Synchronization
 ///   bytes that lie within the buffer. MAP_PRIVATE copies on write. Each ``munmap(_:length:)``
 ///   must name one whole mapping.
 /// - **Forked children** are simulated threads; see
-///   ``spawnEnabled(path:arguments:environment:fd:enable:buffer:bufferBytes:)``.
+///   ``spawnEnabled(_:fd:enable:buffer:bufferBytes:)``.
 ///
 /// read, write and lseek are not in the seam (gVisor: EINVAL, EINVAL, ESPIPE, Docs/kcov-gvisor.md#device-and-open).
 ///

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 package import KernelSeam
+package import CoverageAPI
 import Synchronization
 
 /// A small model of the kprobe PMU behind ``KprobeKernel``: counting events bound to a thread (or
@@ -160,8 +161,9 @@ package final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
         enter("ksys_read", thread: thread)
     }
 
-    package func spawnPaused(path: String, arguments: [String], environment: [String]) -> PausedChild? {
-        state.withLock { state in
+    package func spawnPaused(_ command: Command) -> PausedChild? {
+        let path = command.path
+        return state.withLock { state in
             let pid = state.nextPID
             state.nextPID += 1
             state.children[pid] = path
@@ -185,5 +187,10 @@ package final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
     package func waitForExit(_ pid: Int32) -> ExitStatus {
         let path = state.withLock { $0.children.removeValue(forKey: pid) }
         return .exited(path.flatMap { programs[$0] } == nil ? 127 : 0)
+    }
+
+    /// A simulated program has run to its end at release: the wait cannot time out.
+    package func waitForExit(_ pid: Int32, milliseconds: Int32) -> (status: ExitStatus, timedOut: Bool) {
+        (waitForExit(pid), false)
     }
 }

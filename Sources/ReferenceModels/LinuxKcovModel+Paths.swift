@@ -5,51 +5,12 @@
 /// (0xffffffff81xxxxxx, Docs/kcov-linux.md#pc-mode) but belong to no real kernel build, so they must never be
 /// symbolized against a real vmlinux.
 extension LinuxKcovModel {
-    /// One comparison record as kcov writes it in CMP mode: four u64 words (Docs/kcov-linux.md#cmp-mode).
-    package struct Comparison: Sendable, Hashable {
-        /// bit 0 is KCOV_CMP_CONST, bits 1–2 are log2 of the operand size in bytes.
-        package var type: UInt64
-        /// The first operand (the compile-time constant for a `const_cmp`), zero-extended.
-        package var first: UInt64
-        /// The second operand, zero-extended.
-        package var second: UInt64
-        /// Where the comparison is.
-        package var pc: UInt64
+    /// One comparison record as kcov writes it in CMP mode: four 64-bit words.
+    package typealias Comparison = KcovComparison
 
-        package init(type: UInt64, first: UInt64, second: UInt64, pc: UInt64) {
-            self.type = type
-            self.first = first
-            self.second = second
-            self.pc = pc
-        }
-
-        /// The type word for an operand of `bytes` bytes (1, 2, 4 or 8), with or without the
-        /// KCOV_CMP_CONST bit.
-        package static func type(bytes: Int, constant: Bool) -> UInt64 {
-            let log2: UInt64 = switch bytes {
-            case 1: 0
-            case 2: 1
-            case 4: 2
-            default: 3
-            }
-            return log2 << 1 | (constant ? 1 : 0)
-        }
-
-        /// The record's four words in buffer order.
-        package var words: [UInt64] { [type, first, second, pc] }
-    }
-
-    /// A stretch of kernel execution: the PCs PC mode records for it, in execution order, and the
-    /// comparison records CMP mode records for it.
-    package struct KernelPath: Sendable, Hashable {
-        package var pcs: [UInt64]
-        package var comparisons: [Comparison]
-
-        package init(pcs: [UInt64], comparisons: [Comparison]) {
-            self.pcs = pcs
-            self.comparisons = comparisons
-        }
-    }
+    /// A stretch of kernel execution: the PCs PC mode records for it, in execution order with
+    /// repeats, and the comparison records CMP mode records for it.
+    package typealias KernelPath = KcovKernelPath
 
     // Return addresses shared by several paths.
     static let syscallEntryPC: UInt64 = 0xffff_ffff_8100_2c3e

@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 package import KernelSeam
+package import CoverageAPI
 import Synchronization
 
 extension LinuxKcovModel {
@@ -34,14 +35,14 @@ extension LinuxKcovModel {
     /// in the buffer.
     /// As in the C shim, ENABLE comes first: an fd that cannot be enabled is reported as
     /// `.enableFailed` even when `path` could not be executed either.
-    /// `arguments` and `environment` are not used: nothing is really executed. The parent blocks
+    /// The command's arguments, environment, streams and timeout are not used: nothing is really executed. The parent blocks
     /// until the simulated child has finished (a legal schedule of a real fork), then returns
     /// ``SpawnOutcome/running(pid:)`` with a synthetic pid that ``waitForExit(_:)`` reaps as
     /// `.exited(0)`. The parent's own call records one ``syscallPath`` if it is tracing.
     package func spawnEnabled(
-        path: String, arguments: [String], environment: [String], fd: CInt,
-        enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int
+        _ command: Command, fd: CInt, enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int
     ) -> SpawnOutcome {
+        let path = command.path
         let parent = Self.threadID()
         buffer.assumingMemoryBound(to: Atomic<UInt64>.self)[0].store(0, ordering: .relaxed)
         recordSyscall(for: parent)
@@ -59,6 +60,37 @@ extension LinuxKcovModel {
             return .exited
         }
         return child.spawnOutcome(zombie: finishChild)
+    }
+
+    /// The fork server's step, simulated (Docs/kcov-linux.md#fork-and-clone): as
+    /// ``spawnEnabled(_:fd:enable:buffer:bufferBytes:)``, the child is a new real thread of this
+    /// process that takes the child's steps through this model — ENABLE on the inherited `fd`
+    /// (its failure is ``ForkOutcome/enableFailed(errno:)``), `child` (whose syscalls the model
+    /// records for that thread), `exit_group` (``syscallPath``), then the thread-exit path — and
+    /// the parent records the fork and the wait. A thread cannot be killed, so
+    /// `timeoutMilliseconds` is not applied here; the real kernel's child is killed (the guest
+    /// tests check it).
+    package func forkEnabled(
+        fd: CInt, enable: EnableCall, buffer: UnsafeMutableRawPointer, timeoutMilliseconds: Int32?, child: () -> CInt
+    ) -> ForkOutcome {
+        let parent = Self.threadID()
+        buffer.assumingMemoryBound(to: Atomic<UInt64>.self)[0].store(0, ordering: .relaxed)
+        recordSyscall(for: parent)  // fork
+        let result = withoutActuallyEscaping(child) { child in
+            let body = ForkedBody(run: child)
+            return runOnNewThread { [self] in
+                simulateForkedChild(enable, fd: fd, body: body) { recordSyscall(for: Self.threadID()) }
+            }
+        }
+        switch result {
+        case .enableFailed(let code):
+            return .enableFailed(errno: code)
+        case .exited(let status):
+            let pid = finishChild()
+            recordSyscall(for: parent)  // waitpid
+            _ = reapChild(pid)
+            return .finished(pid: pid, status: .exited(status), timedOut: false)
+        }
     }
 
     /// waitpid(2) for a simulated child: `.exited(0)`. A pid this model did not hand out, or one

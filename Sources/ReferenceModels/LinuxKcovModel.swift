@@ -36,7 +36,7 @@ import Synchronization
 /// - **Remote coverage** (Docs/kcov-linux.md#remote-coverage): ``remoteSectionStart(handle:softirq:)`` and
 ///   ``remoteSectionStop(_:)`` play kernel code annotated with `kcov_remote_start`/`stop`.
 /// - **Forked children** are simulated threads; see
-///   ``spawnEnabled(path:arguments:environment:fd:enable:buffer:bufferBytes:)``.
+///   ``spawnEnabled(_:fd:enable:buffer:bufferBytes:)``.
 ///
 /// Thread-safe: one lock guards the whole simulated kernel.
 package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {

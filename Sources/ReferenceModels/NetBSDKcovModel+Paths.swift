@@ -5,62 +5,12 @@
 /// 0xffffffff80200000; NetBSD removes no KASLR offset, Docs/kcov-netbsd.md#buffer-layout) but belong to no real kernel build,
 /// so they must never be symbolized against a real netbsd kernel image.
 extension NetBSDKcovModel {
-    /// One comparison record as `trace_cmp` writes it in TRACE_CMP mode: four `kcov_int_t` words (Docs/kcov-netbsd.md#buffer-layout).
-    package struct Comparison: Sendable, Hashable {
-        /// `KCOV_CMP_SIZE(log2 bytes) | KCOV_CMP_CONST`: bit 0 set when an operand is a
-        /// compile-time constant (always for a switch), bits 1–2 the log2 of the operand size.
-        package var type: UInt64
-        /// The first operand: the constant of a `const_cmp`, the case constant of a switch.
-        package var first: UInt64
-        /// The second operand: the switch value for a switch.
-        package var second: UInt64
-        /// Where the comparison is (a return address).
-        package var pc: UInt64
+    /// One comparison record as kcov writes it in CMP mode: four 64-bit words.
+    package typealias Comparison = KcovComparison
 
-        package init(type: UInt64, first: UInt64, second: UInt64, pc: UInt64) {
-            self.type = type
-            self.first = first
-            self.second = second
-            self.pc = pc
-        }
-
-        /// KCOV_CMP_CONST.
-        package static let constantFlag: UInt64 = 1
-
-        /// The type word for operands of `bytes` bytes (1, 2, 4 or 8): `KCOV_CMP_SIZE(n) = n << 1`
-        /// with `n = log2(bytes)`, plus KCOV_CMP_CONST for a constant operand.
-        package static func type(bytes: Int, constant: Bool) -> UInt64 {
-            let log2: UInt64 = switch bytes {
-            case 1: 0
-            case 2: 1
-            case 4: 2
-            case 8: 3
-            default: preconditionFailure("operand size \(bytes)")
-            }
-            return log2 << 1 | (constant ? constantFlag : 0)
-        }
-
-        /// The records `__sanitizer_cov_trace_switch` writes for one switch: one per case, each
-        /// with the CONST bit, the case constant first and the switch value second, at one PC.
-        package static func switchRecords(bytes: Int, value: UInt64, cases: [UInt64], pc: UInt64) -> [Comparison] {
-            cases.map { Comparison(type: type(bytes: bytes, constant: true), first: $0, second: value, pc: pc) }
-        }
-
-        /// The record's four words in buffer order.
-        package var words: [UInt64] { [type, first, second, pc] }
-    }
-
-    /// A stretch of kernel execution: the PCs TRACE_PC records for it, in execution order with
-    /// repeats, and the comparison records TRACE_CMP records for it.
-    package struct KernelPath: Sendable, Hashable {
-        package var pcs: [UInt64]
-        package var comparisons: [Comparison]
-
-        package init(pcs: [UInt64], comparisons: [Comparison]) {
-            self.pcs = pcs
-            self.comparisons = comparisons
-        }
-    }
+    /// A stretch of kernel execution: the PCs PC mode records for it, in execution order with
+    /// repeats, and the comparison records CMP mode records for it.
+    package typealias KernelPath = KcovKernelPath
 
     // Return addresses shared by several paths: the amd64 syscall() entry and its return to user space.
     static let syscallEntryPC: UInt64 = 0xffff_ffff_8022_1a4c

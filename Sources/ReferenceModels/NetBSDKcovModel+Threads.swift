@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 package import KernelSeam
+package import CoverageAPI
 import Synchronization
 
 extension NetBSDKcovModel {
@@ -94,12 +95,12 @@ extension NetBSDKcovModel {
     /// a failed child is reaped before this returns.
     /// So a successful child leaves exactly `ioctlExitPath + syscallPath + probePath + syscallPath`.
     /// ENABLE comes first: an fd that cannot be enabled is `.enableFailed` even when `path` could
-    /// not be executed either. `arguments` and `environment` are not used; the parent blocks until
+    /// not be executed either. The command's arguments, environment, streams and timeout are not used; the parent blocks until
     /// the simulated child has exited (a legal schedule of a real fork).
     package func spawnEnabled(
-        path: String, arguments: [String], environment: [String], fd: CInt,
-        enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int
+        _ command: Command, fd: CInt, enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int
     ) -> SpawnOutcome {
+        let path = command.path
         precondition(bufferBytes >= Self.entrySize, "the buffer must hold its count word")
         buffer.assumingMemoryBound(to: Atomic<UInt64>.self)[0].store(0, ordering: .relaxed)
         let parent = Self.threadID()
@@ -132,6 +133,38 @@ extension NetBSDKcovModel {
             return .execFailed(errno: code)
         case .exited:
             return .running(pid: withKernel { $0.addZombie(lwpToken: lwpToken, status: .exited(0)) })
+        }
+    }
+
+    /// The fork server's step, simulated: as ``spawnEnabled(_:fd:enable:buffer:bufferBytes:)``,
+    /// the child is a new real thread with its own LWP and a copy of the fd table that takes the
+    /// child's steps through this model — ENABLE on the inherited `fd` (its failure is
+    /// ``ForkOutcome/enableFailed(errno:)``), `child`, then `exit` — and the parent's wait reaps
+    /// it at once, freeing its last LWP (which disables the descriptor it enabled). A thread
+    /// cannot be killed, so `timeoutMilliseconds` is not applied here.
+    package func forkEnabled(
+        fd: CInt, enable: EnableCall, buffer: UnsafeMutableRawPointer, timeoutMilliseconds: Int32?, child: () -> CInt
+    ) -> ForkOutcome {
+        buffer.assumingMemoryBound(to: Atomic<UInt64>.self)[0].store(0, ordering: .relaxed)
+        let parent = Self.threadID()
+        let table = withKernel { kernel in
+            kernel.record(Self.syscallPath, for: parent)
+            return kernel.fork()
+        }
+        let (result, lwpToken) = withoutActuallyEscaping(child) { child in
+            let body = ForkedBody(run: child)
+            return startThread { [self] () -> SimulatedForkResult in
+                defer { withKernel { $0.childExit(table) } }
+                return simulateForkedChild(enable, fd: fd, body: body) { recordSyscall(for: Self.threadID()) }
+            }.joinKeepingLWP()
+        }
+        switch result {
+        case .enableFailed(let code):
+            withKernel { $0.freeExitedLWP(lwpToken) }
+            return .enableFailed(errno: code)
+        case .exited(let status):
+            let pid = withKernel { $0.addZombie(lwpToken: lwpToken, status: .exited(status)) }
+            return .finished(pid: pid, status: waitForExit(pid), timedOut: false)
         }
     }
 

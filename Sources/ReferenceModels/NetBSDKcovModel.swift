@@ -40,7 +40,7 @@ import Synchronization
 ///   registered at boot with full-size buffers; ``runRemoteSection(_:)`` plays the USB
 ///   hub-explore section of one port.
 /// - **Forked children** are simulated threads; see
-///   ``spawnEnabled(path:arguments:environment:fd:enable:buffer:bufferBytes:)``.
+///   ``spawnEnabled(_:fd:enable:buffer:bufferBytes:)``.
 /// - **Process exit** (``exitProcess()``) closes every fd, drops every mapping and frees every LWP.
 ///
 /// Requests are NetBSD's own numbers (the model is the kernel): the seam carries them as `UInt`,

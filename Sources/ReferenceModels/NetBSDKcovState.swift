@@ -187,25 +187,6 @@ struct NetBSDZombieChild {
     let status: ExitStatus
 }
 
-/// Bytes copied in by the generic ioctl layer, read as the driver reads its argument.
-struct NetBSDIoctlData {
-    let bytes: [UInt8]
-
-    func uint64(at offset: Int) -> UInt64 {
-        bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
-    }
-
-    func int32(at offset: Int) -> Int32 {
-        bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: Int32.self) }
-    }
-}
-
-/// How the caller passed the third ioctl argument.
-enum NetBSDIoctlArgument {
-    case value(UInt)
-    case pointer(UnsafeMutableRawPointer)
-}
-
 /// The whole simulated kernel: fd table, LWPs, mappings, remote registrations, children.
 final class NetBSDKcovKernel {
     typealias Model = NetBSDKcovModel
@@ -409,7 +390,7 @@ final class NetBSDKcovKernel {
 
     // MARK: ioctl (Docs/kcov-netbsd.md#ioctls)
 
-    func ioctl(_ fd: CInt, _ request: UInt, _ argument: NetBSDIoctlArgument, tid: CInt) -> CInt {
+    func ioctl(_ fd: CInt, _ request: UInt, _ argument: ModelIoctlArgument, tid: CInt) -> CInt {
         guard let file = descriptors[fd] else {
             record(Model.syscallPath, for: tid)
             return EBADF
@@ -423,12 +404,12 @@ final class NetBSDKcovKernel {
     /// `sys_ioctl`: an IOC_IN request has its IOCPARM_LEN bytes copied in from the argument (the
     /// address, whether passed as a pointer or as a value) before the driver runs, so a bad address
     /// is EFAULT whatever the request; IOC_VOID passes the argument through unread.
-    private func genericIoctl(_ file: NetBSDKcovFile, _ request: UInt, _ argument: NetBSDIoctlArgument, tid: CInt) -> CInt {
-        var data = NetBSDIoctlData(bytes: [])
+    private func genericIoctl(_ file: NetBSDKcovFile, _ request: UInt, _ argument: ModelIoctlArgument, tid: CInt) -> CInt {
+        var data = ModelIoctlData(bytes: [])
         let length = Int((request >> 16) & UInt(Model.ioctlParameterMask))
         if request & UInt(Model.iocIn) != 0, length > 0 {
-            switch Self.copyIn(argument, count: length) {
-            case .success(let bytes): data = NetBSDIoctlData(bytes: bytes)
+            switch copyIn(argument, count: length) {
+            case .success(let bytes): data = ModelIoctlData(bytes: bytes)
             case .failure(let error): return error.code
             }
         }
@@ -437,7 +418,7 @@ final class NetBSDKcovKernel {
         return dispatch(desc, request, data, tid: tid)
     }
 
-    private func dispatch(_ desc: NetBSDKcovDesc, _ request: UInt, _ data: NetBSDIoctlData, tid: CInt) -> CInt {
+    private func dispatch(_ desc: NetBSDKcovDesc, _ request: UInt, _ data: ModelIoctlData, tid: CInt) -> CInt {
         let remoteIoctls = revision == .current
         switch request {
         case Model.Request.setBufferSize: return setBufferSize(desc, entries: data.uint64(at: 0))
@@ -447,29 +428,6 @@ final class NetBSDKcovKernel {
             return remoteAttach(desc, subsystem: data.uint64(at: 0), id: data.uint64(at: 8))
         case Model.Request.remoteDetach where remoteIoctls: return remoteDetach(desc)
         default: return EINVAL
-        }
-    }
-
-    /// `copyin(9)` of `count` bytes: a pointer argument is the caller's memory (the seam's contract);
-    /// a value argument is an address too, checked by letting the host kernel copy it through a
-    /// pipe, so an unmapped or kernel address is EFAULT instead of a crash.
-    private static func copyIn(_ argument: NetBSDIoctlArgument, count: Int) -> Result<[UInt8], Errno> {
-        switch argument {
-        case .pointer(let pointer):
-            return .success(Array(UnsafeRawBufferPointer(start: pointer, count: count)))
-        case .value(let address):
-            guard let source = UnsafeRawPointer(bitPattern: address) else { return .failure(Errno(EFAULT)) }
-            var ends: [CInt] = [-1, -1]
-            guard pipe(&ends) == 0 else { return .failure(Errno(errno)) }
-            defer {
-                _ = Glibc.close(ends[0])
-                _ = Glibc.close(ends[1])
-            }
-            guard write(ends[1], source, count) == count else { return .failure(Errno(EFAULT)) }
-            var bytes = [UInt8](repeating: 0, count: count)
-            let got = bytes.withUnsafeMutableBytes { read(ends[0], $0.baseAddress, count) }
-            guard got == count else { return .failure(Errno(EFAULT)) }
-            return .success(bytes)
         }
     }
 

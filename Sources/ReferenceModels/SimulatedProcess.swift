@@ -24,6 +24,18 @@ enum SimulatedChildOutcome: Sendable {
     }
 }
 
+/// How a simulated forked child (the fork server's) ended.
+enum SimulatedForkResult: Sendable {
+    case enableFailed(CInt)
+    case exited(CInt)
+}
+
+/// The fork server's child body, carried to the simulated child's thread. Only made inside
+/// `withoutActuallyEscaping`, and the thread is joined before that scope ends.
+struct ForkedBody: @unchecked Sendable {
+    let run: () -> CInt
+}
+
 /// Runs `body` on a new pthread (its own kernel tid), then `exited(tid)` on that thread — the
 /// model's thread-exit path — joins it and returns `body`'s result.
 func runOnRealThread<T: Sendable>(
@@ -38,6 +50,16 @@ func runOnRealThread<T: Sendable>(
 }
 
 extension KernelInterface {
+    /// A simulated forked child's steps on its own thread: ENABLE on the inherited `fd`, the
+    /// body, then `exiting` (the model's exit syscall). Its status is the body's low 8 bits, as
+    /// `_exit` passes them on.
+    func simulateForkedChild(_ enable: EnableCall, fd: CInt, body: ForkedBody, exiting: () -> Void) -> SimulatedForkResult {
+        guard simulateChildEnable(enable, fd: fd) == 0 else { return .enableFailed(errno) }
+        let status = body.run()
+        exiting()
+        return .exited(status & 0xff)
+    }
+
     /// The child's ENABLE through this kernel: by value, or through a pointer to an `int`.
     func simulateChildEnable(_ enable: EnableCall, fd: CInt) -> CInt {
         guard enable.byPointer else { return ioctl(fd, enable.request, value: enable.argument) }

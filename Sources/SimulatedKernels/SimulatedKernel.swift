@@ -1,8 +1,10 @@
 public import CoverageAPI
+import FreeBSDBackend
 import GVisorBackend
 import KprobeBackend
 import LinuxBackend
 import NetBSDBackend
+import OpenBSDBackend
 import ReferenceModels
 
 /// A kernel without a kernel: one of the project's reference models behind the real backend
@@ -48,7 +50,7 @@ public struct SimulatedKernel: Sendable {
     public static func linux() -> SimulatedKernel {
         let model = LinuxKcovModel()
         return kcov(LinuxKcovBackend(kernel: model), probe: LinuxKcovModel.probePCs, descriptors: { model.openDescriptorCount }, mappings: { model.liveMappingCount }) {
-            model.syscall(running: LinuxKcovModel.KernelPath(pcs: $0, comparisons: $1.map { LinuxKcovModel.Comparison(type: $0.type, first: $0.first, second: $0.second, pc: $0.pc) }))
+            model.syscall(running: KcovKernelPath(pcs: $0, comparisons: $1))
         }
     }
 
@@ -56,7 +58,24 @@ public struct SimulatedKernel: Sendable {
     public static func netbsd() -> SimulatedKernel {
         let model = NetBSDKcovModel()
         return kcov(NetBSDKcovBackend(kernel: model), probe: NetBSDKcovModel.probePCs, descriptors: { model.openDescriptorCount }, mappings: { model.liveMappingCount }) {
-            model.syscall(running: NetBSDKcovModel.KernelPath(pcs: $0, comparisons: $1.map { NetBSDKcovModel.Comparison(type: $0.type, first: $0.first, second: $0.second, pc: $0.pc) }))
+            model.syscall(running: KcovKernelPath(pcs: $0, comparisons: $1))
+        }
+    }
+
+    /// FreeBSD kcov(4) (`Docs/kcov-freebsd.md`): per-thread, ordered PCs and comparison records
+    /// (switches recorded FreeBSD's way).
+    public static func freebsd() -> SimulatedKernel {
+        let model = FreeBSDKcovModel()
+        return kcov(FreeBSDKcovBackend(kernel: model), probe: FreeBSDKcovModel.probePCs, descriptors: { model.openDescriptorCount }, mappings: { model.liveMappingCount }) {
+            model.syscall(running: KcovKernelPath(pcs: $0, comparisons: $1))
+        }
+    }
+
+    /// OpenBSD kcov(4) (`Docs/kcov-openbsd.md`): per-thread, ordered PCs and comparison records.
+    public static func openbsd() -> SimulatedKernel {
+        let model = OpenBSDKcovModel()
+        return kcov(OpenBSDKcovBackend(kernel: model), probe: OpenBSDKcovModel.probePCs, descriptors: { model.openDescriptorCount }, mappings: { model.liveMappingCount }) {
+            model.syscall(running: KcovKernelPath(pcs: $0, comparisons: $1))
         }
     }
 

@@ -4,7 +4,8 @@
 public enum KernelConfig {
     /// Options on top of tinyconfig: a 9p-rooted SMP guest with kcov (both modes), debugfs,
     /// kprobes and perf events, a serial console, syscalls ordinary programs expect (madvise,
-    /// inotify, membarrier, rseq) that tinyconfig leaves out, and DWARF line and inline
+    /// inotify, membarrier, rseq) that tinyconfig leaves out, memory protection keys (the
+    /// collector's write-protected buffer mode, where the CPU has PKU), and DWARF line and inline
     /// information (reduced: no type info) for the symbolizer and reports.
     public static let fragment = """
         CONFIG_64BIT=y
@@ -58,6 +59,7 @@ public enum KernelConfig {
         CONFIG_FTRACE=y
         CONFIG_KPROBE_EVENTS=y
         CONFIG_PERF_EVENTS=y
+        CONFIG_X86_INTEL_MEMORY_PROTECTION_KEYS=y
         CONFIG_DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT=y
         CONFIG_DEBUG_INFO_REDUCED=y
 
@@ -67,6 +69,7 @@ public enum KernelConfig {
     public static var required: [String] {
         ["CONFIG_KCOV=y", "CONFIG_ADVISE_SYSCALLS=y", "CONFIG_KCOV_ENABLE_COMPARISONS=y", "CONFIG_DEBUG_FS=y", "CONFIG_9P_FS=y",
          "CONFIG_NET_9P_VIRTIO=y", "CONFIG_KPROBES=y", "CONFIG_KPROBE_EVENTS=y", "CONFIG_PERF_EVENTS=y",
+         "CONFIG_X86_INTEL_MEMORY_PROTECTION_KEYS=y",
          "CONFIG_DEBUG_INFO=y", "CONFIG_DEBUG_INFO_REDUCED=y"]
     }
 }

@@ -1,6 +1,6 @@
 public import CoverageAPI
 
-/// One kcovctl trace file: what `kcovctl trace` writes and `kcovctl report` reads, version 1.
+/// One kcovctl trace file: what `kcovctl trace` writes and `kcovctl report` reads, versions 1 and 2.
 ///
 /// The JSON shape (PCs and operands are `0x%016x` hex strings, since kernel addresses do not fit
 /// a JSON double):
@@ -12,15 +12,21 @@ public import CoverageAPI
 ///   "mode": "pc" | "cmp",
 ///   "pcFormat": "current" | "legacy" | "unknown",   // unit synthetic-block only, and required there
 ///   "command": ["/bin/cat", "/proc/version"],       // optional
-///   "exit": {"status": 0} | {"signal": 9},          // optional
+///   "exit": {"status": 0} | {"signal": 9} | {"timedOut": true},   // optional
 ///   "bufferWords": 4194304,                         // optional
 ///   "probedFunctions": [{"name", "pc"}],            // unit function only: the report's denominator
 ///   "skippedFunctions": [{"name", "reason"}],       // unit function only
+///   "untraced": [{"pid"?, "tid"?, "executable"?, "reason"}],   // version 2: tasks a whole run could not trace
 ///   "tasks": [ { "pid"?, "tid"?, "parentPid"?, "executable"?, "order"?, "exit"?, "truncated": false,
+///                "end"?, "endOrder"?, "withoutAgent"?, "agentTail"?,   // version 2 (whole runs, Docs/follow.md)
 ///                "pcs": ["0xffffffff81000010", …],          // units pc and synthetic-block in mode pc
 ///                "comparisons": [{"pc", "type", "arg1", "arg2"}],   // mode cmp ("size", "const" optional)
 ///                "functions": [{"name", "pc", "hits"}] } ] }        // unit function
 /// ```
+///
+/// A file is written as version 1 unless it uses a version-2 field (``untraced`` or a task's
+/// ``Task/end``, ``Task/endOrder``, ``Task/withoutAgent``, ``Task/agentTail``), so readers that know
+/// only version 1 keep reading single-task traces.
 ///
 /// Which lists a task holds follows from ``unit`` and ``mode``: exactly one of `pcs`,
 /// `comparisons` and `functions`, the others empty (and absent from the JSON). Writing a value
@@ -30,8 +36,8 @@ public import CoverageAPI
 public struct TraceFile: Sendable, Hashable {
     /// The value of the `"format"` key.
     public static let formatName = "kcovctl-trace"
-    /// The version ``jsonData()`` writes, and the highest this reader knows.
-    public static let currentVersion = 1
+    /// The highest version this reader knows; ``writtenVersion`` is what a value is written as.
+    public static let currentVersion = 2
 
     /// The backend that recorded the trace (`linux`, `netbsd`, `gvisor`, `kprobe`, …); `unknown`
     /// when the input did not say (rawcover).
@@ -54,12 +60,15 @@ public struct TraceFile: Sendable, Hashable {
     public var probedFunctions: [ProbedFunction]?
     /// For ``Unit/function`` only: functions that were asked for but could not be probed, with why.
     public var skippedFunctions: [SkippedFunction]
-    /// One entry per traced thread or process; `kcovctl trace` writes one.
+    /// One entry per traced thread or process (per image of it, in a whole run); `kcovctl trace` writes one.
     public var tasks: [Task]
+    /// Whole runs (version 2): threads and processes that were not traced, each with the reason.
+    public var untraced: [UntracedTask]
 
     public init(
         backend: String, unit: Unit, mode: CoverageMode, pcFormat: PCFormat? = nil, command: [String]? = nil, exit: Exit? = nil,
-        bufferWords: Int? = nil, probedFunctions: [ProbedFunction]? = nil, skippedFunctions: [SkippedFunction] = [], tasks: [Task]
+        bufferWords: Int? = nil, probedFunctions: [ProbedFunction]? = nil, skippedFunctions: [SkippedFunction] = [], tasks: [Task],
+        untraced: [UntracedTask] = []
     ) {
         self.backend = backend
         self.unit = unit
@@ -71,6 +80,44 @@ public struct TraceFile: Sendable, Hashable {
         self.probedFunctions = probedFunctions
         self.skippedFunctions = skippedFunctions
         self.tasks = tasks
+        self.untraced = untraced
+    }
+
+    /// 2 when a version-2 field is used, else 1.
+    public var writtenVersion: Int {
+        untraced.isEmpty && tasks.allSatisfy { $0.end == nil && $0.endOrder == nil && $0.withoutAgent == nil && $0.agentTail == nil } ? 1 : 2
+    }
+
+    /// A thread or process a whole run saw but could not trace: `{"pid"?, "tid"?, "executable"?, "reason"}`.
+    public struct UntracedTask: Sendable, Hashable {
+        public var pid: Int32?
+        public var tid: Int32?
+        public var executable: String?
+        /// Why, in words: "static executable (no dynamic loader, so no agent)", "KCOV_INIT_TRACE failed: …".
+        public var reason: String
+
+        public init(pid: Int32? = nil, tid: Int32? = nil, executable: String? = nil, reason: String) {
+            self.pid = pid
+            self.tid = tid
+            self.executable = executable
+            self.reason = reason
+        }
+    }
+
+    /// How a task's record ended (version 2, whole runs; Docs/follow.md#what-each-task-record-says).
+    public enum TaskEnd: String, Sendable, Hashable, CaseIterable {
+        /// Its process called `exit` or `_exit` (the status is in ``Task/exit``), or returned from `main`.
+        case exit
+        /// A thread that ended on its own (returned, `pthread_exit`, cancelled).
+        case threadExit
+        /// The task called `execve`: the next image's record (same pid) goes on from here.
+        case exec
+        /// A thread whose process ended without it ending first (another thread's `exit`, an exec, a signal).
+        case groupExit
+        /// A process's task that ended without `exit` or `_exit`: killed by a signal, or crashed.
+        case killed
+        /// Still running when the run ended; its buffer was read as it was.
+        case running
     }
 
     /// What one entry of the trace stands for: `pc`, `synthetic-block` or `function`.
@@ -89,11 +136,14 @@ public struct TraceFile: Sendable, Hashable {
         case status(Int32)
         /// Killed by this signal (`{"signal": N}`).
         case signal(Int32)
+        /// Killed with SIGKILL when its timeout expired (`{"timedOut": true}`).
+        case timedOut
 
         public init(_ exit: CommandExit) {
             switch exit {
             case .exited(let status): self = .status(status)
             case .signaled(let signal): self = .signal(signal)
+            case .timedOut: self = .timedOut
             }
         }
 
@@ -102,6 +152,7 @@ public struct TraceFile: Sendable, Hashable {
             switch self {
             case .status(let status): .exited(status)
             case .signal(let signal): .signaled(signal)
+            case .timedOut: .timedOut
             }
         }
     }
@@ -136,10 +187,21 @@ public struct TraceFile: Sendable, Hashable {
         public var comparisons: [ComparisonRecord]
         /// Unit function: each function entered, once, with its hit count.
         public var functions: [FunctionEntry]
+        /// Version 2: how the record ended.
+        public var end: TaskEnd?
+        /// Version 2: the record's place among the run's records by when its buffer was final, 0 first.
+        public var endOrder: Int?
+        /// Version 2: the image ran without the agent (its threads and children were not followed), and why.
+        public var withoutAgent: String?
+        /// Version 2: the entry (counted from this record's start) at which the agent had loaded in
+        /// this image: the entries before it hold the exec, the loader's work — including mapping the
+        /// agent library — and the agent's two mmap calls (Docs/follow.md#perturbation).
+        public var agentTail: Int?
 
         public init(
             pid: Int32? = nil, tid: Int32? = nil, parentPid: Int32? = nil, executable: String? = nil, order: Int? = nil, exit: Exit? = nil,
-            truncated: Bool = false, pcs: [UInt64] = [], comparisons: [ComparisonRecord] = [], functions: [FunctionEntry] = []
+            truncated: Bool = false, pcs: [UInt64] = [], comparisons: [ComparisonRecord] = [], functions: [FunctionEntry] = [],
+            end: TaskEnd? = nil, endOrder: Int? = nil, withoutAgent: String? = nil, agentTail: Int? = nil
         ) {
             self.pid = pid
             self.tid = tid
@@ -151,6 +213,10 @@ public struct TraceFile: Sendable, Hashable {
             self.pcs = pcs
             self.comparisons = comparisons
             self.functions = functions
+            self.end = end
+            self.endOrder = endOrder
+            self.withoutAgent = withoutAgent
+            self.agentTail = agentTail
         }
 
         /// A task holding `trace`'s entries: its PCs (PC mode) or comparison records (CMP mode).

@@ -221,21 +221,24 @@ struct Text: Decodable {
     }
 }
 
-/// `{"status": N}` or `{"signal": N}`.
+/// `{"status": N}`, `{"signal": N}` or `{"timedOut": true}`.
 struct ExitCoding: Decodable {
     var exit: TraceFile.Exit
-    enum Key: String, CodingKey { case status, signal }
-    static let expected = #"{"status": N} or {"signal": N}"#
+    enum Key: String, CodingKey { case status, signal, timedOut }
+    static let expected = #"{"status": N}, {"signal": N} or {"timedOut": true}"#
 
     init(from decoder: any Decoder) throws {
         let fields = try Fields<Key>(decoder, expected: Self.expected)
         let status: Int32? = try fields.integer(.status, "an exit status (a whole number)")
         let signal: Int32? = try fields.integer(.signal, "a signal number (a whole number)")
-        switch (status, signal) {
-        case (let status?, nil): exit = .status(status)
-        case (nil, let signal?): exit = .signal(signal)
-        case (_?, _?): throw problem(decoder.codingPath, "expected \(Self.expected), found both a status and a signal")
-        case (nil, nil): throw problem(decoder.codingPath, "expected \(Self.expected), found an object with neither")
+        let timedOut = try fields.bool(.timedOut)
+        switch (status, signal, timedOut) {
+        case (let status?, nil, nil): exit = .status(status)
+        case (nil, let signal?, nil): exit = .signal(signal)
+        case (nil, nil, true?): exit = .timedOut
+        case (nil, nil, false?): throw problem(decoder.codingPath, "expected \(Self.expected), found \"timedOut\": false")
+        case (nil, nil, nil): throw problem(decoder.codingPath, "expected \(Self.expected), found an object with none of them")
+        default: throw problem(decoder.codingPath, "expected \(Self.expected), found more than one of them")
         }
     }
 }
@@ -308,6 +311,20 @@ struct SkippedCoding: Decodable {
     }
 }
 
+/// `{"pid"?, "tid"?, "executable"?, "reason"}`.
+struct UntracedCoding: Decodable {
+    var task: TraceFile.UntracedTask
+    enum Key: String, CodingKey { case pid, tid, executable, reason }
+
+    init(from decoder: any Decoder) throws {
+        let fields = try Fields<Key>(decoder, expected: #"an untraced task {"pid"?, "tid"?, "executable"?, "reason"}"#)
+        task = TraceFile.UntracedTask(
+            pid: try fields.integer(.pid, "a process id (a whole number)"), tid: try fields.integer(.tid, "a thread id (a whole number)"),
+            executable: try fields.string(.executable, "a path as a string"),
+            reason: try fields.required(.reason, "the reason as a string") { try $0.decode(String.self, forKey: $1) })
+    }
+}
+
 /// How strictly element objects are read.
 protocol CodingRules { static var legacy: Bool { get } }
 /// Version 1: every field present.
@@ -322,13 +339,21 @@ struct TaskCoding: Decodable {
     var lists: Set<TaskKey>
     var path: [any CodingKey]
 
-    enum TaskKey: String, CodingKey { case pid, tid, parentPid, executable, order, exit, truncated, pcs, comparisons, functions }
+    enum TaskKey: String, CodingKey {
+        case pid, tid, parentPid, executable, order, exit, truncated, pcs, comparisons, functions
+        // Version 2.
+        case end, endOrder, withoutAgent, agentTail
+    }
 
     init(from decoder: any Decoder) throws {
         path = decoder.codingPath
         let fields = try Fields<TaskKey>(decoder, expected: #"a task {"truncated", "pcs" | "comparisons" | "functions", …}"#)
         let order: Int? = try fields.integer(.order, "the task's order (a whole number from 0)")
         if let order, order < 0 { throw problem(fields.path(.order), "expected the task's order (a whole number from 0), found \(order)") }
+        let endOrder: Int? = try fields.integer(.endOrder, "the task's end order (a whole number from 0)")
+        if let endOrder, endOrder < 0 { throw problem(fields.path(.endOrder), "expected the task's end order (a whole number from 0), found \(endOrder)") }
+        let agentTail: Int? = try fields.integer(.agentTail, "a number of entries (a whole number from 0)")
+        if let agentTail, agentTail < 0 { throw problem(fields.path(.agentTail), "expected a number of entries (a whole number from 0), found \(agentTail)") }
         task = TraceFile.Task(
             pid: try fields.integer(.pid, "a process id (a whole number)"), tid: try fields.integer(.tid, "a thread id (a whole number)"),
             parentPid: try fields.integer(.parentPid, "a process id (a whole number)"), executable: try fields.string(.executable, "a path as a string"),
@@ -336,7 +361,9 @@ struct TaskCoding: Decodable {
             truncated: try fields.required(.truncated, "true or false") { try $0.decode(Bool.self, forKey: $1) },
             pcs: try fields.optional(.pcs, "a list of hex PC strings") { try $0.decode(HexList.self, forKey: $1).values } ?? [],
             comparisons: try fields.list(.comparisons, of: ComparisonCoding<StrictRules>.self, "a list of comparisons")?.map(\.record) ?? [],
-            functions: try fields.list(.functions, of: FunctionCoding<StrictRules>.self, "a list of functions")?.map(\.entry) ?? [])
+            functions: try fields.list(.functions, of: FunctionCoding<StrictRules>.self, "a list of functions")?.map(\.entry) ?? [],
+            end: try fields.oneOf(.end, TraceFile.TaskEnd.self), endOrder: endOrder, withoutAgent: try fields.string(.withoutAgent, "the reason as a string"),
+            agentTail: agentTail)
         lists = Set([TaskKey.pcs, .comparisons, .functions].filter { fields.has($0) })
     }
 }
@@ -345,7 +372,7 @@ struct TaskCoding: Decodable {
 
 extension TraceFile: Codable {
     enum Key: String, CodingKey {
-        case format, version, backend, unit, mode, pcFormat, command, exit, bufferWords, probedFunctions, skippedFunctions, tasks
+        case format, version, backend, unit, mode, pcFormat, command, exit, bufferWords, probedFunctions, skippedFunctions, tasks, untraced
         // Older kcovctl versions.
         case truncated, exitStatus, signal, granularity, comparisons, functions, skipped, pcs
     }
@@ -435,6 +462,7 @@ extension TraceFile: Codable {
             }
         }
         self.tasks = tasks.map(\.task)
+        untraced = try fields.list(.untraced, of: UntracedCoding.self, "a list of untraced tasks")?.map(\.task) ?? []
     }
 
     /// `{"backend", "mode", "truncated", "count", "command", "pcFormat"?, "exitStatus" | "signal",
@@ -470,6 +498,7 @@ extension TraceFile: Codable {
         case (_?, _?): throw problem(fields.path(.signal), "expected an exitStatus or a signal, found both")
         }
         bufferWords = nil
+        untraced = []
         let truncated = try fields.bool(.truncated) ?? false
         var task = Task(truncated: truncated)
         if unit == .function {
@@ -502,7 +531,7 @@ extension TraceFile: Codable {
         }
         var container = encoder.container(keyedBy: Key.self)
         try container.encode(Self.formatName, forKey: .format)
-        try container.encode(Self.currentVersion, forKey: .version)
+        try container.encode(writtenVersion, forKey: .version)
         try container.encode(backend, forKey: .backend)
         try container.encode(unit.rawValue, forKey: .unit)
         try container.encode(mode.rawValue, forKey: .mode)
@@ -526,6 +555,16 @@ extension TraceFile: Codable {
                 try object.encode(function.reason, forKey: .reason)
             }
         }
+        if !untraced.isEmpty {
+            var list = container.nestedUnkeyedContainer(forKey: .untraced)
+            for task in untraced {
+                var object = list.nestedContainer(keyedBy: UntracedCoding.Key.self)
+                try object.encodeIfPresent(task.pid, forKey: .pid)
+                try object.encodeIfPresent(task.tid, forKey: .tid)
+                try object.encodeIfPresent(task.executable, forKey: .executable)
+                try object.encode(task.reason, forKey: .reason)
+            }
+        }
         var list = container.nestedUnkeyedContainer(forKey: .tasks)
         for task in tasks { try encode(task, into: list.nestedContainer(keyedBy: TaskCoding.TaskKey.self)) }
     }
@@ -535,6 +574,7 @@ extension TraceFile: Codable {
         switch exit {
         case .status(let status): try container.encode(status, forKey: .status)
         case .signal(let signal): try container.encode(signal, forKey: .signal)
+        case .timedOut: try container.encode(true, forKey: .timedOut)
         }
     }
 
@@ -547,6 +587,10 @@ extension TraceFile: Codable {
         try container.encodeIfPresent(task.order, forKey: .order)
         if let exit = task.exit { try Self.encode(exit, into: container.nestedContainer(keyedBy: ExitCoding.Key.self, forKey: .exit)) }
         try container.encode(task.truncated, forKey: .truncated)
+        try container.encodeIfPresent(task.end?.rawValue, forKey: .end)
+        try container.encodeIfPresent(task.endOrder, forKey: .endOrder)
+        try container.encodeIfPresent(task.withoutAgent, forKey: .withoutAgent)
+        try container.encodeIfPresent(task.agentTail, forKey: .agentTail)
         switch Self.listKey(unit: unit, mode: mode) {
         case .pcs: try container.encode(HexList(task.pcs), forKey: .pcs)
         case .comparisons:
@@ -594,6 +638,8 @@ extension TraceFile: Codable {
         for (index, task) in tasks.enumerated() {
             let path: [any CodingKey] = [Key.tasks, AnyKey(intValue: index)]
             if let order = task.order, order < 0 { return (path + [TaskCoding.TaskKey.order], "expected a whole number from 0, found \(order)") }
+            if let order = task.endOrder, order < 0 { return (path + [TaskCoding.TaskKey.endOrder], "expected a whole number from 0, found \(order)") }
+            if let tail = task.agentTail, tail < 0 { return (path + [TaskCoding.TaskKey.agentTail], "expected a whole number from 0, found \(tail)") }
             let counts: [(TaskCoding.TaskKey, Int)] = [(.pcs, task.pcs.count), (.comparisons, task.comparisons.count), (.functions, task.functions.count)]
             for (key, count) in counts where key != listKey && count > 0 {
                 return (

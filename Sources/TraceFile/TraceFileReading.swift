@@ -12,7 +12,11 @@ extension TraceFile {
     /// file is `cannot read the trace file: <strerror>`.
     public static func read(path: String) throws(TraceFileError) -> TraceFile {
         let source = path == "-" ? "standard input" : path
-        let bytes = try readAll(path: path, source: source)
+        return try decode(bytes: try readBytes(path: path), source: source)
+    }
+
+    /// Decodes the bytes of one trace file, as ``decode(_:source:)`` does.
+    public static func decode(bytes: [UInt8], source: String) throws(TraceFileError) -> TraceFile {
         let result = bytes.withUnsafeBytes { buffer in Result { () throws(TraceFileError) in try decode(buffer, data: nil, source: source) } }
         return try result.get()
     }
@@ -116,10 +120,14 @@ extension TraceFile {
         return TraceFile(backend: "unknown", unit: .pc, mode: .pc, tasks: [Task(truncated: false, pcs: pcs)])
     }
 
-    /// All of `path`'s bytes (`-`: descriptor 0), with read(2).
-    static func readAll(path: String, source: String) throws(TraceFileError) -> [UInt8] {
+    /// All of `path`'s bytes (`-`: descriptor 0), read once with read(2), so a pipe, a FIFO or
+    /// `/dev/stdin` gives the same bytes as a regular file (a caller that must tell file kinds
+    /// apart looks at these bytes instead of opening the file twice). Errors name the path (or
+    /// `standard input`): `cannot read the <kind>: <strerror>`.
+    public static func readBytes(path: String, kind: String = "trace file") throws(TraceFileError) -> [UInt8] {
+        let source = path == "-" ? "standard input" : path
         func failure() -> TraceFileError {
-            TraceFileError(source: source, "cannot read the trace file: \(String(cString: strerror(errno)))")
+            TraceFileError(source: source, "cannot read the \(kind): \(String(cString: strerror(errno)))")
         }
         let descriptor: Int32
         if path == "-" {

@@ -1,7 +1,7 @@
 public import Foundation
 
 extension TraceFile {
-    /// Version 1 as JSON, written byte by byte (a whole-program trace holds millions of PCs;
+    /// The file as JSON (version ``writtenVersion``), written byte by byte (a whole-program trace holds millions of PCs;
     /// `JSONEncoder` is several times slower). `format` and `version` come first, then the header,
     /// then the tasks, one PC, comparison or function a line. `JSONDecoder` (and ``decode(_:source:)``)
     /// read it back to an equal value; comparisons also carry `size` and `const` for readers that
@@ -15,7 +15,7 @@ extension TraceFile {
         writer.reserve(tasks.reduce(512) { $0 + $1.pcs.count * 25 + $1.comparisons.count * 140 + $1.functions.count * 80 })
         writer.append("{\n  \"format\": ")
         writer.string(Self.formatName)
-        writer.append(",\n  \"version\": \(Self.currentVersion),\n  \"backend\": ")
+        writer.append(",\n  \"version\": \(writtenVersion),\n  \"backend\": ")
         writer.string(backend)
         writer.append(",\n  \"unit\": \"\(unit.rawValue)\",\n  \"mode\": \"\(mode.rawValue)\"")
         if let pcFormat { writer.append(",\n  \"pcFormat\": \"\(pcFormat.rawValue)\"") }
@@ -50,6 +50,21 @@ extension TraceFile {
                 writer.append("}")
             }
         }
+        if !untraced.isEmpty {
+            writer.list(",\n  \"untraced\": [", untraced, indent: "    ", closing: "  ") { writer, task in
+                writer.append("{")
+                if let pid = task.pid { writer.append("\"pid\": \(pid), ") }
+                if let tid = task.tid { writer.append("\"tid\": \(tid), ") }
+                if let executable = task.executable {
+                    writer.append("\"executable\": ")
+                    writer.string(executable)
+                    writer.append(", ")
+                }
+                writer.append("\"reason\": ")
+                writer.string(task.reason)
+                writer.append("}")
+            }
+        }
         writer.append(",\n  \"tasks\": [")
         for (index, task) in tasks.enumerated() {
             writer.append(index == 0 ? "\n    {" : ",\n    {")
@@ -68,6 +83,13 @@ extension TraceFile {
                 writer.append(", ")
             }
             writer.append(task.truncated ? "\"truncated\": true" : "\"truncated\": false")
+            if let end = task.end { writer.append(", \"end\": \"\(end.rawValue)\"") }
+            if let endOrder = task.endOrder { writer.append(", \"endOrder\": \(endOrder)") }
+            if let withoutAgent = task.withoutAgent {
+                writer.append(", \"withoutAgent\": ")
+                writer.string(withoutAgent)
+            }
+            if let agentTail = task.agentTail { writer.append(", \"agentTail\": \(agentTail)") }
             switch Self.listKey(unit: unit, mode: mode) {
             case .pcs: writer.pcList(task.pcs)
             case .comparisons:
@@ -135,6 +157,7 @@ struct JSONWriter {
         switch exit {
         case .status(let status): append("{\"status\": \(status)}")
         case .signal(let signal): append("{\"signal\": \(signal)}")
+        case .timedOut: append("{\"timedOut\": true}")
         }
     }
 

@@ -52,6 +52,14 @@ public struct VirtualMachine: Sendable {
         self.timeoutSeconds = timeoutSeconds
     }
 
+    /// Finds util-linux's `setpriv` (it starts QEMU with a parent-death signal).
+    static func setprivPath() throws -> String {
+        for directory in ["/usr/bin", "/bin"] where FileManager.default.isExecutableFile(atPath: directory + "/setpriv") {
+            return directory + "/setpriv"
+        }
+        throw VirtualMachineError(description: "setpriv is not installed: run Scripts/setup.sh (apt-get install util-linux)")
+    }
+
     /// Finds `qemu-system-x86_64` on `PATH`.
     public static func qemuPath() throws -> String {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
@@ -87,9 +95,12 @@ public struct VirtualMachine: Sendable {
         try script.write(toFile: jobPath + "/init", atomically: true, encoding: .utf8)
         chmod(jobPath + "/init", 0o755)
 
+        // QEMU must not outlive kcovctl, even a SIGKILLed one: util-linux's setpriv sets
+        // PR_SET_PDEATHSIG (kept across its execve of QEMU), so the kernel sends QEMU SIGKILL
+        // when the thread that started it is gone. That thread waits below until QEMU exits.
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: qemu)
-        process.arguments = qemuArguments(jobPath: jobPath)
+        process.executableURL = URL(fileURLWithPath: try Self.setprivPath())
+        process.arguments = ["--pdeathsig", "KILL", "--", qemu] + qemuArguments(jobPath: jobPath)
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         let qemuLog = jobPath + "/qemu.log"

@@ -19,6 +19,8 @@ struct BackendsCommand: ParsableCommand {
 
     struct Entry: Encodable {
         var name: String
+        /// uname's system name of the kernels the backend drives.
+        var system: String
         var available: Bool
         var reason: String
         var capabilities: BackendCapabilities
@@ -26,37 +28,46 @@ struct BackendsCommand: ParsableCommand {
 
     struct Report: Encodable {
         var environment: HostEnvironment
+        /// Which of the five kernels this is ("Linux", "gVisor", "NetBSD", "FreeBSD", "OpenBSD"), and why.
+        var kernel: String
+        var kernelEvidence: String
         var backends: [Entry]
     }
 
     func run() throws {
-        let entries = BackendSelection.system.list().map { status in
+        let selection = BackendSelection.system
+        let kernel = selection.identify()
+        let entries = selection.list().map { status in
             Entry(
-                name: status.name, available: status.availability.available, reason: status.availability.reason,
+                name: status.name, system: status.systemName, available: status.availability.available, reason: status.availability.reason,
                 capabilities: status.capabilities)
         }
-        let report = Report(environment: HostEnvironment.current(), backends: entries)
+        let report = Report(environment: HostEnvironment.current(), kernel: kernel.name, kernelEvidence: kernel.explanation, backends: entries)
+        var text = ""
         switch format {
         case .json:
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            text = String(decoding: try encoder.encode(report), as: UTF8.self) + "\n"
         case .text:
             let environment = report.environment
-            print("host: \(environment.os) \(environment.kernelRelease) (\(environment.machine))\(environment.insideGVisor ? ", inside gVisor" : "")")
-            print("gVisor: \(environment.insideGVisor ? "inside" : "not inside") — \(environment.gVisorEvidence)")
+            text += "host: \(environment.os) \(environment.kernelRelease) (\(environment.machine))\(environment.insideGVisor ? ", inside gVisor" : "")\n"
+            text += "gVisor: \(environment.insideGVisor ? "inside" : "not inside") — \(environment.gVisorEvidence)\n"
+            text += "kernel: \(report.kernel) — \(report.kernelEvidence)\n"
             for entry in entries {
-                print("\(entry.name): \(entry.available ? "available" : "unavailable") — \(entry.reason)")
+                text += "\(entry.name): \(entry.available ? "available" : "unavailable") — \(entry.reason)\n"
                 let capabilities = entry.capabilities
-                print("  modes: \(capabilities.supportedModes.map(\.rawValue).sorted().joined(separator: ", ")); PCs: \(capabilities.pcKind.rawValue); granularity: \(capabilities.granularity.rawValue)")
-                print("  per thread: \(capabilities.perThread); ordered trace: \(capabilities.orderedTrace); remote: \(capabilities.remote.isEmpty ? "none" : capabilities.remote.map(\.rawValue).sorted().joined(separator: ", "))")
+                text += "  for: \(entry.system) kernels\n"
+                text += "  modes: \(capabilities.supportedModes.map(\.rawValue).sorted().joined(separator: ", ")); PCs: \(capabilities.pcKind.rawValue); granularity: \(capabilities.granularity.rawValue)\n"
+                text += "  per thread: \(capabilities.perThread); ordered trace: \(capabilities.orderedTrace); remote: \(capabilities.remote.isEmpty ? "none" : capabilities.remote.map(\.rawValue).sorted().joined(separator: ", "))\n"
                 if let buffer = capabilities.buffer {
-                    print("  buffer: \(buffer.words.lowerBound)…\(buffer.words.upperBound) words, multiple of \(buffer.wordMultiple); map before enable: \(capabilities.requiresMapBeforeEnable); remap after disable: \(capabilities.remapAfterDisable)")
+                    text += "  buffer: \(buffer.words.lowerBound)…\(buffer.words.upperBound) words, multiple of \(buffer.wordMultiple); map before enable: \(capabilities.requiresMapBeforeEnable); remap after disable: \(capabilities.remapAfterDisable)\n"
                 } else {
-                    print("  no shared buffer: the kernel counts hits per probed function")
+                    text += "  no shared buffer: the kernel counts hits per probed function\n"
                 }
             }
         }
+        do { try StandardStream.writeOutput(Array(text.utf8)) } catch { throw fail(error) }
     }
 }
 

@@ -2,12 +2,16 @@ import ArgumentParser
 import Conformance
 import CoverageAPI
 import Foundation
+import FreeBSDBackend
+import FreeBSDConformance
 import GVisorBackend
 import KprobeBackend
 import KprobeConformance
 import LinuxBackend
 import NetBSDBackend
 import NetBSDConformance
+import OpenBSDBackend
+import OpenBSDConformance
 import ReferenceModels
 
 /// `kcovctl conformance`: the shared checks against a backend's real device or its reference model.
@@ -45,6 +49,8 @@ struct ConformanceCommand: ParsableCommand {
     )] = [
         ("linux", { LinuxKcovBackend() }, { LinuxKcovBackend(kernel: LinuxKcovModel()) }, ConformanceSuite.checks),
         ("netbsd", { NetBSDKcovBackend() }, { NetBSDKcovBackend(kernel: NetBSDKcovModel()) }, ConformanceSuite.checks + NetBSDChecks.all),
+        ("freebsd", { FreeBSDKcovBackend() }, { FreeBSDKcovBackend(kernel: FreeBSDKcovModel()) }, ConformanceSuite.checks + FreeBSDChecks.all),
+        ("openbsd", { OpenBSDKcovBackend() }, { OpenBSDKcovBackend(kernel: OpenBSDKcovModel()) }, ConformanceSuite.checks + OpenBSDChecks.all),
         ("gvisor", { GVisorKcovBackend() }, { GVisorKcovBackend(kernel: GVisorKcovModel()) }, ConformanceSuite.checks + GVisorChecks.all),
         ("kprobe", { KprobeBackend() }, { KprobeBackend(kernel: KprobePMUModel()) }, FunctionChecks.all),
     ]
@@ -81,7 +87,7 @@ struct ConformanceCommand: ParsableCommand {
         if reports.isEmpty {
             throw fail(CoverageError(.deviceMissing, "no backend's device is available here (use --model to check the reference models, or --vm for the test kernel)"))
         }
-        print(render(reports), terminator: "")
+        do { try StandardStream.writeOutput(Array(render(reports).utf8)) } catch { throw fail(error) }
         if reports.contains(where: { !$0.passed }) { throw ExitStatus.failure }
     }
 

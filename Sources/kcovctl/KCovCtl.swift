@@ -8,5 +8,5 @@ struct KCovCtl: ParsableCommand {
         discussion: """
             Exit status: 0 success, 1 failure, 2 backend unavailable here, 64 usage error.
             """,
-        subcommands: [BackendsCommand.self, TraceCommand.self, SignalCommand.self, ReportCommand.self, ConformanceCommand.self, VMCommand.self, SymbolizeCommand.self])
+        subcommands: [BackendsCommand.self, TraceCommand.self, SignalCommand.self, MergeCommand.self, ReportCommand.self, DiffCommand.self, ConformanceCommand.self, VMCommand.self, SymbolizeCommand.self])
 }

@@ -7,7 +7,8 @@ import KernelSymbolizer
 
 /// The output formats of `report`.
 enum ReportFormat: String, ExpressibleByArgument, CaseIterable {
-    case summary, lcov, html, json
+    case summary, lcov, html, json, cobertura
+    case syzJSONL = "syz-jsonl", syzFunctionCSV = "syz-func-csv", syzFileCSV = "syz-file-csv"
 }
 
 /// `kcovctl report`: merges coverage files and measures them against every coverable PC of a vmlinux.
@@ -20,8 +21,12 @@ struct ReportCommand: ParsableCommand {
             The denominator is every call site of the kcov callbacks in --vmlinux (the coverable PCs), \
             each symbolized from DWARF to its innermost source line and function. PCs that are not \
             coverable in this vmlinux (another build) are left out and counted in a warning; if none \
-            is, the report fails. LCOV output is for genhtml; --source-dir names where the sources \
-            are when the build tree has moved (SF: paths and the HTML source view use it).
+            is, the report fails. PCs stored as their low 32 bits (old syzkaller corpora) get the \
+            upper half of the vmlinux's text addresses back, with a warning. LCOV output is for \
+            genhtml, lcov 2.x's by default (--lcov-version 1 for lcov 1.x); --source-dir names where \
+            the sources are when the build tree has moved (SF: paths and the HTML source view use it). \
+            HTML is a directory (--output DIR): an index per source directory with coverage rolled \
+            up, a page per source file with each line's state, tables sortable by name and coverage.
             """)
 
     @Option(help: "The unstripped vmlinux of the traced kernel (built with CONFIG_KCOV and CONFIG_DEBUG_INFO).")
@@ -30,44 +35,86 @@ struct ReportCommand: ParsableCommand {
     @Option(help: "The kernel source tree, when it is not where the vmlinux was built.")
     var sourceDir: String?
 
-    @Option(help: "Output: summary, lcov (a tracefile for genhtml), html (one self-contained page) or json.")
+    @Option(help: "Output: summary, lcov (a tracefile for genhtml), html (a directory of pages; needs --output DIR), json, cobertura (XML for GitLab, Jenkins, Azure), syz-jsonl, syz-func-csv or syz-file-csv (syzkaller's coverage exports).")
     var format: ReportFormat = .summary
 
-    @Option(help: "Write the report to this file instead of standard output.")
+    @Option(help: "Write the report to this file instead of standard output (html: this directory, created or replaced).")
     var output: String?
 
-    @Option(help: "lcov: the test name (TN:) to record.")
+    @Option(help: "lcov: the test name (TN:) to record: letters, digits and _ only.")
     var testName: String = ""
+
+    @Option(help: "lcov: the lcov that reads the tracefile: 2 (lcov 2.x: functions with end lines) or 1 (lcov 1.x, e.g. Debian 12's genhtml 1.16).")
+    var lcovVersion: LCOVVersionArgument = .v2
+
+    @Option(help: "summary, json: coverage per MAINTAINERS subsystem (maintainers) or per directory to a depth (dir:N, e.g. dir:2 for fs/ext4).")
+    var groupBy: GroupByArgument?
+
+    @Option(help: "With --group-by maintainers: the MAINTAINERS file (default: the one at the top of the source tree).")
+    var maintainers: String?
+
+    @Option(help: "Whole runs (trace --follow): report only the records of the task with this start order (repeatable).")
+    var task: [Int] = []
+
+    @Option(help: "Whole runs (trace --follow): report only the records whose executable is this path (repeatable).")
+    var executable: [String] = []
 
     @Argument(help: "Coverage files: rawcover (one 0x… PC a line) or `kcovctl trace --format json`.")
     var coverage: [String] = []
 
     func validate() throws {
+        if groupBy != nil, format != .summary, format != .json {
+            throw ValidationError("--group-by applies to --format summary and json")
+        }
+        if maintainers != nil, groupBy != .maintainers {
+            throw ValidationError("--maintainers is for --group-by maintainers")
+        }
+        if format == .html, output == nil {
+            throw ValidationError("--format html writes a directory of pages: name it with --output DIR")
+        }
         guard !coverage.isEmpty else {
             throw ValidationError("name at least one coverage file, for example: kcovctl trace --format rawcover --output run.cover -- CMD")
+        }
+        guard CoverageReport.isValidLCOVTestName(testName) else {
+            throw ValidationError("--test-name '\(testName.debugDescription.dropFirst().dropLast())' may hold only letters, digits and _ (what lcov allows in TN:)")
         }
     }
 
     func run() throws {
         do {
-            let inputs = try coverage.map { path throws(CoverageInputError) in try CoverageInput.read(path: path) }
-            let image = try KernelImage(path: vmlinux)
-            let symbolizer = try KernelSymbolizer(vmlinux: vmlinux)
-            let map: KernelCoverageMap
-            if inputs[0].probedFunctions != nil {
-                map = KernelCoverageMap(functions: try probedFunctions(inputs, in: image), symbolizer: symbolizer)
-            } else {
-                map = try KernelCoverageMap(image: image, symbolizer: symbolizer, mode: inputs[0].mode)
-            }
+            let selection = CoverageInput.TaskSelection(orders: Set(task), executables: Set(executable))
+            let inputs = try coverage.map { path throws(CoverageInputError) in try CoverageInput.read(path: path, tasks: selection) }
+            let map = try coverageMap(vmlinux: vmlinux, for: inputs)
             let report = try CoverageReport(inputs: inputs, symbolizer: map, imageName: vmlinux, uncounted: map.isUncountedReturn)
             for warning in report.warnings { note("warning: \(warning)") }
             let sources = SourceLocator(sourceDirectory: sourceDir, buildDirectory: map.buildDirectory)
             let text: String
             switch format {
-            case .summary: text = report.summary(imageName: vmlinux)
-            case .json: text = report.json(imageName: vmlinux)
-            case .lcov: text = report.lcov(testName: testName, sourcePath: sources.path(of:))
-            case .html: text = report.html(imageName: vmlinux, source: sources.text(of:))
+            case .summary:
+                text = try grouping(report, sources).map { report.groupSummary(imageName: vmlinux, $0) } ?? report.summary(imageName: vmlinux)
+            case .json: text = report.json(imageName: vmlinux, grouping: try grouping(report, sources))
+            case .lcov: text = report.lcov(testName: testName, version: lcovVersion.version, sourcePath: sources.path(of:))
+            case .cobertura:
+                let top = sources.path(of: "")
+                text = report.cobertura(sourceDirectory: top.isEmpty ? "." : top, timestamp: Int(Date().timeIntervalSince1970 * 1000))
+            case .syzJSONL:
+                let functionLevel = report.granularity == .function
+                text = report.syzkallerJSONL(points: map.coverable.enumerated().map { index, entry in
+                    let frames = map.frames[index].isEmpty
+                        ? [SourceFrame(function: entry.source.function, file: entry.source.file, line: entry.source.startLine)] : map.frames[index]
+                    return CoverageReport.SyzkallerPoint(pc: entry.pc, callSite: functionLevel ? entry.pc : entry.pc - CoverablePCs.callLength, frames: frames)
+                })
+            case .syzFunctionCSV: text = report.syzkallerFunctionCSV()
+            case .syzFileCSV:
+                let (csv, warnings) = report.syzkallerFileCSV { path in
+                    sources.text(of: path).map { text in text.utf8.count { $0 == 0x0a } + (text.utf8.last == 0x0a || text.isEmpty ? 0 : 1) }
+                }
+                for warning in warnings { note("warning: \(warning)") }
+                text = csv
+            case .html:
+                let directory = try OutputDirectory(output ?? "")
+                try report.htmlTree(imageName: vmlinux, source: sources.text(of:)) { page throws(CoverageError) in try directory.write(page.path, page.contents) }
+                return try directory.commit()
             }
             try write(text)
         } catch {
@@ -75,29 +122,95 @@ struct ReportCommand: ParsableCommand {
         }
     }
 
-    /// The functions the kprobe traces probed, each checked against this vmlinux's symbol at
-    /// that address: a name that differs means the trace is of another build.
-    private func probedFunctions(_ inputs: [CoverageInput], in image: KernelImage) throws(CoverageInputError) -> [UInt64: String] {
-        var functions: [UInt64: String] = [:]
-        for input in inputs { functions.merge(input.probedFunctions ?? [:]) { first, _ in first } }
-        let mismatched = functions.filter { pc, name in image.function(containing: pc).map { $0.address != pc || $0.name != name } ?? true }
-        if !functions.isEmpty, mismatched.count == functions.count {
-            throw CoverageInputError(
-                path: inputs[0].path,
-                "none of its \(functions.count) probed functions is at its kallsyms address in \(vmlinux): a trace of another kernel build (or KASLR was on); pass the vmlinux of the kernel that was traced")
+    /// What `--group-by` asks for; MAINTAINERS read from `--maintainers` or the top of the source tree.
+    private func grouping(_ report: CoverageReport, _ sources: SourceLocator) throws -> CoverageReport.Grouping? {
+        switch groupBy {
+        case nil: return nil
+        case .directory(let depth): return .directory(depth: depth)
+        case .maintainers:
+            let path = maintainers ?? sources.path(of: "MAINTAINERS")
+            let data: Data
+            do {
+                data = try Data(contentsOf: URL(fileURLWithPath: path))
+            } catch {
+                let hint = maintainers == nil ? "; pass the kernel's MAINTAINERS with --maintainers FILE, or the source tree with --source-dir" : ""
+                throw CoverageError(.invalidArgument, "cannot read \(path): \((error as NSError).localizedFailureReason ?? error.localizedDescription)\(hint)")
+            }
+            guard let text = String(validating: data, as: UTF8.self) else {
+                throw CoverageInputError(path: path, "is not text (not UTF-8): pass the kernel's MAINTAINERS")
+            }
+            // A pattern without a trailing / names a directory if the source tree has one there;
+            // without the tree, if a reported file lies below it.
+            let top = sources.path(of: "")
+            var isDirectoryStatus: ObjCBool = false
+            let treeExists = FileManager.default.fileExists(atPath: top, isDirectory: &isDirectoryStatus) && isDirectoryStatus.boolValue && !top.isEmpty
+            let paths = report.files.map(\.path)
+            return .maintainers(try Maintainers(text: text, source: path) { pattern in
+                if treeExists {
+                    var directory: ObjCBool = false
+                    return FileManager.default.fileExists(atPath: sources.path(of: pattern), isDirectory: &directory) && directory.boolValue
+                }
+                return paths.contains { $0.hasPrefix(pattern + "/") }
+            })
         }
-        if let example = mismatched.first {
-            note("warning: \(mismatched.count) of \(functions.count) probed functions are not at their kallsyms address in \(vmlinux) (first: \(example.value)); their lines may be wrong")
-        }
-        return functions
     }
 
     private func write(_ text: String) throws {
-        guard let output else { return print(text, terminator: "") }
-        do {
-            try text.write(toFile: output, atomically: true, encoding: .utf8)
-        } catch {
-            throw CoverageError(.system, "cannot write \(output): \(error.localizedDescription)")
+        guard let output else { return try StandardStream.writeOutput(Array(text.utf8)) }
+        try OutputFile.write(Array(text.utf8), to: output)
+    }
+}
+
+/// The coverable PCs of `vmlinux` for `inputs` (their probed functions, for kprobe traces),
+/// symbolized; the image's warnings are printed.
+func coverageMap(vmlinux: String, for inputs: [CoverageInput]) throws -> KernelCoverageMap {
+    let image = try KernelImage(path: vmlinux)
+    for warning in image.warnings { note("warning: \(warning)") }
+    let symbolizer = try KernelSymbolizer(vmlinux: vmlinux)
+    if inputs[0].probedFunctions != nil {
+        return KernelCoverageMap(functions: try probedFunctions(inputs, in: image, vmlinux: vmlinux), symbolizer: symbolizer)
+    }
+    return try KernelCoverageMap(image: image, symbolizer: symbolizer, mode: inputs[0].mode)
+}
+
+/// The functions the kprobe traces probed, each checked against this vmlinux's symbol at
+/// that address: a name that differs means the trace is of another build.
+func probedFunctions(_ inputs: [CoverageInput], in image: KernelImage, vmlinux: String) throws(CoverageInputError) -> [UInt64: String] {
+    var functions: [UInt64: String] = [:]
+    for input in inputs { functions.merge(input.probedFunctions ?? [:]) { first, _ in first } }
+    let mismatched = functions.filter { pc, name in image.function(containing: pc).map { $0.address != pc || $0.name != name } ?? true }
+    if !functions.isEmpty, mismatched.count == functions.count {
+        throw CoverageInputError(
+            path: inputs[0].path,
+            "none of its \(functions.count) probed functions is at its kallsyms address in \(vmlinux): a trace of another kernel build (or KASLR was on); pass the vmlinux of the kernel that was traced")
+    }
+    if let example = mismatched.first {
+        note("warning: \(mismatched.count) of \(functions.count) probed functions are not at their kallsyms address in \(vmlinux) (first: \(example.value)); their lines may be wrong")
+    }
+    return functions
+}
+
+/// `--group-by`: `maintainers` or `dir:N`.
+enum GroupByArgument: ExpressibleByArgument, Equatable {
+    case maintainers
+    case directory(Int)
+
+    init?(argument: String) {
+        if argument == "maintainers" {
+            self = .maintainers
+        } else if argument.hasPrefix("dir:"), let depth = Int(argument.dropFirst(4)), (1...64).contains(depth) {
+            self = .directory(depth)
+        } else {
+            return nil
         }
     }
+
+    static var defaultCompletionKind: CompletionKind { .list(["maintainers", "dir:1", "dir:2", "dir:3"]) }
+}
+
+/// `--lcov-version`: which lcov reads the tracefile (`LCOVVersion`).
+enum LCOVVersionArgument: String, ExpressibleByArgument, CaseIterable {
+    case v2 = "2", v1 = "1"
+
+    var version: LCOVVersion { self == .v2 ? .v2 : .v1 }
 }

@@ -10,8 +10,8 @@ struct SignalCommand: ParsableCommand {
         commandName: "signal",
         abstract: "Print the signal of trace files (one 0x%016x a line, sorted), or write it as a set file.",
         discussion: """
-            Each FILE is a trace file of `kcovctl trace --format json` (any version) or rawcover; `-` \
-            is standard input. Block signal is the set of PCs (for a kprobe trace, of entered \
+            Each FILE is a trace file of `kcovctl trace --format json` (any version) or rawcover, or a \
+            set file (`--output`, `kcovctl merge`); `-` is standard input (a trace file). Block signal is the set of PCs (for a kprobe trace, of entered \
             functions); --edges gives syzkaller's edge signal (pc ^ hash of the previous PC), computed \
             per task, for traces in execution order only. Entries that cannot be kernel PCs (a fuzzed \
             program can write into the buffer) are dropped and counted. A truncated trace still \
@@ -39,45 +39,19 @@ struct SignalCommand: ParsableCommand {
 
     func run() throws {
         do {
-            var signal = PCSet()
-            var content: SignalSetFile.Content?
-            var dropped = 0
-            var truncated: [String] = []
-            for path in files {
-                let file = try TraceFile.read(path: path)
-                let unit = file.unit
-                let fileContent: SignalSetFile.Content = unit == .function ? .functions : edges ? .edges : .pcs
-                if let content, content != fileContent {
-                    throw ValidationError("\(path) holds \(fileContent.name), the files before it \(content.name): signal one kind at a time")
-                }
-                content = fileContent
-                let extraction = try SignalExtraction(
-                    kind: edges ? .edges : .blocks, unit: unit, orderedTrace: unit == .pc && file.mode == .pc)
-                for task in file.tasks {
-                    dropped += extraction.forEachSignal(of: task.entryPCs) { signal.insert($0) }
-                }
-                if file.isTruncated { truncated.append(path) }
-            }
-            if !truncated.isEmpty {
-                note("warning: \(truncated.count) of \(files.count) traces filled their buffer (\(truncated.joined(separator: ", "))): their signal is a lower bound")
-            }
-            if dropped > 0 { note("warning: \(dropped) entries were not kernel PCs and were dropped (a buffer written by the traced program?)") }
-            var result = SignalSetFile(content: content ?? .pcs, kernel: kernelBuild, set: signal)
+            var union = SetUnion(edges: edges, dropsImplausible: true, kernel: kernelBuild)
+            for path in files { try union.add(path: path) }
+            for warning in union.warnings { note("warning: \(warning)") }
+            var result = union.file
             if let newAgainst {
                 let base = try SignalSetFile.decode(try readBytes(newAgainst), source: newAgainst)
                 try result.checkCompatible(content: base.content, kernel: base.kernel, source: newAgainst)
-                result.set = signal.subtracting(base.set)
+                result.set = result.set.subtracting(base.set)
             }
             if let output {
                 try writeBytes(result.encoded(), to: output)
             } else {
-                var text = [UInt8]()
-                text.reserveCapacity(result.set.count * 19)
-                for element in result.set {
-                    appendHex(element, to: &text)
-                    text.append(0x0a)
-                }
-                try StandardStream.writeOutput(text)
+                try writeRawcover(result.set)
             }
         } catch let error as InputError {
             throw fail(CoverageError(.invalidArgument, error.description))
@@ -90,9 +64,9 @@ struct SignalCommand: ParsableCommand {
 
     private func readBytes(_ path: String) throws -> [UInt8] {
         do {
-            return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            return try TraceFile.readBytes(path: path, kind: "set file")
         } catch {
-            throw CoverageError(.invalidArgument, "\(path): cannot read the set file: \(error.localizedDescription)")
+            throw CoverageError(.invalidArgument, error.description)
         }
     }
 
@@ -103,4 +77,15 @@ struct SignalCommand: ParsableCommand {
             throw CoverageError(.system, "cannot write \(path): \(error.localizedDescription)")
         }
     }
+}
+
+/// Writes `set` to standard output, one `0x%016x` a line in ascending order.
+func writeRawcover(_ set: PCSet) throws {
+    var text = [UInt8]()
+    text.reserveCapacity(set.count * 19)
+    for element in set {
+        appendHex(element, to: &text)
+        text.append(0x0a)
+    }
+    try StandardStream.writeOutput(text)
 }

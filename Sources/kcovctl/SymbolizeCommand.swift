@@ -1,5 +1,7 @@
 import ArgumentParser
+import CoverageAPI
 import CoverageReport
+import TraceFile
 import Foundation
 import KernelSymbolizer
 
@@ -71,9 +73,16 @@ struct SymbolizeCommand: ParsableCommand {
     }
 
     /// PCs from standard input: rawcover, or the JSON of `trace`. A malformed line is a usage error.
+    /// The PCs on standard input: unreadable is a failure (exit 1), malformed a usage error (64).
     private func readStandardInput() throws -> [UInt64] {
+        let bytes: [UInt8]
         do {
-            return try CoverageInput.read(path: "-").pcs
+            bytes = try TraceFile.readBytes(path: "-", kind: "PCs")
+        } catch {
+            throw fail(CoverageError(.system, error.description))
+        }
+        do {
+            return try CoverageInput(TraceFile.decode(bytes: bytes, source: "standard input"), path: "standard input").pcs
         } catch {
             StandardStream.writeError(Data("kcovctl: error: \(error)\n".utf8))
             throw ExitStatus.usage

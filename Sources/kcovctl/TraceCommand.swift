@@ -2,6 +2,8 @@ import ArgumentParser
 import CoverageAPI
 import Foundation
 import BackendSelection
+import TraceFile
+import WholeRun
 
 /// `kcovctl trace`: runs a command with coverage enabled on its main thread and writes what it covered.
 struct TraceCommand: ParsableCommand {
@@ -19,6 +21,13 @@ struct TraceCommand: ParsableCommand {
             comma-separated or repeated; --functions-file for a list), armed when the command execs \
             and inherited by its threads and children. The JSON adds "functions" (name, pc, hits) and \
             "skipped" (functions that cannot be probed, with the reason).
+
+            With --follow, every thread and process the command and its descendants create is traced \
+            apart (an agent library the loader injects gives each task a kcov; Docs/follow.md): the \
+            JSON holds one task record per task and image (pid, tid, parent, executable, start and end \
+            order, how it ended, truncation) and lists what could not be traced with the reason; the \
+            summary counts traced, truncated and untraced tasks. Default buffer with --follow: 1 Mi \
+            words (8 MiB) per task.
             """)
 
     @Option(help: "Backend: \(BackendSelection.optionValues).")
@@ -30,8 +39,16 @@ struct TraceCommand: ParsableCommand {
     /// 4 Mi words (32 MiB): a whole program's exec, dynamic loading and run.
     static let defaultBufferWords = 1 << 22
 
-    @Option(help: "Buffer size in 64-bit words, count word included (default 4 Mi words, 32 MiB: a whole program's exec and run).")
-    var bufferWords: Int = TraceCommand.defaultBufferWords
+    @Option(parsing: .unconditional, help: "Buffer size in 64-bit words, count word included (default 4 Mi words, 32 MiB: a whole program's exec and run; with --follow 1 Mi words per task).")
+    var bufferWords: Int?
+
+    var words: Int { bufferWords ?? (follow ? WholeRunRequest.defaultBufferWords : Self.defaultBufferWords) }
+
+    @Flag(help: "Trace every thread and process of the command and its descendants, each apart (Docs/follow.md).")
+    var follow = false
+
+    @Option(parsing: .unconditional, help: "With --follow: seconds to wait, after the command exits, for descendants still running (then they are read as they are).")
+    var linger: Double = 5
 
     @Option(help: "Output: summary, rawcover (one 0x%016x PC a line, trace order) or json.")
     var format: TraceFormat = .summary
@@ -57,6 +74,9 @@ struct TraceCommand: ParsableCommand {
             files: functionsFile)
     }
 
+    @Option(parsing: .unconditional, help: "Kill the command with SIGKILL after this many seconds; the trace keeps what it covered until then.")
+    var timeout: Double?
+
     @Argument(parsing: .postTerminator, help: "The command to trace, after --.")
     var command: [String] = []
 
@@ -65,16 +85,18 @@ struct TraceCommand: ParsableCommand {
         guard BackendSelection.system.names.contains(backend) else {
             throw ValidationError("there is no backend called \"\(backend)\": use one of \(BackendSelection.optionValues)")
         }
-        guard bufferWords >= 2 else { throw ValidationError("--buffer-words must be at least 2 (one count word and one entry)") }
+        guard words >= 2 else { throw ValidationError("--buffer-words must be at least 2 (one count word and one entry)") }
+        if follow && !selection.isEmpty { throw ValidationError("--follow records every block of every task: --functions and --functions-file do not apply") }
+        guard linger >= 0 && linger <= 3600 else { throw ValidationError("--linger must be 0 to 3600 seconds, not \(linger)") }
         if kvm && !vm { throw ValidationError("--kvm only applies with --vm") }
+        if let timeout, !(timeout > 0 && timeout <= 86_400) {
+            throw ValidationError("--timeout must be a number of seconds above 0 and at most 86400, not \(timeout)")
+        }
     }
 
     func run() throws {
         if vm { return try runInGuest() }
-        // rawcover and JSON on standard output must hold only the trace: the command's own output
-        // goes to standard error instead.
-        let commandOutput = output == nil && format != .summary ? CommandOutputOnStandardError() : nil
-        defer { commandOutput?.restore() }
+        if follow { return try runFollowing() }
         do {
             let program = try Command(path: command[0], arguments: command, environment: []).resolvedPath()
             let chosen = try BackendSelection.resolveOption(backend, explain: note)
@@ -87,19 +109,22 @@ struct TraceCommand: ParsableCommand {
             if !functionLevel && !selection.isEmpty {
                 throw CoverageError(.invalidArgument, "--functions and --functions-file apply to the kprobe backend only; the \(chosen.name) backend records every block")
             }
-            var collector = try CoverageCollector(backend: chosen, mode: mode.mode, bufferWords: bufferWords, functions: selection)
+            var collector = try CoverageCollector(backend: chosen, mode: mode.mode, bufferWords: words, functions: selection)
             for skipped in collector.skippedFunctions { note("\(chosen.name): skipping \(skipped.name): \(skipped.reason)") }
             if functionLevel && collector.probedFunctions.isEmpty {
                 throw CoverageError(.invalidArgument, "none of the named functions can be probed (see the reasons above)")
             }
+            // rawcover and JSON on standard output must hold only the trace: the command's own
+            // output goes to standard error instead.
             let result = try collector.run(Command(
-                path: program, arguments: command, environment: ProcessInfo.processInfo.environment.map { "\($0)=\($1)" }))
+                path: program, arguments: command,
+                standardOutput: output == nil && format != .summary ? STDERR_FILENO : nil,
+                timeout: timeout.map { .milliseconds(Int64(($0 * 1000).rounded(.up))) }))
             let text = try TraceReport(
                 backend: chosen.name, command: command, exit: result.exit, trace: result.trace, bufferWords: collector.bufferWords ?? 0,
                 functions: functionLevel
                     ? FunctionReport(probed: collector.probedFunctions, hits: result.trace.functions, skipped: collector.skippedFunctions) : nil
             ).render(format)
-            commandOutput?.restore()
             try write(text)
         } catch {
             throw fail(error)
@@ -109,9 +134,11 @@ struct TraceCommand: ParsableCommand {
     /// Re-runs this subcommand, minus `--vm`, `--kvm` and `--output`, in the test kernel.
     private func runInGuest() throws {
         var arguments = ["trace", "--backend", backend, "--mode", mode.rawValue,
-                         "--buffer-words", String(bufferWords), "--format", format.rawValue]
+                         "--buffer-words", String(words), "--format", format.rawValue]
+        if follow { arguments += ["--follow", "--linger", String(linger)] }
         for pattern in functions { arguments += ["--functions", pattern] }
         for file in functionsFile { arguments += ["--functions-file", file] }
+        if let timeout { arguments += ["--timeout", String(timeout)] }
         arguments.append("--")
         arguments += command
         do {
@@ -119,6 +146,41 @@ struct TraceCommand: ParsableCommand {
             StandardStream.writeError(result.standardError)
             guard result.exitStatus == 0 else { throw ExitCode(result.exitStatus) }
             try write(String(decoding: result.standardOutput, as: UTF8.self))
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    /// `--follow`: the whole run through the agent (Docs/follow.md).
+    private func runFollowing() throws {
+        do {
+            let program = try Command(path: command[0], arguments: command, environment: []).resolvedPath()
+            let chosen = try BackendSelection.resolveOption(backend, explain: note)
+            guard chosen.capabilities.wholeRunAgent else {
+                throw CoverageError(
+                    .unsupportedOperation,
+                    "--follow needs a backend the follow agent speaks (its kcov device and ABI); the \(chosen.name) backend is not one: use --backend linux")
+            }
+            guard chosen.capabilities.supportedModes.contains(mode.mode) else {
+                throw CoverageError(.unsupportedMode, "the \(chosen.name) backend has no \(mode.rawValue) mode")
+            }
+            if let rules = chosen.capabilities.buffer, !rules.words.contains(words) {
+                throw CoverageError(.bufferSize, "--buffer-words \(words) is outside what \(chosen.name) accepts (\(rules.words.lowerBound)...\(rules.words.upperBound))")
+            }
+            let agent = try GuestLauncher.selfDirectory() + "/libKcovFollowAgent.so"
+            let result = try WholeRunCollector.run(WholeRunRequest(
+                command: Command(
+                    path: program, arguments: command, standardOutput: output == nil && format != .summary ? STDERR_FILENO : nil,
+                    timeout: timeout.map { .milliseconds(Int64(($0 * 1000).rounded(.up))) }),
+                agentPath: agent, bufferWords: words, mode: mode.mode, linger: .milliseconds(Int64(linger * 1000))))
+            let report = WholeRunReport(file: result.traceFile, exit: result.exit, peakBuffers: result.peakBuffers)
+            let text: String
+            switch format {
+            case .summary: text = report.summary()
+            case .rawcover: text = TraceReport.rawcover(result.traceFile.pcs)
+            case .json: text = String(decoding: try result.traceFile.jsonData(), as: UTF8.self)
+            }
+            try write(text)
         } catch {
             throw fail(error)
         }
@@ -134,26 +196,5 @@ struct TraceCommand: ParsableCommand {
         } else {
             try StandardStream.writeOutput(Array(text.utf8))
         }
-    }
-}
-
-/// Points standard output at standard error while the traced command runs, so a trace printed on
-/// standard output is not mixed with the command's output; ``restore()`` undoes it.
-final class CommandOutputOnStandardError {
-    private var saved: Int32
-
-    init() {
-        fflush(nil)
-        saved = dup(STDOUT_FILENO)
-        if saved >= 0 { dup2(STDERR_FILENO, STDOUT_FILENO) }
-    }
-
-    /// Standard output is itself again (once; later calls do nothing).
-    func restore() {
-        guard saved >= 0 else { return }
-        fflush(nil)
-        dup2(saved, STDOUT_FILENO)
-        close(saved)
-        saved = -1
     }
 }

@@ -37,8 +37,11 @@ struct TraceReport {
         }
     }
 
+    /// One `0x%016x` PC a line.
+    func rawcover() -> String { Self.rawcover(pcs) }
+
     /// One `0x%016x` PC a line. Written byte by byte: traces of whole programs hold millions of PCs.
-    func rawcover() -> String {
+    static func rawcover(_ pcs: [UInt64]) -> String {
         var bytes = [UInt8]()
         bytes.reserveCapacity(pcs.count * 19)
         for pc in pcs {
@@ -52,6 +55,7 @@ struct TraceReport {
         switch exit {
         case .exited(let status): "exited with status \(status)"
         case .signaled(let signal): "killed by signal \(signal)"
+        case .timedOut: "killed with SIGKILL when its timeout expired"
         }
     }
 

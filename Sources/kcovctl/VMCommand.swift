@@ -70,4 +70,9 @@ struct GuestLauncher {
     static func selfPath() throws -> String {
         try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
     }
+
+    /// The directory of this executable, where the build puts the follow agent beside it.
+    static func selfDirectory() throws -> String {
+        URL(fileURLWithPath: try selfPath()).deletingLastPathComponent().path
+    }
 }

@@ -111,6 +111,11 @@ extension CapabilityOverride: KcovDriver where Base: KcovDriver {
     func runEnabled(_ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command) throws(CoverageError) -> CommandExit {
         try real.runEnabled(fd, mode: mode, buffer: buffer, words: words, command: command)
     }
+    func runForked(
+        _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, timeout: Duration?, body: () -> Int32
+    ) throws(CoverageError) -> ForkedChild {
+        try real.runForked(fd, mode: mode, buffer: buffer, words: words, timeout: timeout, body: body)
+    }
 }
 
 extension CapabilityOverride: FunctionCounterDriver where Base: FunctionCounterDriver {

@@ -1,3 +1,4 @@
+import CoverageAPI
 import KernelSeam
 import ReferenceModels
 import Synchronization
@@ -197,13 +198,19 @@ final class MutantKernel: KernelInterface, @unchecked Sendable {
     }
 
     func spawnEnabled(
-        path: String, arguments: [String], environment: [String], fd: CInt,
-        enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int
+        _ command: Command, fd: CInt, enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int
     ) -> SpawnOutcome {
         var call = enable
         if defect == .childEnableUsesWrongRequest { call.request = 0x6399 }
-        return model.spawnEnabled(
-            path: path, arguments: arguments, environment: environment, fd: fd, enable: call, buffer: buffer, bufferBytes: bufferBytes)
+        return model.spawnEnabled(command, fd: fd, enable: call, buffer: buffer, bufferBytes: bufferBytes)
+    }
+
+    func forkEnabled(
+        fd: CInt, enable: EnableCall, buffer: UnsafeMutableRawPointer, timeoutMilliseconds: Int32?, child: () -> CInt
+    ) -> ForkOutcome {
+        var call = enable
+        if defect == .childEnableUsesWrongRequest { call.request = 0x6399 }
+        return model.forkEnabled(fd: fd, enable: call, buffer: buffer, timeoutMilliseconds: timeoutMilliseconds, child: child)
     }
 
     func waitForExit(_ pid: CInt) -> ExitStatus { model.waitForExit(pid) }

@@ -1,3 +1,4 @@
+import CoverageAPI
 import KernelSeam
 import KprobeBackend
 import ReferenceModels
@@ -80,12 +81,13 @@ final class MutantKprobeKernel: KprobeKernel, @unchecked Sendable {
         }
     }
 
-    func spawnPaused(path: String, arguments: [String], environment: [String]) -> PausedChild? {
-        model.spawnPaused(path: path, arguments: arguments, environment: environment)
+    func spawnPaused(_ command: Command) -> PausedChild? {
+        model.spawnPaused(command)
     }
 
     func release(_ child: PausedChild) -> Int32 { model.release(child) }
     func abandon(_ child: PausedChild) { model.abandon(child) }
     func waitForExit(_ pid: Int32) -> ExitStatus { model.waitForExit(pid) }
+    func waitForExit(_ pid: Int32, milliseconds: Int32) -> (status: ExitStatus, timedOut: Bool) { model.waitForExit(pid, milliseconds: milliseconds) }
     func openPerfEventCount() -> Int { model.openPerfEventCount() }
 }

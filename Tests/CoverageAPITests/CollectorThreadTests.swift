@@ -118,7 +118,16 @@ import Testing
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("collector-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).swift")
         try source.write(to: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
-        let result = try runProgram(["/usr/bin/env", "swiftc", "-typecheck", "-swift-version", "6", "-I", moduleDirectory, file.path])
+        // The C targets' module maps, which SwiftPM writes beside their objects: a client of
+        // CoverageAPI loads its C dependency too.
+        let buildDirectory = URL(fileURLWithPath: moduleDirectory).deletingLastPathComponent()
+        let moduleMaps = try FileManager.default.contentsOfDirectory(atPath: buildDirectory.path)
+            .filter { $0.hasSuffix(".build") }
+            .map { buildDirectory.appendingPathComponent($0).appendingPathComponent("module.modulemap").path }
+            .filter { FileManager.default.fileExists(atPath: $0) }
+        let result = try runProgram(
+            ["/usr/bin/env", "swiftc", "-typecheck", "-swift-version", "6", "-I", moduleDirectory]
+                + moduleMaps.flatMap { ["-Xcc", "-fmodule-map-file=\($0)"] } + [file.path])
         return (result.status, result.output + result.errors)
     }
 }

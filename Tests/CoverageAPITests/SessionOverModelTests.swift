@@ -14,18 +14,6 @@ import Glibc
 @Suite struct SessionOverModelTests {
     typealias Model = LinuxKcovModel
 
-    /// Runs `body` and returns the CoverageError it threw.
-    func coverageError(_ body: () throws -> Void) -> CoverageError? {
-        do {
-            try body()
-        } catch let error as CoverageError {
-            return error
-        } catch {
-            Issue.record("unexpected \(error)")
-        }
-        return nil
-    }
-
     func expectNothingLeft(_ model: Model, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(model.openDescriptorCount == 0, "descriptors left open", sourceLocation: sourceLocation)
         #expect(model.liveMappingCount == 0, "mappings left", sourceLocation: sourceLocation)
@@ -252,5 +240,10 @@ struct WrongSizeMapping: KcovDriver {
     func probe() { real.probe() }
     func runEnabled(_ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command) throws(CoverageError) -> CommandExit {
         try real.runEnabled(fd, mode: mode, buffer: buffer, words: words, command: command)
+    }
+    func runForked(
+        _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, timeout: Duration?, body: () -> Int32
+    ) throws(CoverageError) -> ForkedChild {
+        try real.runForked(fd, mode: mode, buffer: buffer, words: words, timeout: timeout, body: body)
     }
 }

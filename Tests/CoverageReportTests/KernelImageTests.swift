@@ -124,6 +124,96 @@ final class KernelImageBadInputTests {
         }
     }
 
+    @Test("A directory, a FIFO and a truncated ELF are refused at once with the real reason")
+    func notARegularWholeFile() throws {
+        do {
+            _ = try KernelImage(path: directory)
+            Issue.record("a directory was accepted")
+        } catch {
+            #expect(error.message.contains("is a directory, not a vmlinux"), "\(error)")
+        }
+        let fifo = directory + "/fifo"
+        try #require(mkfifo(fifo, 0o600) == 0)
+        let start = ContinuousClock.now
+        do {
+            _ = try KernelImage(path: fifo)
+            Issue.record("a FIFO was accepted")
+        } catch {
+            #expect(error.message.contains("not a regular file"), "\(error)")
+        }
+        #expect(ContinuousClock.now - start < .seconds(5), "opening a FIFO must not wait for a writer")
+        // The whole program opens; less its last 64 bytes (the section headers) it is truncated.
+        let program = try compile("int main(void) { return 0; }")
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: program))
+        let truncated = directory + "/truncated"
+        try bytes.dropLast(64).write(to: URL(fileURLWithPath: truncated))
+        _ = try KernelImage(path: program)
+        do {
+            _ = try KernelImage(path: truncated)
+            Issue.record("a truncated ELF was accepted")
+        } catch {
+            #expect(error.message.contains("truncated or corrupt ELF") && error.message.contains("past the end of the file"), "\(error)")
+        }
+    }
+
+    @Test("A function symbol whose size runs past the address space is left out with a warning naming it")
+    func oversizedSymbol() throws {
+        let program = try compile(instrumented: "int main(int argc, char **argv) { return argc > 1; }", sanitize: "trace-pc")
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: program)))
+        // ELF64: e_shoff at 0x28, e_shentsize 0x3a, e_shnum 0x3c; a section header's sh_type at
+        // +4, sh_offset +0x18, sh_size +0x20, sh_link +0x28, sh_entsize +0x38; a symbol's st_name
+        // at +0, st_info +4, st_size +0x10.
+        func word(_ at: Int, _ size: Int) -> Int { (0..<size).reduce(0) { $0 | Int(bytes[at + $1]) << (8 * $1) } }
+        let sections = (0..<word(0x3c, 2)).map { word(0x28, 8) + $0 * word(0x3a, 2) }
+        let symtab = try #require(sections.first { word($0 + 4, 4) == 2 })
+        let strings = sections[word(symtab + 0x28, 4)]
+        let symbols = stride(from: word(symtab + 0x18, 8), to: word(symtab + 0x18, 8) + word(symtab + 0x20, 8), by: word(symtab + 0x38, 8))
+        let main = try #require(symbols.first { symbol in
+            let name = word(strings + 0x18, 8) + word(symbol, 4)
+            return bytes[symbol + 4] & 0xf == 2 && Array(bytes[name..<name + 5]) == Array("main\0".utf8)
+        })
+        for index in 0..<8 { bytes[main + 0x10 + index] = 0xff }
+        let corrupt = directory + "/oversized"
+        try Data(bytes).write(to: URL(fileURLWithPath: corrupt))
+        let image = try KernelImage(path: corrupt)
+        #expect(image.functions.contains { $0.name == "__sanitizer_cov_trace_pc" } && !image.functions.contains { $0.name == "main" })
+        #expect(image.warnings.count == 1 && image.warnings[0].contains("(first: main)"), "\(image.warnings)")
+        // Every lookup near it, and the scan, run without trapping.
+        _ = try image.coverablePCs()
+        #expect(image.function(containing: .max) == nil || image.function(containing: .max)?.name != "main")
+    }
+
+    @Test("A chain of tail jumps to the callback is found in linear time")
+    func tailJumpChain() throws {
+        // n functions, each a `jmp rel32` to the next, the last to the callback; _start calls the first.
+        func chain(_ count: Int) throws -> (path: String, seconds: Double) {
+            var assembly = [
+                ".text", ".globl __sanitizer_cov_trace_pc", ".type __sanitizer_cov_trace_pc,@function", "__sanitizer_cov_trace_pc:", "ret",
+                ".size __sanitizer_cov_trace_pc, 1", ".globl _start", ".type _start,@function", "_start:", "call __sanitizer_cov_trace_pc",
+                "call f0", "ret", ".size _start, .-_start",
+            ]
+            for index in 0..<count {
+                let target = index < count - 1 ? "f\(index + 1)" : "__sanitizer_cov_trace_pc"
+                assembly += [".type f\(index),@function", "f\(index):", ".byte 0xe9", ".long \(target) - . - 4", ".size f\(index), .-f\(index)"]
+            }
+            let base = directory + "/chain\(count)"
+            try assembly.joined(separator: "\n").appending("\n").write(toFile: base + ".s", atomically: true, encoding: .utf8)
+            _ = try runTool("/usr/bin/gcc", ["-c", base + ".s", "-o", base + ".o"])
+            _ = try runTool("/usr/bin/ld", ["-e", "_start", base + ".o", "-o", base])
+            let image = try KernelImage(path: base)
+            let start = ContinuousClock.now
+            let coverable = try image.coverablePCs()
+            let elapsed = ContinuousClock.now - start
+            // _start's call into f0 returns to a coverable PC: f0 reaches the callback through the whole chain.
+            #expect(coverable.pc.tailCallReturns.count == 1, "\(count): \(coverable.pc.tailCallReturns)")
+            return (base, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        }
+        let small = try chain(2_000)
+        let large = try chain(20_000)
+        // Ten times the functions: about ten times the time (quadratic would be a hundred).
+        #expect(large.seconds < max(small.seconds, 0.01) * 40, "2,000: \(small.seconds) s, 20,000: \(large.seconds) s")
+    }
+
     /// The callbacks, built without instrumentation so they do not record themselves.
     static let callbacks = """
         #include <stdint.h>

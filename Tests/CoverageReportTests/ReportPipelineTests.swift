@@ -68,6 +68,11 @@ final class ReportPipelineTests {
         let lcov = directory + "/cat.info"
         let written = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "lcov", "--test-name", "cat", "--output", lcov, cover])
         try #require(written.status == 0, "report --format lcov failed: \(written.errors)")
+        // lcov 2.x's rules hold for a real trace (the one issue 15 saw refused); Debian's genhtml 1.16 reads lcov 1's form.
+        let violations = LCOVTracefileChecker.check(try String(contentsOfFile: lcov, encoding: .utf8))
+        #expect(violations.isEmpty, "\(violations.count) violations: \(violations.prefix(10).map(\.description))")
+        let lcovOne = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "lcov", "--lcov-version", "1", "--test-name", "cat", "--output", lcov, cover])
+        try #require(lcovOne.status == 0, "report --format lcov --lcov-version 1 failed: \(lcovOne.errors)")
         let genhtml = try runProgram(["/usr/bin/genhtml", "--output-directory", directory + "/html", "--quiet", lcov])
         #expect(genhtml.status == 0, "genhtml failed: \(genhtml.errors)")
         #expect(!(genhtml.output + genhtml.errors).localizedCaseInsensitiveContains("warning"), "genhtml warned: \(genhtml.errors)")
@@ -81,32 +86,154 @@ final class ReportPipelineTests {
         #expect(!sourceFiles.isEmpty && sourceFiles.allSatisfy { $0.hasPrefix("SF:/elsewhere/linux/") })
         #expect(sourceFiles.contains("SF:/elsewhere/linux/fs/read_write.c"))
 
-        let page = directory + "/cat.html"
-        let html = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "html", "--output", page, cover])
-        try #require(html.status == 0)
-        let text = try String(contentsOfFile: page, encoding: .utf8)
-        #expect(text.contains("fs/read_write.c") && text.contains("<code>ksys_read</code>"))
-        #expect(text.contains("SYSCALL_DEFINE3(read"), "the source of covered files is shown")
-        try renderInChromium(page)
+        try checkHTMLTree(vmlinux: vmlinux, cover: cover)
+
+        // Subsystems from the tree's own MAINTAINERS: THE REST holds every file, VFS has coverage.
+        let bySubsystem = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "json", "--group-by", "maintainers", cover])
+        try #require(bySubsystem.status == 0, "\(bySubsystem.errors)")
+        let grouped = try #require(try JSONSerialization.jsonObject(with: Data(bySubsystem.output.utf8)) as? [String: Any])
+        let groups = try #require(grouped["groups"] as? [[String: Any]])
+        let rest = try #require(groups.first { $0["name"] as? String == "THE REST" })
+        #expect((rest["paths"] as? [String])?.count == files.count)
+        let vfs = try #require(groups.first { $0["name"] as? String == "FILESYSTEMS (VFS and infrastructure)" })
+        #expect(((vfs["coverage"] as? [String: Any])?["pcs"] as? [String: Any])?["covered"] as? Int ?? 0 > 100)
+        #expect((vfs["paths"] as? [String])?.contains("fs/read_write.c") == true)
+
+        try checkExports(vmlinux: vmlinux, cover: cover, files: files, totals: totals, coverable: coverable.pc.all)
     }
 
-    /// Headless Chromium parses the page (its DOM has the files table) and renders a screenshot.
-    func renderInChromium(_ page: String) throws {
+    /// Cobertura through lxml's DTD check and pycobertura, syzkaller's JSONL and CSVs through
+    /// Python's readers, all against the JSON report of the same trace.
+    func checkExports(vmlinux: String, cover: String, files: [[String: Any]], totals: [String: Any], coverable: [UInt64]) throws {
+        let lines = files.map { $0["lines"] as? [[String: Any]] ?? [] }
+        let coveredLines = lines.joined().count { (($0["counts"] as? [String: Any])?["covered"] as? Int ?? 0) > 0 }
+        let xml = directory + "/cat.cobertura.xml"
+        let cobertura = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "cobertura", "--output", xml, cover])
+        try #require(cobertura.status == 0, "\(cobertura.errors)")
+        #expect(try validateCobertura(xml) == "valid")
+        let consumer = try pycoberturaTotals(xml)
+        #expect(consumer.statements == lines.joined().count && consumer.hits == coveredLines && consumer.files == files.count)
+        let readWrite = try #require(files.first { $0["path"] as? String == "fs/read_write.c" }?["lines"] as? [[String: Any]])
+        #expect(consumer.perFile["fs/read_write.c"]?.first == readWrite.count)
+
+        let jsonl = directory + "/cat.jsonl"
+        let syz = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "syz-jsonl", "--output", jsonl, cover])
+        try #require(syz.status == 0, "\(syz.errors)")
+        let expected = directory + "/coverable.txt"
+        try coverable.map { String($0) }.joined(separator: "\n").write(toFile: expected, atomically: true, encoding: .utf8)
+        let check = try python(
+            """
+            import sys, json
+            keys = ['ec', 'el', 'file_path', 'func_name', 'hit_count', 'inline', 'pc', 'sc', 'sl']
+            pcs, outer, hit, bad = set(), {}, set(), 0
+            for line in open(sys.argv[1]):
+                o = json.loads(line)
+                bad += sorted(o) != keys or o['sc'] != 0 or o['ec'] != -1 or o['sl'] != o['el']
+                pcs.add(o['pc'])
+                if not o['inline']: outer[o['pc']] = outer.get(o['pc'], 0) + 1
+                if o['hit_count'] > 0: hit.add(o['pc'])
+            coverable = set(int(l) for l in open(sys.argv[2]))
+            print(json.dumps({"bad": bad, "pcs": len(pcs), "oneOuter": all(v == 1 for v in outer.values()) and len(outer) == len(pcs),
+                "callSites": pcs == set(pc - 5 for pc in coverable), "hit": len(hit)}))
+            """, [jsonl, expected])
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(check.output.utf8)) as? [String: Any], "\(check.errors)")
+        #expect(result["bad"] as? Int == 0 && result["oneOuter"] as? Bool == true)
+        #expect(result["pcs"] as? Int == coverable.count && result["callSites"] as? Bool == true, "pc is each coverable PC's call site")
+        #expect(result["hit"] as? Int == totals["covered"] as? Int)
+
+        for (format, column, total) in [("syz-func-csv", "Covered PCs", -1), ("syz-file-csv", "CoveredPCs", totals["covered"] as? Int ?? 0)] {
+            let csv = directory + "/cat." + format
+            let run = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", format, "--output", csv, cover])
+            try #require(run.status == 0, "\(run.errors)")
+            let sum = try python("import sys, csv\nprint(sum(int(r[sys.argv[2]]) for r in csv.DictReader(open(sys.argv[1]))))", [csv, column])
+            let functionsCovered = files.flatMap { $0["functions"] as? [[String: Any]] ?? [] }.reduce(0) { $0 + (($1["counts"] as? [String: Any])?["covered"] as? Int ?? 0) }
+            #expect(Int(sum.output.trimmingCharacters(in: .whitespacesAndNewlines)) == (total >= 0 ? total : functionsCovered), "\(format): \(sum.errors)")
+        }
+    }
+
+    /// The HTML tree of a real trace: bounded pages whose links resolve, the source shown, and
+    /// headless Chromium renders the top page and a source page, and sorts a directory's table.
+    func checkHTMLTree(vmlinux: String, cover: String) throws {
+        let tree = directory + "/html-tree"
+        let html = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "html", "--output", tree, cover])
+        try #require(html.status == 0, "\(html.errors)")
+        let files = try #require(FileManager.default.enumerator(atPath: tree)?.allObjects as? [String]).filter { $0.hasSuffix(".html") }
+        var sizes: [String: Int] = [:]
+        for file in files { sizes[file] = (try FileManager.default.attributesOfItem(atPath: tree + "/" + file)[.size] as? Int) ?? 0 }
+        let largest = try #require(sizes.max { $0.value < $1.value })
+        #expect(largest.value < 1_500_000, "the largest page, \(largest.key), is \(largest.value) bytes")
+        #expect(files.count > 1_000, "one page per file with coverable PCs")
+        // Every directory index and one source page: their links resolve (regexes over all 100 MB would take minutes).
+        var checked: [String: String] = [:]
+        for file in files where file.hasSuffix("index.html") || file == "fs/read_write.c.html" {
+            checked[file] = try String(contentsOfFile: tree + "/" + file, encoding: .utf8)
+        }
+        var present = checked
+        for file in files where present[file] == nil { present[file] = "" }
+        present["kcov.css"] = ""
+        present["kcov.js"] = ""
+        #expect(brokenLinks(present) == [])
+        let readWrite = checked["fs/read_write.c.html"] ?? ""
+        #expect(readWrite.contains("<code>ksys_read</code>") && readWrite.contains("SYSCALL_DEFINE3(read"), "the source of a covered file is shown")
+        #expect(readWrite.contains("class=\"l c\"") && readWrite.contains("class=\"l u\"") && readWrite.contains("class=l>"))
+        let top = checked["index.html"] ?? ""
+        #expect(rowNames(top).contains("fs/") && rowNames(top).contains("kernel/"))
+
+        try renderInChromium(tree + "/index.html", screenshot: directory + "/top.png")
+        let frame = directory + "/frame.html"
+        try """
+            <!DOCTYPE html><html><body style="margin:0"><iframe src="html-tree/fs/read_write.c.html#L700" style="border:0;width:1280px;height:1000px"></iframe></body></html>
+            """.write(toFile: frame, atomically: true, encoding: .utf8)
+        try renderInChromium(frame, screenshot: directory + "/read_write.png")
+        try sortInChromium(tree: "html-tree")
+    }
+
+    let chromiumFlags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000", "--allow-file-access-from-files"]
+
+    /// Headless Chromium renders `page` to a screenshot that is not blank.
+    func renderInChromium(_ page: String, screenshot: String) throws {
         let browser = "/usr/bin/chromium"
         try #require(FileManager.default.isExecutableFile(atPath: browser), "chromium is missing: run Scripts/setup.sh")
-        let flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000"]
-        let dom = try runProgram([browser] + flags + ["--dump-dom", "file://" + page])
-        #expect(dom.status == 0)
-        #expect(dom.output.contains("<h2>Files</h2>") && dom.output.contains("<tbody>"), "Chromium did not build the page's tables")
-        let screenshot = directory + "/cat.png"
-        let shot = try runProgram([browser] + flags + ["--screenshot=" + screenshot, "file://" + page])
+        let shot = try runProgram([browser] + chromiumFlags + ["--screenshot=" + screenshot, "file://" + page])
         #expect(shot.status == 0, "\(shot.errors)")
         let png = try Data(contentsOf: URL(fileURLWithPath: screenshot))
         #expect(png.starts(with: [0x89, 0x50, 0x4e, 0x47]), "not a PNG")
         let width = png[16..<20].reduce(0) { $0 << 8 | Int($1) }
         let height = png[20..<24].reduce(0) { $0 << 8 | Int($1) }
         #expect(width == 1280 && height == 1000)
-        #expect(png.count > 20_000, "a \(png.count)-byte screenshot is a blank page")
+        #expect(png.count > 20_000, "a \(png.count)-byte screenshot of \(page) is a blank page")
+    }
+
+    /// Clicks the column headers of fs/index.html in Chromium (through a page that loads it in a
+    /// frame) and reads the rows back: by coverage ascending, then descending, then by name.
+    func sortInChromium(tree: String) throws {
+        let harness = directory + "/sort.html"
+        try """
+            <!DOCTYPE html><html><body><pre id=out>waiting</pre>
+            <iframe id=f src="\(tree)/fs/index.html"></iframe>
+            <script>
+            document.getElementById("f").onload = function () {
+              var d = this.contentDocument, th = d.querySelectorAll("table.sortable th");
+              function keys(column) { return Array.prototype.map.call(d.querySelectorAll("table.sortable tbody tr"), function (r) { return r.cells[column].dataset.v; }); }
+              var result = {before: keys(0)};
+              th[1].click(); result.ascending = keys(1); result.ascendingNames = keys(0);
+              th[1].click(); result.descending = keys(1);
+              th[0].click(); result.byName = keys(0);
+              document.getElementById("out").textContent = JSON.stringify(result);
+            };
+            </script></body></html>
+            """.write(toFile: harness, atomically: true, encoding: .utf8)
+        let dom = try runProgram(["/usr/bin/chromium"] + chromiumFlags + ["--virtual-time-budget=5000", "--dump-dom", "file://" + harness])
+        #expect(dom.status == 0, "\(dom.errors)")
+        let json = try #require(dom.output.firstMatch(of: /<pre id="out">(.*)<\/pre>/).map { String($0.1).replacingOccurrences(of: "&quot;", with: "\"") })
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: [String]], "\(json.prefix(200))")
+        let ascending = (result["ascending"] ?? []).compactMap { Int($0) }
+        let descending = (result["descending"] ?? []).compactMap { Int($0) }
+        #expect(ascending.count > 10 && ascending == ascending.sorted(), "\(ascending)")
+        #expect(descending == ascending.sorted(by: >))
+        #expect(Set(result["ascendingNames"] ?? []) == Set(result["before"] ?? []) && result["ascendingNames"] != result["before"], "sorting moved the rows")
+        #expect(Set(result["byName"] ?? []) == Set(result["before"] ?? []))
+        #expect((result["byName"] ?? []).first == (result["before"] ?? []).sorted { $0.lowercased() < $1.lowercased() }.first)
     }
 
     @Test("A kprobe trace in the VM reports per function: probed functions are the denominator, and genhtml takes it")
@@ -134,6 +261,8 @@ final class ReportPipelineTests {
         let lcov = directory + "/kprobe.info"
         let written = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "lcov", "--output", lcov, trace])
         try #require(written.status == 0)
+        #expect(LCOVTracefileChecker.check(try String(contentsOfFile: lcov, encoding: .utf8)).map(\.description) == [])
+        _ = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "lcov", "--lcov-version", "1", "--output", lcov, trace])
         let genhtml = try runProgram(["/usr/bin/genhtml", "--output-directory", directory + "/kprobe-html", "--quiet", lcov])
         #expect(genhtml.status == 0 && !genhtml.errors.localizedCaseInsensitiveContains("warning"), "genhtml: \(genhtml.errors)")
     }

@@ -16,6 +16,25 @@ import Testing
         #expect(EdgeSignal.signals(of: pcs) == [0xffff_ffff_8100_097a, 0xffff_ffff_8100_0208, 0xffff_ffff_8100_07e5])
     }
 
+    @Test func theMixTableIsTheHashOfEvery12BitValue() {
+        #expect(EdgeSignal.mixes.count == 4096)
+        for value in 0..<4096 {
+            #expect(UInt32(EdgeSignal.mixes[value]) == EdgeSignal.hash32(UInt32(value)) & 0xfff, "entry \(value)")
+        }
+    }
+
+    @Test func theLazySignalsEqualTheFormulaOnEveryPreviousValue() {
+        // Every 12-bit low part as the previous PC, so each table entry is used once.
+        let pcs = (0..<UInt64(8192)).map { 0xffff_ffff_8100_0000 | ($0 * 0x9e37) & 0xf_ffff }
+        var previous: UInt64 = 0
+        let expected = pcs.map { pc -> UInt64 in
+            defer { previous = pc }
+            return pc ^ UInt64(EdgeSignal.hash32(UInt32(previous & 0xfff)) & 0xfff)
+        }
+        #expect(Array(EdgeSignal.lazy(pcs)) == expected)
+        #expect(Set(pcs.map { $0 & 0xfff }).count == 4096)
+    }
+
     @Test func pathsWithTheSameBlocksGiveDifferentEdges() {
         let (a, b, c, d): (UInt64, UInt64, UInt64, UInt64) = (0xffff_ffff_8100_0010, 0xffff_ffff_8100_0220, 0xffff_ffff_8100_0330, 0xffff_ffff_8100_0440)
         let first = Set(EdgeSignal.signals(of: [a, b, c, d]))

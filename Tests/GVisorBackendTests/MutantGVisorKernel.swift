@@ -266,10 +266,14 @@ final class MutantGVisorKernel: KernelInterface, @unchecked Sendable {
     func probeSyscall() { syscall(Model.probeBlocks) { model.probeSyscall() } }
 
     func spawnEnabled(
-        path: String, arguments: [String], environment: [String], fd: CInt,
-        enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int
+        _ command: Command, fd: CInt, enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int
     ) -> SpawnOutcome {
-        model.spawnEnabled(path: path, arguments: arguments, environment: environment, fd: fd, enable: enable, buffer: buffer, bufferBytes: bufferBytes)
+        model.spawnEnabled(command, fd: fd, enable: enable, buffer: buffer, bufferBytes: bufferBytes)
+    }
+    func forkEnabled(
+        fd: CInt, enable: EnableCall, buffer: UnsafeMutableRawPointer, timeoutMilliseconds: Int32?, child: () -> CInt
+    ) -> ForkOutcome {
+        model.forkEnabled(fd: fd, enable: enable, buffer: buffer, timeoutMilliseconds: timeoutMilliseconds, child: child)
     }
 
     func waitForExit(_ pid: CInt) -> ExitStatus { model.waitForExit(pid) }
@@ -322,5 +326,10 @@ struct MutantGVisorBackend: KcovDriver {
     func probe() { real.probe() }
     func runEnabled(_ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, command: Command) throws(CoverageError) -> CommandExit {
         try real.runEnabled(fd, mode: mode, buffer: buffer, words: words, command: command)
+    }
+    func runForked(
+        _ fd: Int32, mode: CoverageMode, buffer: UnsafeMutableRawPointer, words: Int, timeout: Duration?, body: () -> Int32
+    ) throws(CoverageError) -> ForkedChild {
+        try real.runForked(fd, mode: mode, buffer: buffer, words: words, timeout: timeout, body: body)
     }
 }

@@ -12,7 +12,10 @@ import VirtualMachine
 @Suite(.serialized) struct GuestSuiteTests {
     /// The suites that need the real device; the host test command skips `RealKernel*` by name and
     /// this test runs the same pattern in the guest, so no such suite can be skipped on both sides.
-    static let guestSuites = ["RealKernelCollectionTests", "RealKernelMisuseTests", "RealKernelCLITests", "RealKernelKprobeTests", "RealKernelKprobeCLITests", "RealKernelSignalTests"]
+    static let guestSuites = [
+        "RealKernelCollectionTests", "RealKernelMisuseTests", "RealKernelCLITests", "RealKernelKprobeTests", "RealKernelKprobeCLITests",
+        "RealKernelSignalTests", "RealKernelProtectionTests", "RealKernelForkServerTests",
+    ]
 
     @Test(.timeLimit(.minutes(30)))
     func realKernelSuitesPassInTheTestKernel() throws {

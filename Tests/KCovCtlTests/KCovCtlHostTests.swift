@@ -20,6 +20,37 @@ import Testing
         #expect(result.errors.contains("Error:"))
     }
 
+    @Test("A negative number is the option's value, refused by its own rule, not a missing value")
+    func negativeNumbersReachValidation() throws {
+        for (arguments, rule) in [
+            (["--buffer-words", "-1"], "--buffer-words must be at least 2"), (["--timeout", "-1"], "--timeout must be"),
+            (["--follow", "--linger", "-3"], "--linger must be"),
+        ] {
+            let result = try runKcovctl(["trace"] + arguments + ["--", "true"])
+            #expect(result.status == 64 && result.errors.contains(rule) && !result.errors.contains("Missing value"), "\(arguments): \(result.errors)")
+        }
+    }
+
+    @Test("A backend named for another system is refused before any buffer rule, naming this kernel and its backends")
+    func backendOfAnotherSystem() throws {
+        for name in ["netbsd", "freebsd", "openbsd"] {
+            let result = try runKcovctl(["trace", "--backend", name, "--", "true"])
+            #expect(result.status == 2, "\(name): \(result.errors)")
+            #expect(result.errors.contains("drives \(name == "netbsd" ? "NetBSD" : name == "freebsd" ? "FreeBSD" : "OpenBSD") kernels"), "\(result.errors)")
+            #expect(result.errors.contains("uname says Linux") && result.errors.contains("linux"), "\(result.errors)")
+            #expect(!result.errors.contains("buffer"), "the default buffer is not blamed: \(result.errors)")
+        }
+    }
+
+    @Test("backends and conformance report a full standard output with exit 1")
+    func fullStandardOutput() throws {
+        let kcovctl = try builtKcovctl()
+        for command in ["backends", "backends --format json", "conformance --backend linux --model"] {
+            let result = try runProgram(["/bin/sh", "-c", "\"$0\" \(command) > /dev/full", kcovctl])
+            #expect(result.status == 1 && result.errors.contains("cannot write to standard output: No space left on device"), "\(command): \(result.status) \(result.errors)")
+        }
+    }
+
     @Test func bufferTheBackendCannotMapIsAUsageError() throws {
         let result = try runKcovctl(["trace", "--backend", "linux", "--buffer-words", "1000", "--", "true"])
         #expect(result.status == 64)
@@ -61,6 +92,81 @@ import Testing
         let capabilities = try #require(linux["capabilities"] as? [String: Any])
         #expect(capabilities["supportedModes"] as? [String] == ["cmp", "pc"])
         #expect(capabilities["pcKind"] as? String == "kernelAddress")
+    }
+
+    /// On this Linux host `backends` names the kernel (uname first, then gVisor) and lists the
+    /// FreeBSD and OpenBSD backends as unavailable, each saying why.
+    @Test func backendsTellsTheKernelAndWhyTheBSDsAreUnavailable() throws {
+        let result = try runKcovctl(["backends", "--format", "json"])
+        #expect(result.status == 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [String: Any])
+        #expect(json["kernel"] as? String == "Linux")
+        #expect((json["kernelEvidence"] as? String)?.hasPrefix("uname says Linux, not gVisor") == true)
+        let backends = try #require(json["backends"] as? [[String: Any]])
+        #expect(backends.map { $0["name"] as? String } == ["linux", "netbsd", "freebsd", "openbsd", "gvisor", "kprobe"])
+        for (name, system) in [("freebsd", "FreeBSD"), ("openbsd", "OpenBSD")] {
+            let entry = try #require(backends.first { $0["name"] as? String == name })
+            #expect(entry["system"] as? String == system)
+            #expect(entry["available"] as? Bool == false)
+            #expect((entry["reason"] as? String)?.contains("this host runs Linux, not \(system)") == true, "\(entry)")
+        }
+        let text = try runKcovctl(["backends"])
+        #expect(text.output.contains("kernel: Linux — uname says Linux, not gVisor"), "\(text.output)")
+        #expect(text.output.contains("openbsd: unavailable — /dev/kcov is OpenBSD's kcov(4) and this host runs Linux"), "\(text.output)")
+    }
+
+    /// `conformance --all --model` checks all six models, the five kcov kernels' own tests included.
+    @Test func conformanceOfEveryModelPasses() throws {
+        let result = try runKcovctl(["conformance", "--all", "--model", "--format", "json"])
+        #expect(result.status == 0, "\(result.output)")
+        let reports = try #require(try JSONSerialization.jsonObject(with: result.standardOutput) as? [[String: Any]])
+        #expect(reports.map { $0["backend"] as? String } == ["linux", "netbsd", "freebsd", "openbsd", "gvisor", "kprobe"])
+        for report in reports {
+            let checks = try #require(report["checks"] as? [[String: Any]])
+            #expect(!checks.contains { $0["status"] as? String == "fail" }, "\(report["backend"] ?? "")")
+            let ids = checks.compactMap { $0["id"] as? String }
+            if report["backend"] as? String == "freebsd" { #expect(ids.filter { $0.hasPrefix("freebsd.") }.count == 13) }
+            if report["backend"] as? String == "openbsd" { #expect(ids.filter { $0.hasPrefix("openbsd.") }.count == 11) }
+        }
+    }
+
+    @Test(.timeLimit(.minutes(20)))
+    func qemuDiesWithAKilledKcovctl() throws {
+        var pid: pid_t = 0
+        let program = try builtKcovctl()
+        let arguments: [String] = [program, "vm", "run", "--", "sleep", "120"]
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        try #require(posix_spawn(&pid, program, nil, nil, &argv, environ) == 0)
+        // QEMU is kcovctl's child (setpriv execs it): find it by its parent in /proc.
+        func qemuChildren() -> [pid_t] {
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return entries.compactMap(pid_t.init).filter { child in
+                guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { return false }
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                let command = (try? String(contentsOfFile: "/proc/\(child)/comm", encoding: .utf8)) ?? ""
+                return fields.count > 2 && fields[1] == "\(pid)" && command.hasPrefix("qemu")
+            }
+        }
+        var qemu: [pid_t] = []
+        for _ in 0..<200 where qemu.isEmpty {
+            usleep(50_000)
+            qemu = qemuChildren()
+        }
+        try #require(qemu.count == 1, "kcovctl vm run started QEMU")
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        var alive = true
+        for _ in 0..<100 where alive {
+            usleep(50_000)
+            // Gone, or a zombie already reparented and reaped by init.
+            let state = (try? String(contentsOfFile: "/proc/\(qemu[0])/stat", encoding: .utf8)).map { $0.split(separator: ")").last?.split(separator: " ").first ?? "" }
+            alive = state != nil && state != "Z"
+        }
+        if alive { kill(qemu[0], SIGKILL) }
+        #expect(!alive, "QEMU outlived the SIGKILLed kcovctl by 5 s")
     }
 
     @Test(.timeLimit(.minutes(20)))

@@ -78,7 +78,7 @@ import Testing
         ("signal FILE >/dev/full", "cannot write to standard output: No space left on device"),
     ])
     func aClosedOrFullStandardOutputIsReported(redirection: String, message: String) throws {
-        let trace = FileManager.default.temporaryDirectory.appendingPathComponent("streams-\(getpid()).cover").path
+        let trace = FileManager.default.temporaryDirectory.appendingPathComponent("streams-\(getpid())-\(UUID().uuidString).cover").path
         try "0xffffffff81000010\n".write(toFile: trace, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: trace) }
         let command = "\"$0\" " + redirection.replacingOccurrences(of: "FILE", with: "'\(trace)'")

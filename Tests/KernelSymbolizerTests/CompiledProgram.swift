@@ -4,7 +4,8 @@ import TestSupport
 /// A small C program with two levels of always-inline functions, compiled once per test run with
 /// `gcc -O2 -g` (DWARF 5), and copies without DWARF.
 struct CompiledProgram: Sendable {
-    /// Line 1 `leaf`, line 3 calls it twice from `middle`, line 6 `outer` calls `middle`.
+    /// Line 1 `leaf`, line 3 calls it twice from `middle`, line 6 `outer` calls `middle`; line 8
+    /// `split`, whose unlikely branch (it calls a cold function) gcc moves to `split.cold`.
     static let source = """
         static inline __attribute__((always_inline)) int leaf(int x) { return x * 3 + 1; }
         static inline __attribute__((always_inline)) int middle(int x) {
@@ -12,7 +13,12 @@ struct CompiledProgram: Sendable {
             return x;
         }
         __attribute__((noinline)) int outer(int x) { return middle(x) * 2; }
-        int main(int argc, char **argv) { (void)argv; return outer(argc); }
+        __attribute__((noinline, cold)) void complain(int x) { __asm__ volatile("" :: "r"(x)); }
+        __attribute__((noinline)) int split(int x) {
+            if (x > 1000) { complain(x); return x * 7 + 3; }
+            return x + 1;
+        }
+        int main(int argc, char **argv) { (void)argv; return outer(argc) + split(argc); }
 
         """
 

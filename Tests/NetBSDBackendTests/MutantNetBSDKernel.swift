@@ -267,10 +267,14 @@ final class MutantNetBSDKernel: KernelInterface, NetBSDProcessInterface, @unchec
     }
 
     func spawnEnabled(
-        path: String, arguments: [String], environment: [String], fd: CInt,
-        enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int
+        _ command: Command, fd: CInt, enable: EnableCall, buffer: UnsafeMutableRawPointer, bufferBytes: Int
     ) -> SpawnOutcome {
-        model.spawnEnabled(path: path, arguments: arguments, environment: environment, fd: fd, enable: enable, buffer: buffer, bufferBytes: bufferBytes)
+        model.spawnEnabled(command, fd: fd, enable: enable, buffer: buffer, bufferBytes: bufferBytes)
+    }
+    func forkEnabled(
+        fd: CInt, enable: EnableCall, buffer: UnsafeMutableRawPointer, timeoutMilliseconds: Int32?, child: () -> CInt
+    ) -> ForkOutcome {
+        model.forkEnabled(fd: fd, enable: enable, buffer: buffer, timeoutMilliseconds: timeoutMilliseconds, child: child)
     }
     func waitForExit(_ pid: CInt) -> KernelSeam.ExitStatus { model.waitForExit(pid) }
     func readTextFile(_ path: String) -> String? { syscall { model.readTextFile(path) } }

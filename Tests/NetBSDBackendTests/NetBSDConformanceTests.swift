@@ -53,18 +53,3 @@ import Testing
         #expect(trace.pcs.contains(NetBSDKcovModel.probePCs[2]))
     }
 }
-
-/// The portability the user asked for: one client function, unchanged, over any backend.
-func probeCoverage(_ backend: any KcovDriver) throws -> [UInt64] {
-    var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 4096)
-    return try session.collect { backend.probe() }.pcs
-}
-
-@Suite struct PortabilityTests {
-    @Test func sameClientCodeCollectsEachModelsProbe() throws {
-        let linux = try probeCoverage(LinuxKcovBackend(kernel: LinuxKcovModel()))
-        let netbsd = try probeCoverage(NetBSDKcovBackend(kernel: NetBSDKcovModel()))
-        #expect(linux == LinuxKcovModel.probePCs)
-        #expect(netbsd == NetBSDKcovModel.probePCs)
-    }
-}

@@ -6,89 +6,14 @@ import LinuxBackend
 import NetBSDBackend
 import NetBSDConformance
 import ReferenceModels
+import TestSupport
 import Testing
 
-/// A misuse, written once against the shared API, to compare backends.
-struct Misuse: Sendable, CustomStringConvertible {
-    var description: String
-    var run: @Sendable (any KcovDriver) throws(CoverageError) -> Void
-}
-
-/// The code a misuse fails with (nil if it succeeds), on a fresh thread.
-func code(of misuse: Misuse, on backend: any KcovDriver) -> CoverageError.Code? {
-    POSIXThread.run {
-        do throws(CoverageError) {
-            try misuse.run(backend)
-            return nil
-        } catch {
-            return error.code
-        }
-    }
-}
-
 @Suite struct NetBSDKcovBackendTests {
-    static let words = 512
-
-    static let misuses: [Misuse] = [
-        Misuse(description: "initialize twice") { b throws(CoverageError) in
-            let fd = try b.openDevice(); defer { b.closeDevice(fd) }
-            try b.initialize(fd, words: words)
-            try b.initialize(fd, words: words)
-        },
-        Misuse(description: "initialize out of range") { b throws(CoverageError) in
-            let fd = try b.openDevice(); defer { b.closeDevice(fd) }
-            try b.initialize(fd, words: 1)
-        },
-        Misuse(description: "enable before initialize") { b throws(CoverageError) in
-            let fd = try b.openDevice(); defer { b.closeDevice(fd) }
-            try b.enable(fd, mode: .pc)
-        },
-        Misuse(description: "map before initialize") { b throws(CoverageError) in
-            let fd = try b.openDevice(); defer { b.closeDevice(fd) }
-            let address = try b.mapBuffer(fd, words: words)
-            b.unmapBuffer(address, words: words)
-        },
-        Misuse(description: "enable twice") { b throws(CoverageError) in
-            let fd = try b.openDevice(); defer { b.closeDevice(fd) }
-            try b.initialize(fd, words: words)
-            try b.enable(fd, mode: .pc); defer { try? b.disable(fd) }
-            try b.enable(fd, mode: .pc)
-        },
-        Misuse(description: "a second fd on the same thread") { b throws(CoverageError) in
-            let first = try b.openDevice(); defer { b.closeDevice(first) }
-            let second = try b.openDevice(); defer { b.closeDevice(second) }
-            try b.initialize(first, words: words)
-            try b.initialize(second, words: words)
-            try b.enable(first, mode: .pc); defer { try? b.disable(first) }
-            try b.enable(second, mode: .pc)
-        },
-        Misuse(description: "initialize while enabled") { b throws(CoverageError) in
-            let fd = try b.openDevice(); defer { b.closeDevice(fd) }
-            try b.initialize(fd, words: words)
-            try b.enable(fd, mode: .pc); defer { try? b.disable(fd) }
-            try b.initialize(fd, words: words)
-        },
-        Misuse(description: "disable without enable") { b throws(CoverageError) in
-            let fd = try b.openDevice(); defer { b.closeDevice(fd) }
-            try b.initialize(fd, words: words)
-            try b.disable(fd)
-        },
-        Misuse(description: "an undefined request") { b throws(CoverageError) in
-            let fd = try b.openDevice(); defer { b.closeDevice(fd) }
-            try b.sendUndefinedRequest(fd)
-        },
-        Misuse(description: "remote enable of an unsupported target kind") { b throws(CoverageError) in
-            let fd = try b.openDevice(); defer { b.closeDevice(fd) }
-            try b.initialize(fd, words: words)
-            let target: RemoteRequest.Target = b.capabilities.remote.contains(.vhciPort) ? .usbBus(1) : .vhciPort(bus: 0, port: 1)
-            try b.enableRemote(fd, mode: .pc, RemoteRequest(targets: [target], sectionWords: words))
-        },
-    ]
-
-    @Test("the same misuse gives the same code on the Linux and the NetBSD model", arguments: misuses)
+    @Test("the same misuse gives the same code on the Linux and the NetBSD model", arguments: Misuse.shared)
     func sameCodeAsLinux(_ misuse: Misuse) {
-        let linux = code(of: misuse, on: LinuxKcovBackend(kernel: LinuxKcovModel()))
-        let netbsd = code(of: misuse, on: NetBSDKcovBackend(kernel: NetBSDKcovModel()))
+        let linux = misuse.error(on: LinuxKcovBackend(kernel: LinuxKcovModel()))?.code
+        let netbsd = misuse.error(on: NetBSDKcovBackend(kernel: NetBSDKcovModel()))?.code
         #expect(linux != nil)
         #expect(netbsd == linux, "\(misuse): Linux \(String(describing: linux)), NetBSD \(String(describing: netbsd))")
     }

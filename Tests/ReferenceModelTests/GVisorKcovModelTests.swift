@@ -1,3 +1,4 @@
+import CoverageAPI
 import Dispatch
 import Glibc
 import KernelSeam
@@ -776,7 +777,7 @@ private final class Worker: @unchecked Sendable {
 
 private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMutableRawPointer, mode: UInt = 0) -> SpawnOutcome {
     model.spawnEnabled(
-        path: path, arguments: [path], environment: [], fd: fd,
+        Command(path: path, arguments: [path], environment: []), fd: fd,
         enable: EnableCall(request: Request.enable, argument: mode, byPointer: false),
         buffer: counter, bufferBytes: pageBytes)
 }

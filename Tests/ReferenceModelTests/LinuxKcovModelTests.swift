@@ -1,3 +1,4 @@
+import CoverageAPI
 import Dispatch
 import Glibc
 import KernelSeam
@@ -739,7 +740,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
         -> SpawnOutcome
     {
         model.spawnEnabled(
-            path: path, arguments: [path], environment: [], fd: fd,
+            Command(path: path, arguments: [path], environment: []), fd: fd,
             enable: EnableCall(request: Request.enable, argument: mode, byPointer: byPointer),
             buffer: counter, bufferBytes: pageWords * 8)
     }

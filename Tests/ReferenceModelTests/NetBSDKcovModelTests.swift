@@ -1,3 +1,4 @@
+import CoverageAPI
 import Glibc
 import KernelSeam
 import ReferenceModels
@@ -939,7 +940,7 @@ private let headPCs = Model.ioctlEntryPath.pcs
         _ model: Model, _ path: String, fd: CInt, buffer: Words, mode: UInt = 1, byPointer: Bool = true
     ) -> SpawnOutcome {
         model.spawnEnabled(
-            path: path, arguments: [path], environment: [], fd: fd,
+            Command(path: path, arguments: [path], environment: []), fd: fd,
             enable: EnableCall(request: Request.enable, argument: mode, byPointer: byPointer),
             buffer: buffer.raw, bufferBytes: pageBytes)
     }

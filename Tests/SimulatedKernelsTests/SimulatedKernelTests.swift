@@ -7,9 +7,9 @@ import Testing
 /// The public simulated kernels, used as a downstream fuzzer would: a collector over each, the
 /// same client code, coverage it chose, and nothing left held.
 @Suite struct SimulatedKernelTests {
-    @Test(arguments: ["linux", "netbsd", "gvisor", "kprobe"])
+    @Test(arguments: ["linux", "netbsd", "freebsd", "openbsd", "gvisor", "kprobe"])
     func theProbeIsCollectedThroughTheFrontDoor(name: String) throws {
-        let kernel = try #require([SimulatedKernel.linux(), .netbsd(), .gVisor(), .kprobe()].first { $0.backend.name == name })
+        let kernel = try #require([SimulatedKernel.linux(), .netbsd(), .freebsd(), .openbsd(), .gVisor(), .kprobe()].first { $0.backend.name == name })
         do {
             let functions = kernel.probeCoverage.unit == .function ? FunctionSelection(patterns: ["ksys_read", "vfs_read"]) : FunctionSelection()
             var collector = try CoverageCollector(backend: kernel.backend, bufferWords: 512, functions: functions)
@@ -36,8 +36,9 @@ import Testing
         try collector.disable()
     }
 
-    @Test func comparisonsAreRecordedInCMPMode() throws {
-        let kernel = SimulatedKernel.netbsd()
+    @Test(arguments: ["netbsd", "freebsd", "openbsd"])
+    func comparisonsAreRecordedInCMPMode(name: String) throws {
+        let kernel = try #require([SimulatedKernel.netbsd(), .freebsd(), .openbsd()].first { $0.backend.name == name })
         var collector = try CoverageCollector(backend: kernel.backend, mode: .comparisons, bufferWords: 512)
         let record = ComparisonRecord(type: 5, first: 7, second: 9, pc: 0xffff_ffff_8022_0001)
         let trace = try collector.collect { try? kernel.syscall(covering: [], comparisons: [record]) }

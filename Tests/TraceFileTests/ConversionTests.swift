@@ -15,7 +15,7 @@ struct ConversionTests {
 
     @Test("Exit from and to CommandExit")
     func exits() {
-        for exit in [CommandExit.exited(0), .exited(3), .signaled(9)] { #expect(TraceFile.Exit(exit).commandExit == exit) }
+        for exit in [CommandExit.exited(0), .exited(3), .signaled(9), .timedOut] { #expect(TraceFile.Exit(exit).commandExit == exit) }
         #expect(TraceFile.Exit(.signaled(9)) == .signal(9))
     }
 

@@ -17,9 +17,9 @@ struct ErrorTests {
 
     @Test("A later version names itself, the highest this reader knows, and says to upgrade")
     func futureVersion() {
-        let message = failure(#"{"format": "kcovctl-trace", "version": 2, "backend": "linux", "samples": []}"#)
-        #expect(message == "version: this file is version 2 of the kcovctl trace format, and this kcovctl reads versions up to 1: upgrade kcovctl")
-        #expect(failure(#"{"format": "kcovctl-trace", "version": 0}"#) == "version: expected a format version from 1 to 1, found 0")
+        let message = failure(#"{"format": "kcovctl-trace", "version": 3, "backend": "linux", "samples": []}"#)
+        #expect(message == "version: this file is version 3 of the kcovctl trace format, and this kcovctl reads versions up to 2: upgrade kcovctl")
+        #expect(failure(#"{"format": "kcovctl-trace", "version": 0}"#) == "version: expected a format version from 1 to 2, found 0")
     }
 
     @Test("A file that is no trace at all: one clear error")
@@ -53,7 +53,9 @@ struct ErrorTests {
              #"tasks[0].comparisons: a unit pc trace in mode pc keeps its entries in "pcs", found "comparisons" too"#),
             (file(task: #""pid": 3000000000, "truncated": false, "pcs": []"#), "tasks[0].pid: expected a process id (a whole number), found 3000000000"),
             (file(task: #""exit": {"status": 0, "signal": 9}, "truncated": false, "pcs": []"#),
-             #"tasks[0].exit: expected {"status": N} or {"signal": N}, found both a status and a signal"#),
+             #"tasks[0].exit: expected {"status": N}, {"signal": N} or {"timedOut": true}, found more than one of them"#),
+            (file(task: #""exit": {"timedOut": false}, "truncated": false, "pcs": []"#),
+             #"tasks[0].exit: expected {"status": N}, {"signal": N} or {"timedOut": true}, found "timedOut": false"#),
             (file(task: #""order": -2, "truncated": false, "pcs": []"#), "tasks[0].order: expected the task's order (a whole number from 0), found -2"),
             (file(header: #""backend": "linux", "unit": "pc", "mode": "cmp""#, task: #""truncated": false, "comparisons": [{"pc": "0x10", "type": 1, "arg1": "0x1"}]"#),
              #"tasks[0].comparisons[0].arg2: expected a hex operand string such as "0x000000000000002a", found nothing"#),

@@ -32,6 +32,28 @@ struct RoundTripTests {
         }
     }
 
+    @Test("Version 1 unless a whole-run field is used: single-task traces stay readable by version-1 readers")
+    func writtenVersion() throws {
+        var file = TraceFile(backend: "linux", unit: .pc, mode: .pc, tasks: [.init(pid: 1, tid: 1, truncated: false, pcs: [0x10])])
+        #expect(file.writtenVersion == 1)
+        #expect(String(decoding: try file.jsonData(), as: UTF8.self).contains("\"version\": 1,"))
+        let variants: [(inout TraceFile) -> Void] = [
+            { $0.tasks[0].end = .killed }, { $0.tasks[0].endOrder = 0 }, { $0.tasks[0].withoutAgent = "static executable" },
+            { $0.tasks[0].agentTail = 3 }, { $0.untraced = [.init(pid: 2, reason: "KCOV_INIT_TRACE failed")] },
+        ]
+        for change in variants {
+            var changed = file
+            change(&changed)
+            #expect(changed.writtenVersion == 2)
+            let written = try changed.jsonData()
+            #expect(String(decoding: written, as: UTF8.self).contains("\"version\": 2,"))
+            #expect(try TraceFile.decode(written, source: "v2") == changed)
+            #expect(try TraceFile.decode(JSONEncoder().encode(changed), source: "v2 encoded") == changed)
+        }
+        file.tasks[0].agentTail = -1
+        #expect(throws: TraceFileError.self) { try file.jsonData() }
+    }
+
     @Test("The fast writer puts format and version first and one PC a line")
     func fastWriterLayout() throws {
         let file = TraceFile(

@@ -36,15 +36,20 @@ extension TraceFile {
         }
         func name() -> String { awkwardStrings.randomElement(using: &rng) ?? "" }
         func exit() -> Exit {
-            Bool.random(using: &rng)
-                ? .status(Int32.random(in: Int32.min...Int32.max, using: &rng)) : .signal(Int32.random(in: 1...64, using: &rng))
+            switch Int.random(in: 0..<5, using: &rng) {
+            case 0: .timedOut
+            case 1, 2: .status(Int32.random(in: Int32.min...Int32.max, using: &rng))
+            default: .signal(Int32.random(in: 1...64, using: &rng))
+            }
         }
         var tasks: [Task] = []
         for _ in 0..<taskCount {
             var task = Task(
                 pid: maybe(Int32.random(in: Int32.min...Int32.max, using: &rng)), tid: maybe(Int32.random(in: 1...4_000_000, using: &rng)),
                 parentPid: maybe(Int32.random(in: 0...4_000_000, using: &rng)), executable: maybe(name()),
-                order: maybe(Int.random(in: 0...Int.max, using: &rng)), exit: maybe(exit()), truncated: Bool.random(using: &rng))
+                order: maybe(Int.random(in: 0...Int.max, using: &rng)), exit: maybe(exit()), truncated: Bool.random(using: &rng),
+                end: maybe(TaskEnd.allCases.randomElement(using: &rng) ?? .exit), endOrder: maybe(Int.random(in: 0...Int.max, using: &rng)),
+                withoutAgent: maybe(name()), agentTail: maybe(Int.random(in: 0...Int.max, using: &rng)))
             let count = Int.random(in: 0...entries, using: &rng)
             switch TraceFile.listKey(unit: unit, mode: mode) {
             case .pcs: task.pcs = (0..<count).map { _ in word() }
@@ -64,7 +69,10 @@ extension TraceFile {
             exit: maybe(exit()), bufferWords: maybe(Int.random(in: 0...Int.max, using: &rng)),
             probedFunctions: functionLevel ? maybe((0..<Int.random(in: 0...5, using: &rng)).map { _ in ProbedFunction(name: name(), pc: word()) }) : nil,
             skippedFunctions: functionLevel ? (0..<Int.random(in: 0...3, using: &rng)).map { _ in SkippedFunction(name: name(), reason: name()) } : [],
-            tasks: tasks)
+            tasks: tasks,
+            untraced: (0..<Int.random(in: 0...2, using: &rng)).map { _ in
+                UntracedTask(pid: maybe(Int32.random(in: 1...4_000_000, using: &rng)), tid: maybe(Int32.random(in: 1...4_000_000, using: &rng)), executable: maybe(name()), reason: name())
+            })
     }
 }
 

@@ -1,6 +1,7 @@
 import CoverageAPI
 import CoverageSignal
 import Foundation
+import Glibc
 import KernelImage
 import KernelSymbolizer
 import Baselines
@@ -21,6 +22,20 @@ func best<T>(of repeats: Int, _ body: () throws -> T) rethrows -> (seconds: Doub
         last = result
     }
     return (fastest, last!)
+}
+
+/// The fastest of `rounds` runs of each side, the two run in turn (ours, baseline, ours, …), so a
+/// change in the machine's load falls on both sides alike.
+func alternating<A, B>(rounds: Int, _ ours: () throws -> A, _ baseline: () throws -> B) rethrows -> (ours: (seconds: Double, result: A), baseline: (seconds: Double, result: B)) {
+    var first = try best(of: 1, ours)
+    var second = try best(of: 1, baseline)
+    for _ in 1..<rounds {
+        let a = try best(of: 1, ours)
+        if a.seconds < first.seconds { first = a }
+        let b = try best(of: 1, baseline)
+        if b.seconds < second.seconds { second = b }
+    }
+    return (first, second)
 }
 
 /// Runs `/bin/sh -c script`, feeding `input` to it, and returns its standard output.
@@ -79,7 +94,7 @@ func signalBenchmarks() throws {
     let calls = starts.count - 1
     print("signal: \(pcs.count) PCs recorded from the test kernel (\(names.joined(separator: ", "))), \(calls) calls of \(callLength) PCs, \(passes) passes")
 
-    let ours = best(of: 5) { () -> Int in
+    let (ours, unordered) = alternating(rounds: 15, { () -> Int in
         let shared = MaxSignal()
         var worker = MaxSignal.Worker(shared)
         var fresh = 0
@@ -91,10 +106,9 @@ func signalBenchmarks() throws {
             }
         }
         return fresh
-    }
-    let unordered = best(of: 5) {
+    }, {
         pcs.withUnsafeBufferPointer { all in starts.withUnsafeBufferPointer { kcb_unordered_set_new_signals(all.baseAddress, $0.baseAddress, calls, Int32(passes)) } }
-    }
+    })
     guard UInt64(ours.result) == unordered.result else {
         throw BenchmarkError("CoverageSignal found \(ours.result) new signals, the std::unordered_set version \(unordered.result)")
     }
@@ -261,8 +275,75 @@ func loopBenchmark() throws {
     print("  hot path with edge signal and new-signal checks: \(hotPathAllocations) heap allocations in \(7 * rounds) rounds (\(newSignals) new signals, all in the first rounds)")
 }
 
+/// `follow KCOVCTL [KSELFTEST-RUNNER]`, in the test kernel: each workload untraced, traced on its
+/// main thread only (`trace`), and whole (`trace --follow`), one round each (TCG is slow): wall
+/// time and ratios, tasks, per-task setup cost, and the unique PCs whole-run tracing adds.
+func followBenchmark(kcovctl: String, runner: String?) throws {
+    var workloads: [(String, [String])] = [
+        ("stress-ng fork+pthread+dir+rename 3 s", ["/usr/bin/stress-ng", "--fork", "2", "--pthread", "2", "--dir", "1", "--rename", "1", "--temp-path", "/dev/shm", "--timeout", "3s", "-q"]),
+        ("sh: 20 x fork+exec /bin/true", ["/bin/sh", "-c", "i=0; while [ $i -lt 20 ]; do /bin/true; i=$((i+1)); done"]),
+    ]
+    if let runner { workloads.append(("kselftests (futex, timers, size)", [runner])) }
+    /// Wall time of `command`, and its standard output. posix_spawn, not Foundation's Process,
+    /// which cannot make its run-loop socket pair in the test kernel.
+    func timed(_ command: [String]) throws -> (seconds: Double, output: String) {
+        var pipe: [Int32] = [-1, -1]
+        guard Glibc.pipe(&pipe) == 0 else { throw BenchmarkError("pipe failed") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addclose(&actions, pipe[0])
+        var argv = command.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let start = ContinuousClock.now
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, command[0], &actions, nil, &argv, environ) == 0 else { throw BenchmarkError("cannot run \(command[0])") }
+        close(pipe[1])
+        var output = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let got = read(pipe[0], &chunk, chunk.count)
+            if got <= 0 { break }
+            output += chunk[0..<got]
+        }
+        close(pipe[0])
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        let elapsed = ContinuousClock.now - start
+        return (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, String(decoding: output, as: UTF8.self))
+    }
+    func number(after prefix: String, in text: String) -> Int {
+        text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count).prefix { $0.isNumber }) } ?? -1
+    }
+    func pcs(_ path: String) throws -> Set<UInt64> {
+        Set(try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").compactMap { UInt64($0.dropFirst(2), radix: 16) })
+    }
+    print("whole-run tracing (kcovctl trace --follow) against the same run untraced and traced on its main thread only;")
+    print("1 Mi-word buffers, summary output (timed), then rawcover of each (untimed) for the PC sets; one round each")
+    for (name, command) in workloads {
+        let untraced = try timed(command).seconds
+        let main = try timed([kcovctl, "trace", "--buffer-words", "1048576", "--format", "summary", "--"] + command)
+        let follow = try timed([kcovctl, "trace", "--follow", "--buffer-words", "1048576", "--format", "summary", "--"] + command)
+        _ = try timed([kcovctl, "trace", "--buffer-words", "1048576", "--format", "rawcover", "--output", "/dev/shm/main.cover", "--"] + command)
+        _ = try timed([kcovctl, "trace", "--follow", "--buffer-words", "1048576", "--format", "rawcover", "--output", "/dev/shm/follow.cover", "--"] + command)
+        let mainPCs = try pcs("/dev/shm/main.cover")
+        let followPCs = try pcs("/dev/shm/follow.cover")
+        let tasks = number(after: "tasks: ", in: follow.output)
+        print("  \(name):")
+        print("    untraced \(String(format: "%.2f", untraced)) s; main thread \(String(format: "%.2f", main.seconds)) s (ratio \(String(format: "%.2f", main.seconds / untraced))); whole run \(String(format: "%.2f", follow.seconds)) s (ratio \(String(format: "%.2f", follow.seconds / untraced)) vs untraced, \(String(format: "%.2f", follow.seconds / main.seconds)) vs main thread)")
+        print("    tasks traced \(tasks); whole-run cost per task ((whole run - main thread) / (tasks - 1)): \(String(format: "%.1f", (follow.seconds - main.seconds) / Double(max(tasks - 1, 1)) * 1000)) ms")
+        print("    unique PCs (summary): main thread \(number(after: "unique PCs: ", in: main.output)), whole run \(number(after: "unique PCs: ", in: follow.output)); rawcover runs: main \(mainPCs.count), whole \(followPCs.count), whole run adds \(followPCs.subtracting(mainPCs).count), lacks \(mainPCs.subtracting(followPCs).count)")
+        print("    \(follow.output.split(separator: "\n").first { $0.hasPrefix("tasks: ") } ?? "")")
+    }
+}
+
 func main() throws {
     let arguments = CommandLine.arguments.dropFirst()
+    if arguments.first == "follow", arguments.count >= 2 {
+        return try followBenchmark(kcovctl: arguments[arguments.startIndex + 1], runner: arguments.count >= 3 ? arguments[arguments.startIndex + 2] : nil)
+    }
     if arguments == ["loop"] { return try loopBenchmark() }
     if arguments == ["signal"] { return try signalBenchmarks() }
     if arguments == ["--trace-file"] { return try traceFileBenchmarks() }

@@ -1,0 +1,62 @@
+import Foundation
+import KernelImage
+import TestKernel
+import TestSupport
+import Testing
+import TraceFile
+import VirtualMachine
+
+/// `kcovctl trace --follow` in the test kernel (Docs/follow.md): runs that the rules are checked on.
+@Suite(.serialized) struct FollowGuestTests {
+    /// Runs `script` with `sh -c` in the test kernel; its standard output holds the results
+    /// between `=== name` lines.
+    static func guest(_ script: String) throws -> (sections: [String: String], errors: String) {
+        let builder = TestKernelBuilder()
+        let kernel = try builder.build { print("test kernel: \($0)") }
+        let machine = VirtualMachine(kernelImage: kernel.bzImage, workDirectory: builder.cacheDirectory + "/vm")
+        let result = try machine.run(["/bin/sh", "-c", script])
+        let errors = String(decoding: result.standardError, as: UTF8.self)
+        #expect(result.exitStatus == 0, "the guest script failed: \(errors.suffix(3000))")
+        var sections: [String: String] = [:]
+        var name: String?
+        for line in String(decoding: result.standardOutput, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("=== ") {
+                name = String(line.dropFirst(4))
+                sections[name!] = ""
+            } else if let name {
+                sections[name, default: ""] += line + "\n"
+            }
+        }
+        print("guest run: \(String(format: "%.1f", result.seconds)) s, boot included")
+        return (sections, errors)
+    }
+
+    static func vmlinux() throws -> KernelImage {
+        let kernel = try TestKernelBuilder().build { print("test kernel: \($0)") }
+        return try KernelImage(path: kernel.vmlinux)
+    }
+
+    /// The own workload under --follow meets every rule; the same workload traced main-thread-only
+    /// (the defective input) breaks them.
+    @Test(.timeLimit(.minutes(20)))
+    func ownWorkloadMeetsTheRules() throws {
+        let workload = try FollowWorkload.build()
+        let kcovctl = try builtKcovctl()
+        let run = "\(workload.program) \(workload.staticProgram)"
+        let (sections, errors) = try Self.guest("""
+            echo '=== follow'; \(kcovctl) trace --follow --format json -- \(run) 2>/dev/shm/follow.err
+            echo '=== log'; cat /dev/shm/follow.err
+            echo '=== main'; \(kcovctl) trace --format json -- \(run) 2>/dev/shm/main.err
+            echo '=== mainlog'; cat /dev/shm/main.err
+            """)
+        let image = try Self.vmlinux()
+        let follow = try TraceFile.decode(Data((sections["follow"] ?? "").utf8), source: "follow run")
+        let problems = followRuleViolations(follow, log: sections["log"] ?? "", image: image)
+        #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))\n\(errors.suffix(2000))")
+        print("follow: \(Set(follow.tasks.compactMap(\.order)).count) tasks, \(follow.tasks.count) records, \(follow.uniquePCCount) unique PCs")
+        let mainOnly = try TraceFile.decode(Data((sections["main"] ?? "").utf8), source: "main-thread run")
+        let defects = followRuleViolations(mainOnly, log: sections["mainlog"] ?? "", image: image)
+        #expect(defects.count >= 16, "a main-thread-only trace should break the thread rules, found only: \(defects)")
+        #expect(follow.uniquePCCount > mainOnly.uniquePCCount)
+    }
+}
