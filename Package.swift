@@ -160,7 +160,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Runs the built kcovctl: exit statuses, errors, and the --vm path.
-        .testTarget(name: "KCovCtlTests", dependencies: ["kcovctl", "CoverageAPI", "GVisorBackend", "TraceFile", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "KCovCtlTests", dependencies: ["kcovctl", "CoverageAPI", "GVisorBackend", "TraceFile", "TestSupport", "TestKernel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GuestSuiteTests",
             dependencies: ["TestKernel", "VirtualMachine", "Conformance", "LinuxBackend", "ReferenceModels", "TestSupport", "TraceFile", "KernelImage"],

@@ -1,4 +1,5 @@
 public import Foundation
+import Synchronization
 
 /// What a command run in the guest printed and how it ended.
 public struct GuestResult: Sendable {
@@ -39,10 +40,14 @@ public struct VirtualMachine: Sendable {
     public var memoryMiB: Int
     /// QEMU is killed after this many seconds.
     public var timeoutSeconds: Double
+    /// Seconds the guest may take from starting QEMU to starting the command; past that the guest
+    /// is reported as hung (with the last lines it printed) and QEMU is killed. The kernel boots
+    /// with `quiet`, so silence on the console alone is normal until then.
+    public var bootTimeoutSeconds: Double
 
     public init(
         kernelImage: String, workDirectory: String, accelerator: Accelerator = .tcg, cpus: Int = 2,
-        memoryMiB: Int = 2048, timeoutSeconds: Double = 1800
+        memoryMiB: Int = 2048, timeoutSeconds: Double = 1800, bootTimeoutSeconds: Double = 300
     ) {
         self.kernelImage = kernelImage
         self.workDirectory = workDirectory
@@ -50,6 +55,7 @@ public struct VirtualMachine: Sendable {
         self.cpus = cpus
         self.memoryMiB = memoryMiB
         self.timeoutSeconds = timeoutSeconds
+        self.bootTimeoutSeconds = bootTimeoutSeconds
     }
 
     /// Finds util-linux's `setpriv` (it starts QEMU with a parent-death signal).
@@ -71,6 +77,17 @@ public struct VirtualMachine: Sendable {
     }
 
     /// Runs `command` (a program and its arguments) in a fresh guest and returns its output and status.
+    ///
+    /// Each run has its own job folder, `job-PID-N` in ``workDirectory``, removed when the run ends
+    /// by any path: a return, an error, or SIGINT, SIGTERM or SIGHUP (the folder goes, QEMU is
+    /// killed, then the signal takes its previous action, by default ending the process). A
+    /// SIGKILLed process cannot clean up: its QEMU dies with it (a parent-death signal), and the
+    /// next run removes the folders of job processes that are gone.
+    ///
+    /// Throws ``VirtualMachineError`` when QEMU or the kernel image is missing, when the guest does
+    /// not start the command within ``bootTimeoutSeconds`` (hung while booting) or finish it within
+    /// ``timeoutSeconds``, or when it ends without running the command; each names the last lines
+    /// the guest printed.
     public func run(
         _ command: [String], environment: [String: String] = [:],
         workingDirectory: String = FileManager.default.currentDirectoryPath
@@ -81,9 +98,14 @@ public struct VirtualMachine: Sendable {
             throw VirtualMachineError(description: "no kernel image at \(kernelImage): run `kcovctl vm build`")
         }
         try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
+        Self.removeAbandonedJobFolders(in: workDirectory)
         let jobPath = workDirectory + "/job-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: jobPath, withIntermediateDirectories: false)
-        defer { try? FileManager.default.removeItem(atPath: jobPath) }
+        InterruptCleanup.register(jobPath)
+        defer {
+            InterruptCleanup.unregister(jobPath)
+            try? FileManager.default.removeItem(atPath: jobPath)
+        }
 
         var variables = [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
@@ -109,12 +131,27 @@ public struct VirtualMachine: Sendable {
         let started = Date()
         try process.run()
         let deadline = started.addingTimeInterval(timeoutSeconds)
+        let bootDeadline = started.addingTimeInterval(bootTimeoutSeconds)
+        var commandStarted = false
         while process.isRunning {
+            if InterruptCleanup.pendingSignal != 0 {
+                process.terminate()
+                InterruptCleanup.finish()
+            }
+            if !commandStarted {
+                commandStarted = FileManager.default.fileExists(atPath: jobPath + "/started")
+                if !commandStarted && Date() > bootDeadline {
+                    process.terminate()
+                    process.waitUntilExit()
+                    throw VirtualMachineError(description:
+                        "the guest is hung: it did not start the command within \(Int(bootTimeoutSeconds)) s of booting; it last printed:\n\(tail(jobPath + "/console.log"))")
+                }
+            }
             if Date() > deadline {
                 process.terminate()
                 process.waitUntilExit()
                 throw VirtualMachineError(description:
-                    "the guest did not finish within \(Int(timeoutSeconds)) s; console:\n\(tail(jobPath + "/console.log"))")
+                    "the guest did not finish within \(Int(timeoutSeconds)) s; it last printed:\n\(tail(jobPath + "/console.log"))")
             }
             usleep(50_000)
         }
@@ -128,6 +165,20 @@ public struct VirtualMachine: Sendable {
             standardOutput: FileManager.default.contents(atPath: jobPath + "/stdout") ?? Data(),
             standardError: FileManager.default.contents(atPath: jobPath + "/stderr") ?? Data(),
             exitStatus: status, seconds: seconds)
+    }
+
+    /// Removes the job folders (`job-PID-N`) in `directory` whose process no longer exists: what
+    /// a SIGKILLed run left behind. A folder whose PID is alive, or whose name is not a job
+    /// folder's, is kept.
+    static func removeAbandonedJobFolders(in directory: String) {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in entries where name.hasPrefix("job-") {
+            let fields = name.split(separator: "-")
+            guard fields.count == 3, let pid = pid_t(fields[1]), pid > 0, UInt32(fields[2]) != nil else { continue }
+            if kill(pid, 0) == -1 && errno == ESRCH {
+                try? FileManager.default.removeItem(atPath: directory + "/" + name)
+            }
+        }
     }
 
     func qemuArguments(jobPath: String) -> [String] {
@@ -167,6 +218,7 @@ public struct VirtualMachine: Sendable {
             mkdir -p /dev/shm
             mount -t tmpfs tmpfs /dev/shm
             mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 kcovjob \(shellQuote(jobPath))
+            : >\(shellQuote(jobPath + "/started"))
             \(exports.joined(separator: "\n"))
             cd \(shellQuote(workingDirectory)) || cd /
             \(command.map(shellQuote).joined(separator: " ")) </dev/null >\(shellQuote(jobPath + "/stdout")) 2>\(shellQuote(jobPath + "/stderr"))
@@ -181,6 +233,70 @@ public struct VirtualMachine: Sendable {
 
     private func tail(_ path: String) -> String {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return "(none)" }
+        if text.isEmpty { return "(nothing)" }
         return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(15).joined(separator: "\n")
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP while guests run: the handler only records the signal (all it may
+/// safely do); the run loop that sees it removes every registered job folder, restores the
+/// signals' previous actions and raises the signal again, so the process ends as it would have,
+/// and QEMU with it (its parent-death signal). Handlers are installed while at least one run is
+/// active and the previous actions restored after the last, so a signal between runs takes its
+/// usual action.
+private enum InterruptCleanup {
+    static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+    /// The signal received, 0 for none. Atomic: written by the handler, read by run loops.
+    static let received = Atomic<Int32>(0)
+    private static let state = Mutex<(jobs: Set<String>, previous: [Int32: sigaction])>((jobs: [], previous: [:]))
+
+    static var pendingSignal: Int32 { received.load(ordering: .relaxed) }
+
+    static func register(_ jobPath: String) {
+        state.withLock { state in
+            if state.jobs.isEmpty {
+                _ = received.load(ordering: .relaxed)  // initialised before any handler can run
+                for signal in signals {
+                    var action = sigaction()
+                    action.__sigaction_handler.sa_handler = { signal in InterruptCleanup.received.store(signal, ordering: .relaxed) }
+                    sigemptyset(&action.sa_mask)
+                    var previous = sigaction()
+                    sigaction(signal, &action, &previous)
+                    // A signal the process ignores (nohup's SIGHUP) stays ignored.
+                    if let handler = previous.__sigaction_handler.sa_handler,
+                       unsafeBitCast(handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { sigaction(signal, &previous, nil) }
+                    state.previous[signal] = previous
+                }
+            }
+            state.jobs.insert(jobPath)
+        }
+    }
+
+    static func unregister(_ jobPath: String) {
+        state.withLock { state in
+            state.jobs.remove(jobPath)
+            if state.jobs.isEmpty { restore(&state.previous) }
+        }
+    }
+
+    /// Removes every job folder, restores the previous actions and re-raises the signal.
+    static func finish() {
+        let signal = received.load(ordering: .relaxed)
+        state.withLock { state in
+            for job in state.jobs { try? FileManager.default.removeItem(atPath: job) }
+            state.jobs.removeAll()
+            restore(&state.previous)
+        }
+        raise(signal)
+        // The previous action was a handler that returned: carry on as if the run was cut short.
+        received.store(0, ordering: .relaxed)
+    }
+
+    private static func restore(_ previous: inout [Int32: sigaction]) {
+        for (signal, action) in previous {
+            var action = action
+            sigaction(signal, &action, nil)
+        }
+        previous.removeAll()
     }
 }

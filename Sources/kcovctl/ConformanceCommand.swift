@@ -40,6 +40,9 @@ struct ConformanceCommand: ParsableCommand {
     @Flag(help: "Run on the real device inside the test kernel under QEMU.")
     var vm = false
 
+    @OptionGroup(title: "With --vm")
+    var guest: GuestOptions
+
     /// Backends with a conformance target: the real device, a model of it, and the checks (the
     /// shared ones, and the backend's own where it has them; for the function-granularity kprobe
     /// backend, which has no kcov buffer, the `function.*` checks).
@@ -62,6 +65,7 @@ struct ConformanceCommand: ParsableCommand {
             throw ValidationError("unknown backend '\(backend)': use one of \(Self.backendNames.joined(separator: ", "))")
         }
         if vm && model { throw ValidationError("--vm runs the real device; --model needs no VM") }
+        if guest.given && !vm { throw ValidationError("--kvm and --boot-timeout only apply with --vm") }
     }
 
     func run() throws {
@@ -110,7 +114,7 @@ struct ConformanceCommand: ParsableCommand {
         var arguments = ["conformance", "--format", format.rawValue]
         arguments += all ? ["--all"] : ["--backend", backend!]
         do {
-            let result = try GuestLauncher(kvm: false).run([try GuestLauncher.selfPath()] + arguments)
+            let result = try GuestLauncher(guest).run([try GuestLauncher.selfPath()] + arguments)
             StandardStream.writeError(result.standardError)
             try StandardStream.writeOutput(result.standardOutput)
             if result.exitStatus != 0 { throw ExitCode(result.exitStatus) }

@@ -59,8 +59,8 @@ struct TraceCommand: ParsableCommand {
     @Flag(help: "Run this trace inside the project's test kernel under QEMU.")
     var vm = false
 
-    @Flag(help: "With --vm: use KVM instead of software emulation (may hang on some hosts).")
-    var kvm = false
+    @OptionGroup(title: "With --vm")
+    var guest: GuestOptions
 
     @Option(help: "kprobe backend: functions to probe — names or globs over /proc/kallsyms, comma-separated or repeated.")
     var functions: [String] = []
@@ -88,7 +88,7 @@ struct TraceCommand: ParsableCommand {
         guard words >= 2 else { throw ValidationError("--buffer-words must be at least 2 (one count word and one entry)") }
         if follow && !selection.isEmpty { throw ValidationError("--follow records every block of every task: --functions and --functions-file do not apply") }
         guard linger >= 0 && linger <= 3600 else { throw ValidationError("--linger must be 0 to 3600 seconds, not \(linger)") }
-        if kvm && !vm { throw ValidationError("--kvm only applies with --vm") }
+        if guest.given && !vm { throw ValidationError("--kvm and --boot-timeout only apply with --vm") }
         if let timeout, !(timeout > 0 && timeout <= 86_400) {
             throw ValidationError("--timeout must be a number of seconds above 0 and at most 86400, not \(timeout)")
         }
@@ -142,7 +142,7 @@ struct TraceCommand: ParsableCommand {
         arguments.append("--")
         arguments += command
         do {
-            let result = try GuestLauncher(kvm: kvm).run([try GuestLauncher.selfPath()] + arguments)
+            let result = try GuestLauncher(guest).run([try GuestLauncher.selfPath()] + arguments)
             StandardStream.writeError(result.standardError)
             guard result.exitStatus == 0 else { throw ExitCode(result.exitStatus) }
             try write(String(decoding: result.standardOutput, as: UTF8.self))

@@ -28,8 +28,7 @@ struct VMCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run a command in the test kernel (host root shared read-only) and exit with its status.")
 
-        @Flag(help: "Use KVM instead of software emulation (may hang on some hosts).")
-        var kvm = false
+        @OptionGroup var guest: GuestOptions
 
         @Argument(parsing: .postTerminator, help: "The command to run in the guest, after --.")
         var command: [String] = []
@@ -41,7 +40,7 @@ struct VMCommand: ParsableCommand {
         func run() throws {
             let result: GuestResult
             do {
-                result = try GuestLauncher(kvm: kvm).run(command)
+                result = try GuestLauncher(guest).run(command)
             } catch {
                 throw fail(error)
             }
@@ -53,16 +52,40 @@ struct VMCommand: ParsableCommand {
     }
 }
 
+/// How commands that run a guest run it.
+struct GuestOptions: ParsableArguments {
+    @Flag(help: "Run the guest with KVM instead of software emulation (may hang on some hosts).")
+    var kvm = false
+
+    @Option(
+        name: .customLong("boot-timeout"), parsing: .unconditional,
+        help: "Seconds the guest may take to boot and start the command before it is reported as hung (default 300).")
+    var bootTimeout: Int?
+
+    /// Whether any of these options was given (they apply only to commands run in a guest).
+    var given: Bool { kvm || bootTimeout != nil }
+
+    func validate() throws {
+        if let bootTimeout, !(1...86_400).contains(bootTimeout) {
+            throw ValidationError("--boot-timeout must be between 1 and 86400 seconds, not \(bootTimeout)")
+        }
+    }
+}
+
 /// Builds or reuses the test kernel and runs one command in it.
 struct GuestLauncher {
-    var kvm: Bool
+    var options: GuestOptions
+
+    init(_ options: GuestOptions = GuestOptions()) {
+        self.options = options
+    }
 
     func run(_ command: [String]) throws -> GuestResult {
         let builder = TestKernelBuilder()
         let kernel = try builder.build(progress: note)
         let machine = VirtualMachine(
             kernelImage: kernel.bzImage, workDirectory: builder.cacheDirectory + "/vm",
-            accelerator: kvm ? .kvm : .tcg)
+            accelerator: options.kvm ? .kvm : .tcg, bootTimeoutSeconds: Double(options.bootTimeout ?? 300))
         return try machine.run(command)
     }
 

@@ -14,7 +14,7 @@ import VirtualMachine
     /// this test runs the same pattern in the guest, so no such suite can be skipped on both sides.
     static let guestSuites = [
         "RealKernelCollectionTests", "RealKernelMisuseTests", "RealKernelCLITests", "RealKernelKprobeTests", "RealKernelKprobeCLITests",
-        "RealKernelSignalTests", "RealKernelProtectionTests", "RealKernelForkServerTests",
+        "RealKernelSignalTests", "RealKernelProtectionTests", "RealKernelForkServerTests", "RealKernelStressTests",
     ]
 
     @Test(.timeLimit(.minutes(30)))

@@ -1,4 +1,5 @@
 import Foundation
+import TestKernel
 import TestSupport
 import Testing
 
@@ -12,6 +13,9 @@ import Testing
         ["trace", "--mode", "edges", "--", "true"],
         ["trace"],
         ["trace", "--kvm", "--", "true"],
+        ["trace", "--boot-timeout", "5", "--", "true"],
+        ["conformance", "--backend", "linux", "--model", "--kvm"],
+        ["vm", "run", "--boot-timeout", "0", "--", "true"],
         ["vm", "run"],
     ])
     func usageErrorsExit64(arguments: [String]) throws {
@@ -130,14 +134,34 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(20)))
-    func qemuDiesWithAKilledKcovctl() throws {
+    /// The job folders of kcovctl process `pid` in the test kernel's cache.
+    static func jobFolders(of pid: pid_t) -> [String] {
+        let directory = TestKernelBuilder().cacheDirectory + "/vm"
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return entries.filter { $0.hasPrefix("job-\(pid)-") }.map { directory + "/" + $0 }
+    }
+
+    @Test("A killed kcovctl takes QEMU with it, and its job folder goes: at once on SIGTERM or SIGINT, with the next run after SIGKILL",
+          .timeLimit(.minutes(20)), arguments: [SIGKILL, SIGTERM, SIGINT])
+    func qemuAndTheJobFolderDieWithAKilledKcovctl(signal: Int32) throws {
         var pid: pid_t = 0
         let program = try builtKcovctl()
         let arguments: [String] = [program, "vm", "run", "--", "sleep", "120"]
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        try #require(posix_spawn(&pid, program, nil, nil, &argv, environ) == 0)
+        // As a shell starts it: the signals at their default actions and none blocked (the test
+        // runner's own mask and ignored signals would otherwise pass to the child).
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), defaults = sigset_t()
+        sigemptyset(&none)
+        sigemptyset(&defaults)
+        for caught in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&defaults, caught) }
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        try #require(posix_spawn(&pid, program, nil, &attributes, &argv, environ) == 0)
         // QEMU is kcovctl's child (setpriv execs it): find it by its parent in /proc.
         func qemuChildren() -> [pid_t] {
             let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
@@ -155,9 +179,11 @@ import Testing
             qemu = qemuChildren()
         }
         try #require(qemu.count == 1, "kcovctl vm run started QEMU")
-        kill(pid, SIGKILL)
+        try #require(Self.jobFolders(of: pid).count == 1, "the run has its job folder")
+        kill(pid, signal)
         var status: Int32 = 0
         waitpid(pid, &status, 0)
+        #expect(status & 0x7f == signal, "kcovctl ended by the signal, as its default action does (wait status \(status))")
         var alive = true
         for _ in 0..<100 where alive {
             usleep(50_000)
@@ -166,7 +192,22 @@ import Testing
             alive = state != nil && state != "Z"
         }
         if alive { kill(qemu[0], SIGKILL) }
-        #expect(!alive, "QEMU outlived the SIGKILLed kcovctl by 5 s")
+        #expect(!alive, "QEMU outlived the killed kcovctl by 5 s")
+        if signal == SIGKILL {
+            #expect(Self.jobFolders(of: pid).count == 1, "a SIGKILLed process cannot remove its folder")
+            let next = try runKcovctl(["vm", "run", "--", "true"])
+            #expect(next.status == 0, "\(next.errors)")
+        }
+        #expect(Self.jobFolders(of: pid).isEmpty, "the killed run's job folder is gone")
+    }
+
+    @Test("A guest that does not start the command in time is reported as hung with what it printed, in seconds", .timeLimit(.minutes(20)))
+    func aHungGuestIsReported() throws {
+        let started = Date()
+        let result = try runKcovctl(["vm", "run", "--boot-timeout", "1", "--", "true"])
+        #expect(result.status == 1)
+        #expect(result.errors.contains("the guest is hung: it did not start the command within 1 s of booting; it last printed:"), "\(result.errors)")
+        #expect(Date().timeIntervalSince(started) < 120, "the boot timeout, not the run's, ended it")
     }
 
     @Test(.timeLimit(.minutes(20)))
