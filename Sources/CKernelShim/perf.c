@@ -11,14 +11,20 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-int kcs_perf_kprobe_open(uint32_t pmu_type, const char *function, pid_t pid, int group_fd, int flags) {
+int kcs_perf_kprobe_open(uint32_t pmu_type, const char *function, uint64_t address, pid_t pid, int group_fd, int flags) {
     struct perf_event_attr attr;
     memset(&attr, 0, sizeof attr);
     attr.type = pmu_type;
     attr.size = sizeof attr;
     attr.config = 0; // bit 0 would make it a return probe
+    // By name: kprobe_func and an offset; by address: kprobe_func 0 and kprobe_addr (the same
+    // union as probe_offset).
     attr.kprobe_func = (uint64_t)(uintptr_t)function;
-    attr.probe_offset = 0;
+    if (function) {
+        attr.probe_offset = 0;
+    } else {
+        attr.kprobe_addr = address;
+    }
     attr.disabled = (flags & KCS_KPROBE_START_DISABLED) ? 1 : 0;
     attr.inherit = (flags & KCS_KPROBE_INHERIT) ? 1 : 0;
     attr.enable_on_exec = (flags & KCS_KPROBE_ENABLE_ON_EXEC) ? 1 : 0;

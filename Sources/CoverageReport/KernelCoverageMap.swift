@@ -30,16 +30,28 @@ public struct KernelCoverageMap: FunctionDefining {
         self.init(pcs: pcs, stacks: stacks, image: image) { image.function(containing: $0)?.name }
     }
 
-    /// Symbolizes each probed function's entry PC to its file and line; the name stays the
-    /// probe's (kallsyms'), which is what the user asked for, defined where the DWARF says.
+    /// Symbolizes each probed function's entry PC to its file and line, defined where the DWARF
+    /// says. The name is the probe's (kallsyms'), which is what the user asked for, except for a
+    /// compiler's clone (`foo.isra.0`, `foo.constprop.0`, `foo.part.0`, `foo.cold`): the DWARF
+    /// names the function it was cloned from (`DW_AT_abstract_origin`), and the clone counts under
+    /// that function. Static functions that share a name stay apart by their files.
     public init(functions: [UInt64: String], symbolizer: KernelSymbolizer) {
         let pcs = functions.keys.sorted()
-        let entries = symbolizer.frames(for: pcs).map { stack in
+        let entries = zip(pcs, symbolizer.frames(for: pcs)).map { pc, stack in
             stack.last.map {
-                [SymbolFrame(function: nil, file: $0.file, line: $0.line, column: $0.column, functionFile: $0.functionFile, functionLine: $0.functionLine)]
+                [SymbolFrame(
+                    function: Self.cloneOrigin(symbol: functions[pc], dwarf: $0.function), file: $0.file, line: $0.line,
+                    column: $0.column, functionFile: $0.functionFile, functionLine: $0.functionLine)]
             } ?? []
         }
         self.init(pcs: pcs, stacks: entries, image: nil) { functions[$0] }
+    }
+
+    /// The DWARF's name when `symbol` is a clone of it (the name, a dot, gcc's suffix); otherwise
+    /// `symbol` (`nil` lets the caller fall back to it).
+    static func cloneOrigin(symbol: String?, dwarf: String?) -> String? {
+        guard let symbol, let dwarf, symbol.count > dwarf.count + 1, symbol.hasPrefix(dwarf + ".") else { return symbol }
+        return dwarf
     }
 
     private init(pcs: [UInt64], stacks: [[SymbolFrame]], image: KernelImage?, fallbackName: (UInt64) -> String?) {

@@ -12,9 +12,9 @@ package protocol KprobeKernel: Sendable {
     func readTextFile(_ path: String) -> String?
     /// Whether `path` exists (access(F_OK)).
     func fileExists(_ path: String) -> Bool
-    /// perf_event_open of a counting entry kprobe on `function`, bound to `pid` (a thread id, or a
+    /// perf_event_open of a counting entry kprobe at `target`, bound to `pid` (a thread id, or a
     /// process with `inherit`), in `groupLeader`'s group (-1: a new group).
-    func openKprobe(pmuType: UInt32, function: String, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32
+    func openKprobe(pmuType: UInt32, target: KprobeTarget, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32
     /// ioctl(2) with a value argument (PERF_EVENT_IOC_*).
     func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Int32
     /// read(2) of a counter's value; `nil` with `errno`.
@@ -46,6 +46,21 @@ package enum KprobePaths {
     package static let pmuType = "/sys/bus/event_source/devices/kprobe/type"
     /// `kernel.perf_event_paranoid`; missing without CONFIG_PERF_EVENTS.
     package static let paranoid = "/proc/sys/kernel/perf_event_paranoid"
+}
+
+/// Where a kprobe goes: a function by name (the kernel resolves it, and refuses a name several
+/// functions share with EADDRNOTAVAIL), or a function's entry address from `/proc/kallsyms`,
+/// which tells apart static functions that share a name.
+package enum KprobeTarget: Sendable, Hashable, CustomStringConvertible {
+    case name(String)
+    case address(UInt64)
+
+    package var description: String {
+        switch self {
+        case .name(let name): name
+        case .address(let address): "0x" + String(address, radix: 16)
+        }
+    }
 }
 
 /// perf_event_attr flags the backend sets.
@@ -86,8 +101,11 @@ package struct SystemKprobeKernel: KprobeKernel {
 
     package func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
-    package func openKprobe(pmuType: UInt32, function: String, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32 {
-        function.withCString { kcs_perf_kprobe_open(pmuType, $0, pid, groupLeader, flags.rawValue) }
+    package func openKprobe(pmuType: UInt32, target: KprobeTarget, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32 {
+        switch target {
+        case .name(let name): name.withCString { kcs_perf_kprobe_open(pmuType, $0, 0, pid, groupLeader, flags.rawValue) }
+        case .address(let address): kcs_perf_kprobe_open(pmuType, nil, address, pid, groupLeader, flags.rawValue)
+        }
     }
 
     package func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Int32 { kcs_ioctl_value(fd, request, value) }

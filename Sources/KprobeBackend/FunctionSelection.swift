@@ -12,6 +12,10 @@ struct KernelSymbols {
     var names: [String] = []
     /// Names on `/sys/kernel/debug/kprobes/blacklist` (empty when debugfs is not readable).
     var blacklist: Set<String> = []
+    /// The blacklist's address ranges (`0xSTART-0xEND\tname`, kernel/kprobes.c,
+    /// `kprobe_blacklist_seq_show`): a function is refused by where it is, so one of two static
+    /// functions that share a name can be on it alone.
+    var blacklistedRanges: [Range<UInt64>] = []
 
     static let kallsymsPath = "/proc/kallsyms"
     static let blacklistPath = "/sys/kernel/debug/kprobes/blacklist"
@@ -65,7 +69,13 @@ struct KernelSymbols {
         }
         if let list = kernel.readTextFile(Self.blacklistPath) {
             for line in list.split(separator: "\n") {
-                if let name = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).last { blacklist.insert(String(name)) }
+                let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+                let bounds = fields.first?.split(separator: "-").map { UInt64($0.dropFirst($0.hasPrefix("0x") ? 2 : 0), radix: 16) }
+                if fields.count >= 2, let bounds, bounds.count == 2, let start = bounds[0], let end = bounds[1], start < end {
+                    blacklistedRanges.append(start..<end)
+                } else if let name = fields.last {
+                    blacklist.insert(String(name))
+                }
             }
         }
     }
@@ -89,16 +99,15 @@ struct KernelSymbols {
                     name: name, reason: "not in /proc/kallsyms: inlined into its callers, removed by the compiler, or misspelled"))
                 return
             }
-            if blacklist.contains(name) {
-                skipped.append(SkippedFunction(name: name, reason: "on the kprobe blacklist (\(Self.blacklistPath)): the kernel refuses probes there"))
-                return
+            // Static functions can share a name (and gcc's clones keep theirs): each is probed at
+            // its own address, and a report tells them apart by the file DWARF gives each PC.
+            for address in found {
+                if blacklist.contains(name) || blacklistedRanges.contains(where: { $0.contains(address) }) {
+                    skipped.append(SkippedFunction(name: name, reason: "on the kprobe blacklist (\(Self.blacklistPath)): the kernel refuses probes there"))
+                } else {
+                    candidates.append(ProbedFunction(name: name, pc: address))
+                }
             }
-            if found.count > 1 {
-                skipped.append(SkippedFunction(
-                    name: name, reason: "ambiguous: \(found.count) functions in /proc/kallsyms share this name, and a probe by name cannot pick one"))
-                return
-            }
-            candidates.append(ProbedFunction(name: name, pc: found[0]))
         }
         for pattern in patterns {
             if FunctionSelection.isGlob(pattern) {

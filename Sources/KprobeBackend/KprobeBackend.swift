@@ -94,7 +94,7 @@ public struct KprobeBackend: FunctionCounterDriver {
     /// Opens and closes one probe: privilege and kernel support show only at perf_event_open.
     /// `nil` when this process may probe (the test function itself may be unprobe-able).
     package func probeRefusal(pmuType type: UInt32) -> CoverageError? {
-        let fd = kernel.openKprobe(pmuType: type, function: Self.testFunction, pid: kernel.currentThreadID(), groupLeader: -1, flags: [.startDisabled])
+        let fd = kernel.openKprobe(pmuType: type, target: .name(Self.testFunction), pid: kernel.currentThreadID(), groupLeader: -1, flags: [.startDisabled])
         if fd >= 0 {
             _ = kernel.close(fd)
             return nil

@@ -69,11 +69,11 @@ final class KprobeSession: FunctionCounters {
         for function in candidates {
             var leader = groupSize > 0 && groupSize < Self.groupLimit ? leaders.last! : -1
             var fd = kernel.openKprobe(
-                pmuType: type, function: function.name, pid: thread, groupLeader: leader, flags: leader < 0 ? [.startDisabled] : [])
+                pmuType: type, target: .address(function.pc), pid: thread, groupLeader: leader, flags: leader < 0 ? [.startDisabled] : [])
             if fd < 0 && leader >= 0 && errno == EINVAL {
                 // Not every probe can join a group: try it alone before calling the function unprobe-able.
                 leader = -1
-                fd = kernel.openKprobe(pmuType: type, function: function.name, pid: thread, groupLeader: -1, flags: [.startDisabled])
+                fd = kernel.openKprobe(pmuType: type, target: .address(function.pc), pid: thread, groupLeader: -1, flags: [.startDisabled])
             }
             guard fd >= 0 else {
                 let code = errno
@@ -175,7 +175,7 @@ final class KprobeSession: FunctionCounters {
         for function in probedFunctions {
             if groupSize >= Self.groupLimit { leader = -1 }
             let fd = kernel.openKprobe(
-                pmuType: type, function: function.name, pid: child.pid, groupLeader: leader,
+                pmuType: type, target: .address(function.pc), pid: child.pid, groupLeader: leader,
                 flags: leader < 0 ? [.startDisabled, .inherit, .enableOnExec] : [.inherit])
             guard fd >= 0 else {
                 let code = errno

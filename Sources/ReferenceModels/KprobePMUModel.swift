@@ -12,7 +12,8 @@ import Synchronization
 /// caller's own event `__x64_sys_ioctl` and `perf_ioctl`.
 package final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
     private struct Event {
-        var function: String
+        /// The probed function's entry address.
+        var address: UInt64
         var pid: Int32
         var leader: Int32  // itself for a leader
         var enabled: Bool
@@ -73,10 +74,24 @@ package final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
 
     package func setFile(_ path: String, _ text: String?) { state.withLock { $0.files[path] = text } }
 
-    /// The thread `thread` enters `function` (a probe hit for events bound to it and counting).
+    /// Text symbols of ``kallsyms`` (module symbols left out), in order: name and entry address.
+    private static let functions: [(name: String, address: UInt64)] = kallsyms.split(separator: "\n").compactMap { line in
+        let fields = line.split(separator: " ")
+        guard fields.count == 3, "tT".contains(fields[1]), !fields[2].contains("\t"), let address = UInt64(fields[0], radix: 16) else { return nil }
+        return (String(fields[2]), address)
+    }
+
+    /// The thread `thread` enters `function`, the first function of that name in kallsyms order (a
+    /// probe hit for events bound to it and counting).
     package func enter(_ function: String, thread: Int32) {
+        guard let address = Self.functions.first(where: { $0.name == function })?.address else { return }
+        enter(address: address, thread: thread)
+    }
+
+    /// The thread `thread` enters the function at `address`.
+    package func enter(address: UInt64, thread: Int32) {
         state.withLock { state in
-            for (fd, event) in state.events where event.function == function && event.pid == thread {
+            for (fd, event) in state.events where event.address == address && event.pid == thread {
                 let leaderOn = state.events[event.leader]?.enabled ?? false
                 if event.enabled && leaderOn { state.events[fd]!.count += 1 }
             }
@@ -91,26 +106,44 @@ package final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
 
     package func fileExists(_ path: String) -> Bool { state.withLock { $0.files[path] != nil } }
 
-    package func openKprobe(pmuType: UInt32, function: String, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32 {
+    package func openKprobe(pmuType: UInt32, target: KprobeTarget, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32 {
         if let openFailure { errno = openFailure; return -1 }
-        if let code = refusals[function] { errno = code; return -1 }
+        // By name, the kernel needs exactly one text symbol of that name (ENOENT: none,
+        // EADDRNOTAVAIL: several); by address, a function's entry outside the blacklist (EINVAL).
+        let address: UInt64
+        switch target {
+        case .name(let name):
+            if let code = refusals[name] { errno = code; return -1 }
+            let found = Self.functions.filter { $0.name == name }
+            guard found.count == 1 else { errno = found.isEmpty ? ENOENT : EADDRNOTAVAIL; return -1 }
+            address = found[0].address
+        case .address(let requested):
+            guard let function = Self.functions.first(where: { $0.address == requested }) else { errno = EINVAL; return -1 }
+            if let code = refusals[function.name] { errno = code; return -1 }
+            if blacklisted(requested) { errno = EINVAL; return -1 }
+            address = requested
+        }
         return state.withLock { state in
             guard state.events.count < fdLimit else { errno = EMFILE; return -1 }
             guard pmuType == 8 else { errno = ENOENT; return -1 }
-            let names = Self.kallsyms.split(separator: "\n").compactMap { $0.split(separator: " ").dropFirst(2).first.map(String.init) }
-            guard names.filter({ $0 == function }).count == 1 else {
-                errno = names.contains(function) ? EADDRNOTAVAIL : ENOENT
-                return -1
-            }
             if groupLeader >= 0 {
                 guard let leader = state.events[groupLeader], leader.leader == groupLeader, leader.pid == pid else { errno = EINVAL; return -1 }
             }
             let fd = state.nextFD
             state.nextFD += 1
             state.events[fd] = Event(
-                function: function, pid: pid, leader: groupLeader >= 0 ? groupLeader : fd,
+                address: address, pid: pid, leader: groupLeader >= 0 ? groupLeader : fd,
                 enabled: !flags.contains(.startDisabled), enableOnExec: flags.contains(.enableOnExec))
             return fd
+        }
+    }
+
+    /// Whether `address` lies in a range of the blacklist file.
+    private func blacklisted(_ address: UInt64) -> Bool {
+        let list = state.withLock { $0.files["/sys/kernel/debug/kprobes/blacklist"] } ?? ""
+        return list.split(separator: "\n").contains { line in
+            let bounds = line.split(separator: "\t").first?.split(separator: "-").compactMap { UInt64($0.dropFirst(2), radix: 16) } ?? []
+            return bounds.count == 2 && (bounds[0]..<bounds[1]).contains(address)
         }
     }
 

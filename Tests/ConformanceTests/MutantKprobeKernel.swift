@@ -31,8 +31,8 @@ final class MutantKprobeKernel: KprobeKernel, @unchecked Sendable {
     func readTextFile(_ path: String) -> String? { model.readTextFile(path) }
     func fileExists(_ path: String) -> Bool { model.fileExists(path) }
 
-    func openKprobe(pmuType: UInt32, function: String, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32 {
-        let fd = model.openKprobe(pmuType: pmuType, function: function, pid: pid, groupLeader: groupLeader, flags: flags)
+    func openKprobe(pmuType: UInt32, target: KprobeTarget, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32 {
+        let fd = model.openKprobe(pmuType: pmuType, target: target, pid: pid, groupLeader: groupLeader, flags: flags)
         if fd >= 0 { state.withLock { $0.boundThreads[fd] = pid } }
         return fd
     }

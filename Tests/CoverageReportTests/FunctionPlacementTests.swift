@@ -155,3 +155,22 @@ struct SplitMix: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// Function-level (kprobe) reports name a compiler's clone after the function it was cloned from.
+@Suite struct CloneNamingTests {
+    @Test(arguments: [
+        ("kfree.isra.0", "kfree", "kfree"), ("__refcount_add.constprop.0", "__refcount_add", "__refcount_add"),
+        ("do_work.part.0", "do_work", "do_work"), ("f.cold", "f", "f"), ("f.constprop.0.isra.0", "f", "f"),
+        ("vfs_read", "vfs_read", "vfs_read"),
+        // Not a clone of what the DWARF names: the probe's name stays.
+        ("foobar.part.0", "foo", "foobar.part.0"), ("foo", "foobar", "foo"), ("foo.", "foo", "foo."),
+    ])
+    func aCloneCountsUnderItsOrigin(symbol: String, dwarf: String, expected: String) {
+        #expect(KernelCoverageMap.cloneOrigin(symbol: symbol, dwarf: dwarf) == expected)
+    }
+
+    @Test func withoutDWARFTheProbeNameStays() {
+        #expect(KernelCoverageMap.cloneOrigin(symbol: "kfree.isra.0", dwarf: nil) == "kfree.isra.0")
+        #expect(KernelCoverageMap.cloneOrigin(symbol: nil, dwarf: "kfree") == nil)
+    }
+}

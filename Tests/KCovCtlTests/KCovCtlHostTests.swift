@@ -1,5 +1,6 @@
 import Foundation
 import TestKernel
+import TraceFile
 import TestSupport
 import Testing
 
@@ -208,6 +209,41 @@ import Testing
         #expect(result.status == 1)
         #expect(result.errors.contains("the guest is hung: it did not start the command within 1 s of booting; it last printed:"), "\(result.errors)")
         #expect(Date().timeIntervalSince(started) < 120, "the boot timeout, not the run's, ended it")
+    }
+
+    @Test("kprobe: every function of a shared name is probed at its own address; the report keeps static functions of one name apart by file and counts clones under their origin",
+          .timeLimit(.minutes(20)))
+    func kprobeProbesSharedNamesByAddress() throws {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("kcovctl-\(UUID()).json").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        // type_show: static in several files; signal_pending: a header's out-of-line copies;
+        // __refcount_add.constprop.0: gcc's clones of __refcount_add.
+        let names = ["type_show", "signal_pending", "__refcount_add.constprop.0"]
+        let trace = try runKcovctl([
+            "trace", "--vm", "--backend", "kprobe", "--functions", names.joined(separator: ","), "--format", "json", "--output", output, "--", "cat", "/proc/version",
+        ])
+        #expect(trace.status == 0, "\(trace.errors)")
+        let file = try TraceFile.decode(try Data(contentsOf: URL(fileURLWithPath: output)), source: output)
+        let probed = file.probedFunctions ?? []
+        for name in names {
+            let copies = probed.filter { $0.name == name }
+            #expect(copies.count > 1 && Set(copies.map(\.pc)).count == copies.count, "\(name): each copy probed at its own address: \(copies)")
+        }
+        #expect(file.skippedFunctions.isEmpty, "\(file.skippedFunctions)")
+
+        let vmlinux = try TestKernelBuilder().build { _ in }.vmlinux
+        let report = try runKcovctl(["report", "--vmlinux", vmlinux, "--format", "json", output])
+        #expect(report.status == 0, "\(report.errors)")
+        let json = try #require(try JSONSerialization.jsonObject(with: report.standardOutput) as? [String: Any])
+        let files = try #require(json["files"] as? [[String: Any]])
+        let functions = files.flatMap { file in
+            (file["functions"] as? [[String: Any]] ?? []).map { (file: file["path"] as? String ?? "", name: $0["name"] as? String ?? "", counts: $0["counts"] as? [String: Any] ?? [:]) }
+        }
+        #expect(Set(functions.filter { $0.name == "type_show" }.map(\.file)).count > 1, "static functions of one name stay apart by file")
+        #expect(!functions.contains { $0.name.contains(".constprop.") }, "clones count under their origin")
+        let origin = try #require(functions.first { $0.name == "__refcount_add" })
+        #expect(origin.counts["coverable"] as? Int == probed.count { $0.name == "__refcount_add.constprop.0" })
+        #expect((origin.counts["covered"] as? Int ?? 0) > 0, "cat's refcounting enters a clone")
     }
 
     @Test(.timeLimit(.minutes(20)))

@@ -24,17 +24,41 @@ import Testing
         let model = KprobePMUModel()
         model.refusals["nmi_handler"] = EINVAL
         let session = try CoverageCollector(
-            backend: KprobeBackend(kernel: model), functions: FunctionSelection(patterns: ["ksys_read", "inlined_helper", "do_int3", "dup_static", "nmi_handler", "nosuch_*", "__pfx_ksys_read", "modfunc", "some_data"]))
+            backend: KprobeBackend(kernel: model), functions: FunctionSelection(patterns: ["ksys_read", "inlined_helper", "do_int3", "nmi_handler", "nosuch_*", "__pfx_ksys_read", "modfunc", "some_data"]))
         #expect(session.probedFunctions.map(\.name) == ["ksys_read"])
         let reasons = Dictionary(uniqueKeysWithValues: session.skippedFunctions.map { ($0.name, $0.reason) })
         #expect(reasons["inlined_helper"]?.contains("not in /proc/kallsyms") == true)
         #expect(reasons["do_int3"]?.contains("blacklist") == true)
-        #expect(reasons["dup_static"]?.contains("ambiguous") == true)
         #expect(reasons["nmi_handler"]?.contains("notrace") == true)
         #expect(reasons["nosuch_*"]?.contains("matches no") == true)
         #expect(reasons["__pfx_ksys_read"] != nil, "padding symbols are not functions")
         #expect(reasons["modfunc"] != nil, "module symbols are not offered")
         #expect(reasons["some_data"] != nil, "data symbols are not functions")
+        #expect(model.liveProbes == 1)
+    }
+
+    @Test("Static functions that share a name are each probed at their own address and counted apart")
+    func sharedNamesAreProbedByAddress() throws {
+        let model = KprobePMUModel()
+        let backend = KprobeBackend(kernel: model)
+        var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["dup_static"]))
+        #expect(session.probedFunctions == [
+            ProbedFunction(name: "dup_static", pc: 0xffff_ffff_8110_0700), ProbedFunction(name: "dup_static", pc: 0xffff_ffff_8110_0800),
+        ])
+        #expect(session.skippedFunctions.isEmpty)
+        let coverage = try session.collect {
+            for _ in 0..<2 { model.enter(address: 0xffff_ffff_8110_0800, thread: backend.currentThreadID()) }
+        }
+        #expect(coverage.functions == [FunctionHit(name: "dup_static", pc: 0xffff_ffff_8110_0800, hits: 2)], "only the copy entered counts")
+    }
+
+    @Test("The blacklist is by address: one of two functions that share a name can be on it alone")
+    func theBlacklistSkipsOneCopyOfASharedName() throws {
+        let model = KprobePMUModel()
+        model.setFile("/sys/kernel/debug/kprobes/blacklist", "0xffffffff81100800-0xffffffff81100850\tdup_static\n")
+        let session = try CoverageCollector(backend: KprobeBackend(kernel: model), functions: FunctionSelection(patterns: ["dup_static"]))
+        #expect(session.probedFunctions == [ProbedFunction(name: "dup_static", pc: 0xffff_ffff_8110_0700)])
+        #expect(session.skippedFunctions.count == 1 && session.skippedFunctions[0].reason.contains("blacklist"))
         #expect(model.liveProbes == 1)
     }
 

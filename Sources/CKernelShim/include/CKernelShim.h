@@ -82,10 +82,11 @@ enum kcs_kprobe_flags {
     KCS_KPROBE_ENABLE_ON_EXEC = 4,
 };
 
-/// perf_event_open of a counting entry kprobe on `function` (kprobe PMU type `pmu_type`), bound
-/// to thread or process `pid` on any CPU, in the group of `group_fd` (-1 for a new group), close-on-exec.
-/// Returns the fd, or -1 with errno.
-int kcs_perf_kprobe_open(uint32_t pmu_type, const char *function, pid_t pid, int group_fd, int flags);
+/// perf_event_open of a counting entry kprobe (kprobe PMU type `pmu_type`) on `function` by name
+/// or, when `function` is NULL, at kernel address `address` (the PMU's kprobe_func and kprobe_addr,
+/// kernel/trace/trace_event_perf.c, perf_kprobe_init), bound to thread or process `pid` on any CPU,
+/// in the group of `group_fd` (-1 for a new group), close-on-exec. Returns the fd, or -1 with errno.
+int kcs_perf_kprobe_open(uint32_t pmu_type, const char *function, uint64_t address, pid_t pid, int group_fd, int flags);
 
 /// Reads a counting perf event's 64-bit value; 0, or -1 with errno.
 int kcs_read_counter(int fd, uint64_t *value);
