@@ -71,6 +71,9 @@ package final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
     /// Live probes.
     package var liveProbes: Int { state.withLock { $0.events.count } }
 
+    /// Children started by ``spawnPaused(_:)`` and not yet reaped by ``waitForExit(_:)``.
+    package var unreapedChildren: Int { state.withLock { $0.children.count } }
+
     package func setFile(_ path: String, _ text: String?) { state.withLock { $0.files[path] = text } }
 
     /// The thread `thread` enters `function` (a probe hit for events bound to it and counting).

@@ -1,0 +1,171 @@
+import CoverageAPI
+import KernelSeam
+import KprobeBackend
+import Synchronization
+import TestSupport
+import Testing
+
+/// The error `body` threw, or `nil` when it finished.
+func outcome(_ body: () throws(CoverageError) -> Void) -> CoverageError? {
+    do throws(CoverageError) {
+        try body()
+        return nil
+    } catch {
+        return error
+    }
+}
+
+/// What every scenario runs, over any backend: the client's calls from open to close.
+enum Scenarios {
+    static let words = 512
+    static let program = Command(path: "/bin/true", arguments: ["/bin/true"], environment: [])
+
+    /// open → init → mmap → (enable → syscall → disable → read) twice → close: the second round
+    /// exercises what a backend does between rounds (gVisor maps again after DISABLE).
+    static func collect(_ backend: any CoverageBackend, mode: CoverageMode, functions: FunctionSelection = FunctionSelection()) -> CoverageError? {
+        outcome { () throws(CoverageError) in
+            var collector = try CoverageCollector(backend: backend, mode: mode, bufferWords: words, functions: functions)
+            for _ in 1...2 {
+                try collector.enable()
+                backend.probe()
+                try collector.disable()
+                _ = try collector.read()
+            }
+        }
+    }
+
+    /// Remote coverage: enableRemote → kernel work on the target → read → disable → close.
+    static func remote(_ backend: any CoverageBackend, mode: CoverageMode, _ request: RemoteRequest, work: () -> Void) -> CoverageError? {
+        outcome { () throws(CoverageError) in
+            var collector = try CoverageCollector(backend: backend, mode: mode, bufferWords: words)
+            try collector.enableRemote(request)
+            work()
+            _ = try collector.read()
+            try collector.disable()
+        }
+    }
+
+    /// Opened and mapped on this thread, enabled, used and released on another (`onThread`).
+    static func handoff(
+        _ backend: any CoverageBackend, functions: FunctionSelection = FunctionSelection(),
+        onThread: (@escaping @Sendable () -> CoverageError?) -> CoverageError?
+    ) -> CoverageError? {
+        let handoff = Mutex<CollectorHandoff?>(nil)
+        if let error = outcome({ () throws(CoverageError) in
+            let made = try CollectorHandoff(CoverageCollector(backend: backend, bufferWords: words, functions: functions))
+            handoff.withLock { $0 = made }
+        }) { return error }
+        let carried = handoff.withLock { $0! }
+        return onThread {
+            outcome { () throws(CoverageError) in
+                guard var collector = carried.take() else { return }
+                try collector.enable()
+                backend.probe()
+                try collector.disable()
+                _ = try collector.read()
+            }
+        }
+    }
+
+    /// `kcovctl trace`'s collection: a command run with coverage enabled in its child.
+    static func spawn(_ backend: any CoverageBackend, mode: CoverageMode, functions: FunctionSelection = FunctionSelection()) -> CoverageError? {
+        outcome { () throws(CoverageError) in
+            var collector = try CoverageCollector(backend: backend, mode: mode, bufferWords: words, functions: functions)
+            _ = try collector.run(program)
+        }
+    }
+
+    /// The fork server: two forked children, each enabling its inherited descriptor.
+    static func forkServer(_ backend: any CoverageBackend, mode: CoverageMode) -> CoverageError? {
+        outcome { () throws(CoverageError) in
+            var collector = try CoverageCollector(backend: backend, mode: mode, bufferWords: words)
+            for _ in 1...2 {
+                _ = try collector.runForked {
+                    backend.probe()
+                    return 0
+                }
+            }
+        }
+    }
+
+    /// Availability opens and closes a scratch descriptor (and gVisor's detection fingerprints
+    /// the device): it reports, never throws, and must leave nothing open.
+    static func availability(_ backend: any CoverageBackend) -> CoverageError? {
+        _ = backend.availability()
+        return nil
+    }
+}
+
+/// Every kcov kernel's scenarios as sweeps: each (call, n, errno) ends in success or a typed error
+/// naming the call and its errno, and leaves no descriptor, mapping or buffer behind.
+@Suite struct FaultSweepTests {
+    /// The sweeps for one kcov kernel.
+    static func scenarios(_ kind: KcovKind) -> [FaultScenario] {
+        func scenario(_ name: String, _ body: @escaping @Sendable (KcovWorld) -> CoverageError?) -> FaultScenario {
+            FaultScenario("\(kind.name) \(name)", errnos: Errnos.kcov) { plan in
+                let world = kind.make(plan)
+                return FaultRun(body: { world.onThread { body(world) } }, held: world.held)
+            }
+        }
+        var scenarios = kind.modes.map { mode in scenario("collect \(mode.rawValue)") { Scenarios.collect($0.backend, mode: mode) } }
+        if kind.make(FaultPlan()).remote != nil {
+            scenarios += kind.modes.map { mode in
+                scenario("remote \(mode.rawValue)") { Scenarios.remote($0.backend, mode: mode, $0.remote!.request, work: $0.remote!.work) }
+            }
+        }
+        scenarios += [
+            scenario("handoff") { Scenarios.handoff($0.backend, onThread: $0.onThread) },
+            scenario("spawn") { Scenarios.spawn($0.backend, mode: .pc) },
+            scenario("fork server") { Scenarios.forkServer($0.backend, mode: .pc) },
+            scenario("availability") { Scenarios.availability($0.backend) },
+        ]
+        return scenarios
+    }
+
+    static let kprobeSelection = FunctionSelection(patterns: ["ksys_read", "vfs_*", "dup_static", "do_int3"])
+
+    /// The kprobe backend's sweeps: counters, a handoff (probes reopened for the enabling
+    /// thread), a traced command, availability.
+    static var kprobeScenarios: [FaultScenario] {
+        func scenario(_ name: String, _ body: @escaping @Sendable (KprobeBackend) -> CoverageError?) -> FaultScenario {
+            FaultScenario("kprobe \(name)", errnos: Errnos.kprobe) { plan in
+                let (backend, held) = Kernels.kprobe(plan)
+                return FaultRun(body: { POSIXThread.run { body(backend) } }, held: held)
+            }
+        }
+        return [
+            scenario("collect pc") { Scenarios.collect($0, mode: .pc, functions: kprobeSelection) },
+            scenario("handoff") { backend in
+                Scenarios.handoff(backend, functions: kprobeSelection) { body in POSIXThread.run { body() } }
+            },
+            scenario("spawn") { Scenarios.spawn($0, mode: .pc, functions: kprobeSelection) },
+            scenario("availability") { Scenarios.availability($0) },
+        ]
+    }
+
+    /// Sweeps `scenarios`, expects no problem, and prints the pairs run per scenario.
+    static func sweep(_ scenarios: [FaultScenario]) -> Int {
+        var total = 0
+        for scenario in scenarios {
+            let report = FaultSweep.run(scenario)
+            let calls = report.calls.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            print("fault sweep \(report.scenario): \(report.pairs) (call, n, errno) runs, \(report.thrown) typed errors; calls: \(calls)")
+            #expect(report.pairs > 0, "\(scenario.name): nothing swept")
+            for problem in report.problems { Issue.record(Comment(rawValue: problem)) }
+            total += report.pairs
+        }
+        return total
+    }
+
+    @Test(arguments: Kernels.kcov.map(\.name))
+    func everyFaultOfAKcovBackendIsTypedAndLeaksNothing(kernel: String) throws {
+        let kind = try #require(Kernels.kcov.first { $0.name == kernel })
+        let total = Self.sweep(Self.scenarios(kind))
+        print("fault sweep \(kernel): \(total) runs in all")
+    }
+
+    @Test func everyFaultOfTheKprobeBackendIsTypedAndLeaksNothing() {
+        let total = Self.sweep(Self.kprobeScenarios)
+        print("fault sweep kprobe: \(total) runs in all")
+    }
+}
