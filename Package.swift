@@ -211,7 +211,7 @@ let package = Package(
             name: "FaultInjectionTests",
             dependencies: [
                 "TestSupport", "CoverageAPI", "KernelSeam", "ReferenceModels", "LinuxBackend", "NetBSDBackend", "FreeBSDBackend",
-                "OpenBSDBackend", "GVisorBackend", "KprobeBackend",
+                "OpenBSDBackend", "GVisorBackend", "KprobeBackend", "BackendSelection", "kcovctl",
             ],
             swiftSettings: swiftSettings
         ),

@@ -20,16 +20,35 @@ enum Scenarios {
     static let words = 512
     static let program = Command(path: "/bin/true", arguments: ["/bin/true"], environment: [])
 
+    /// A trace that claims success must hold what the kernel ran: for kcov, some entry (every
+    /// model's probe path and `/bin/true` record PCs and comparisons); for function counters, a
+    /// hit on each of `entered` that has a probe, and every other one listed as skipped (with why). Otherwise the success is a silent partial result, thrown as an error that names
+    /// no call, which the sweep reports.
+    static func expectCoverage(_ trace: Trace, of collector: borrowing CoverageCollector, entered: [String], _ what: String) throws(CoverageError) {
+        let missing: [String]
+        if collector.bufferWords != nil {
+            missing = trace.pcs.isEmpty && trace.comparisons.isEmpty ? ["any entry"] : []
+        } else {
+            let probed = Set(collector.probedFunctions.map(\.name))
+            let skipped = Set(collector.skippedFunctions.map(\.name))
+            let hit = Set(trace.functions.map(\.name))
+            missing = entered.filter { probed.contains($0) ? !hit.contains($0) : !skipped.contains($0) }
+        }
+        guard missing.isEmpty else {
+            throw CoverageError(.system, "silent partial result: \(what) succeeded without \(missing.joined(separator: ", "))")
+        }
+    }
+
     /// open → init → mmap → (enable → syscall → disable → read) twice → close: the second round
     /// exercises what a backend does between rounds (gVisor maps again after DISABLE).
     static func collect(_ backend: any CoverageBackend, mode: CoverageMode, functions: FunctionSelection = FunctionSelection()) -> CoverageError? {
         outcome { () throws(CoverageError) in
             var collector = try CoverageCollector(backend: backend, mode: mode, bufferWords: words, functions: functions)
-            for _ in 1...2 {
+            for round in 1...2 {
                 try collector.enable()
                 backend.probe()
                 try collector.disable()
-                _ = try collector.read()
+                try expectCoverage(try collector.read(), of: collector, entered: ["ksys_read"], "round \(round)'s read")
             }
         }
     }
@@ -40,7 +59,7 @@ enum Scenarios {
             var collector = try CoverageCollector(backend: backend, mode: mode, bufferWords: words)
             try collector.enableRemote(request)
             work()
-            _ = try collector.read()
+            try expectCoverage(try collector.read(), of: collector, entered: [], "the remote read")
             try collector.disable()
         }
     }
@@ -62,8 +81,43 @@ enum Scenarios {
                 try collector.enable()
                 backend.probe()
                 try collector.disable()
-                _ = try collector.read()
+                try expectCoverage(try collector.read(), of: collector, entered: ["ksys_read"], "the handed-off collector's read")
             }
+        }
+    }
+
+    /// Opened on this thread, handed to another whose enable may fail, then, if it failed, handed
+    /// back and enabled here: a client that falls back to the thread that opened. (The kprobe
+    /// session reopens its probes for a new thread; a failed reopen must not leave it believing
+    /// its probes are still bound here.)
+    static func handoffAndBack(_ backend: any CoverageBackend, functions: FunctionSelection) -> CoverageError? {
+        let handoff = Mutex<CollectorHandoff?>(nil)
+        if let error = outcome({ () throws(CoverageError) in
+            let made = try CollectorHandoff(CoverageCollector(backend: backend, bufferWords: words, functions: functions))
+            handoff.withLock { $0 = made }
+        }) { return error }
+        let carried = handoff.withLock { $0! }
+        let back = Mutex<CollectorHandoff?>(nil)
+        let away = POSIXThread.run { () -> CoverageError? in
+            guard var collector = carried.take() else { return nil }
+            if let error = outcome({ () throws(CoverageError) in try collector.enable() }) {
+                let returned = try? CollectorHandoff(collector)
+                back.withLock { $0 = returned }
+                return error
+            }
+            return outcome { () throws(CoverageError) in
+                backend.probe()
+                try collector.disable()
+                try expectCoverage(try collector.read(), of: collector, entered: ["ksys_read"], "the other thread's read")
+            }
+        }
+        guard let returned = back.withLock({ $0 }) else { return away }
+        return outcome { () throws(CoverageError) in
+            guard var collector = returned.take() else { return }
+            try collector.enable()
+            backend.probe()
+            try collector.disable()
+            try expectCoverage(try collector.read(), of: collector, entered: ["ksys_read"], "the read back on the opening thread")
         }
     }
 
@@ -71,7 +125,8 @@ enum Scenarios {
     static func spawn(_ backend: any CoverageBackend, mode: CoverageMode, functions: FunctionSelection = FunctionSelection()) -> CoverageError? {
         outcome { () throws(CoverageError) in
             var collector = try CoverageCollector(backend: backend, mode: mode, bufferWords: words, functions: functions)
-            _ = try collector.run(program)
+            let result = try collector.run(program)
+            try expectCoverage(result.trace, of: collector, entered: ["vfs_open", "ksys_read"], "the command's run")
         }
     }
 
@@ -79,11 +134,12 @@ enum Scenarios {
     static func forkServer(_ backend: any CoverageBackend, mode: CoverageMode) -> CoverageError? {
         outcome { () throws(CoverageError) in
             var collector = try CoverageCollector(backend: backend, mode: mode, bufferWords: words)
-            for _ in 1...2 {
-                _ = try collector.runForked {
+            for round in 1...2 {
+                let result = try collector.runForked {
                     backend.probe()
                     return 0
                 }
+                try expectCoverage(result.trace, of: collector, entered: [], "fork \(round)")
             }
         }
     }
@@ -138,6 +194,7 @@ enum Scenarios {
             scenario("handoff") { backend in
                 Scenarios.handoff(backend, functions: kprobeSelection) { body in POSIXThread.run { body() } }
             },
+            scenario("handoff and back") { Scenarios.handoffAndBack($0, functions: kprobeSelection) },
             scenario("spawn") { Scenarios.spawn($0, mode: .pc, functions: kprobeSelection) },
             scenario("availability") { Scenarios.availability($0) },
         ]
