@@ -90,7 +90,10 @@ enum Scenarios {
     /// back and enabled here: a client that falls back to the thread that opened. (The kprobe
     /// session reopens its probes for a new thread; a failed reopen must not leave it believing
     /// its probes are still bound here.)
-    static func handoffAndBack(_ backend: any CoverageBackend, functions: FunctionSelection) -> CoverageError? {
+    static func handoffAndBack(
+        _ backend: any CoverageBackend, functions: FunctionSelection = FunctionSelection(),
+        onThread: (@escaping @Sendable () -> CoverageError?) -> CoverageError?
+    ) -> CoverageError? {
         let handoff = Mutex<CollectorHandoff?>(nil)
         if let error = outcome({ () throws(CoverageError) in
             let made = try CollectorHandoff(CoverageCollector(backend: backend, bufferWords: words, functions: functions))
@@ -98,7 +101,7 @@ enum Scenarios {
         }) { return error }
         let carried = handoff.withLock { $0! }
         let back = Mutex<CollectorHandoff?>(nil)
-        let away = POSIXThread.run { () -> CoverageError? in
+        let away = onThread { () -> CoverageError? in
             guard var collector = carried.take() else { return nil }
             if let error = outcome({ () throws(CoverageError) in try collector.enable() }) {
                 let returned = try? CollectorHandoff(collector)
@@ -118,6 +121,54 @@ enum Scenarios {
             backend.probe()
             try collector.disable()
             try expectCoverage(try collector.read(), of: collector, entered: ["ksys_read"], "the read back on the opening thread")
+        }
+    }
+
+    /// A client that retries each failed step once, as after EINTR: with one fault injected,
+    /// every retry must succeed, so any error here means a failure left the collector or the
+    /// kernel in a state the next call cannot work from (the sweep reports it, as it names a
+    /// call other than the injected one).
+    static func retrying(_ backend: any CoverageBackend, mode: CoverageMode, functions: FunctionSelection = FunctionSelection()) -> CoverageError? {
+        func again(_ step: () throws(CoverageError) -> Void) throws(CoverageError) {
+            if outcome(step) != nil { try step() }
+        }
+        return outcome { () throws(CoverageError) in
+            var opened: CoverageCollector? = nil
+            if outcome({ () throws(CoverageError) in opened = try CoverageCollector(backend: backend, mode: mode, bufferWords: words, functions: functions) }) != nil {
+                opened = try CoverageCollector(backend: backend, mode: mode, bufferWords: words, functions: functions)
+            }
+            guard var collector = opened.take() else { return }
+            for round in 1...2 {
+                try again { () throws(CoverageError) in try collector.enable() }
+                backend.probe()
+                try again { () throws(CoverageError) in try collector.disable() }
+                var trace: Trace?
+                try again { () throws(CoverageError) in trace = try collector.read() }
+                try expectCoverage(trace!, of: collector, entered: ["ksys_read"], "round \(round)'s read")
+            }
+            var run: (exit: CommandExit, trace: Trace)?
+            try again { () throws(CoverageError) in run = try collector.run(program) }
+            try expectCoverage(run!.trace, of: collector, entered: ["vfs_open", "ksys_read"], "the command's run")
+        }
+    }
+
+    /// Remote coverage by a client that retries each failed step once (see ``retrying(_:mode:functions:)``).
+    static func retryingRemote(_ backend: any CoverageBackend, mode: CoverageMode, _ request: RemoteRequest, work: () -> Void) -> CoverageError? {
+        func again(_ step: () throws(CoverageError) -> Void) throws(CoverageError) {
+            if outcome(step) != nil { try step() }
+        }
+        return outcome { () throws(CoverageError) in
+            var opened: CoverageCollector? = nil
+            if outcome({ () throws(CoverageError) in opened = try CoverageCollector(backend: backend, mode: mode, bufferWords: words) }) != nil {
+                opened = try CoverageCollector(backend: backend, mode: mode, bufferWords: words)
+            }
+            guard var collector = opened.take() else { return }
+            for round in 1...2 {
+                try again { () throws(CoverageError) in try collector.enableRemote(request) }
+                work()
+                try expectCoverage(try collector.read(), of: collector, entered: [], "round \(round)'s remote read")
+                try again { () throws(CoverageError) in try collector.disable() }
+            }
         }
     }
 
@@ -164,13 +215,16 @@ enum Scenarios {
             }
         }
         var scenarios = kind.modes.map { mode in scenario("collect \(mode.rawValue)") { Scenarios.collect($0.backend, mode: mode) } }
+        scenarios += kind.modes.map { mode in scenario("retrying client \(mode.rawValue)") { Scenarios.retrying($0.backend, mode: mode) } }
         if kind.make(FaultPlan()).remote != nil {
             scenarios += kind.modes.map { mode in
                 scenario("remote \(mode.rawValue)") { Scenarios.remote($0.backend, mode: mode, $0.remote!.request, work: $0.remote!.work) }
             }
+            scenarios.append(scenario("retrying remote client") { Scenarios.retryingRemote($0.backend, mode: .pc, $0.remote!.request, work: $0.remote!.work) })
         }
         scenarios += [
             scenario("handoff") { Scenarios.handoff($0.backend, onThread: $0.onThread) },
+            scenario("handoff and back") { Scenarios.handoffAndBack($0.backend, onThread: $0.onThread) },
             scenario("spawn") { Scenarios.spawn($0.backend, mode: .pc) },
             scenario("fork server") { Scenarios.forkServer($0.backend, mode: .pc) },
             scenario("availability") { Scenarios.availability($0.backend) },
@@ -194,7 +248,10 @@ enum Scenarios {
             scenario("handoff") { backend in
                 Scenarios.handoff(backend, functions: kprobeSelection) { body in POSIXThread.run { body() } }
             },
-            scenario("handoff and back") { Scenarios.handoffAndBack($0, functions: kprobeSelection) },
+            scenario("handoff and back") { backend in
+                Scenarios.handoffAndBack(backend, functions: kprobeSelection) { body in POSIXThread.run { body() } }
+            },
+            scenario("retrying client") { Scenarios.retrying($0, mode: .pc, functions: kprobeSelection) },
             scenario("spawn") { Scenarios.spawn($0, mode: .pc, functions: kprobeSelection) },
             scenario("availability") { Scenarios.availability($0) },
         ]
