@@ -12,6 +12,8 @@ struct MutantDriver: KcovDriver {
         case leaksDescriptorWhenMapFails
         /// Throws errors without the failed call and errno.
         case dropsTheSyscall
+        /// Swallows ENABLE's and DISABLE's errors: collection "succeeds" with nothing recorded.
+        case swallowsEnableAndDisableErrors
     }
 
     let base: any KcovDriver
@@ -66,13 +68,25 @@ struct MutantDriver: KcovDriver {
 
     func unmapBuffer(_ address: UnsafeMutableRawPointer, words: Int) { base.unmapBuffer(address, words: words) }
 
-    func enable(_ fd: Int32, mode: CoverageMode) throws(CoverageError) { try pass { () throws(CoverageError) in try base.enable(fd, mode: mode) } }
+    func enable(_ fd: Int32, mode: CoverageMode) throws(CoverageError) {
+        if defect == .swallowsEnableAndDisableErrors {
+            try? base.enable(fd, mode: mode)
+            return
+        }
+        try pass { () throws(CoverageError) in try base.enable(fd, mode: mode) }
+    }
 
     func enableRemote(_ fd: Int32, mode: CoverageMode, _ request: RemoteRequest) throws(CoverageError) {
         try pass { () throws(CoverageError) in try base.enableRemote(fd, mode: mode, request) }
     }
 
-    func disable(_ fd: Int32) throws(CoverageError) { try pass { () throws(CoverageError) in try base.disable(fd) } }
+    func disable(_ fd: Int32) throws(CoverageError) {
+        if defect == .swallowsEnableAndDisableErrors {
+            try? base.disable(fd)
+            return
+        }
+        try pass { () throws(CoverageError) in try base.disable(fd) }
+    }
 
     func sendUndefinedRequest(_ fd: Int32) throws(CoverageError) { try pass { () throws(CoverageError) in try base.sendUndefinedRequest(fd) } }
 
@@ -116,6 +130,20 @@ struct MutantDriver: KcovDriver {
         #expect(report.thrown > 0)
         #expect(report.problems.count == report.thrown, "every typed error of the mutant lacks its call")
         #expect(report.problems.allSatisfy { $0.contains("does not name the failed call") })
+    }
+
+    @Test func aCollectionThatSucceedsWithNothingRecordedIsReported() {
+        let report = FaultSweep.run(Self.mutantScenario(.swallowsEnableAndDisableErrors))
+        // Linux's collect makes INIT_TRACE, then ENABLE (#2), DISABLE, ENABLE (#4), DISABLE.
+        #expect(report.calls["ioctl"] == 5)
+        for n in [2, 4] {
+            for code in Errnos.kcov[.ioctl]! {
+                let fault = "mutant linux collect pc, ioctl #\(n) with \(errnoName(code))"
+                #expect(
+                    report.problems.contains { $0.hasPrefix(fault + ":") && $0.contains("silent partial result") },
+                    "\(fault): the empty trace is reported")
+            }
+        }
     }
 
     @Test func theSameSweepOverTheRealDriverFindsNothing() {
