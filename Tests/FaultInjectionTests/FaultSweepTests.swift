@@ -22,8 +22,9 @@ enum Scenarios {
 
     /// A trace that claims success must hold what the kernel ran: for kcov, some entry (every
     /// model's probe path and `/bin/true` record PCs and comparisons); for function counters, a
-    /// hit on each of `entered` that has a probe, and every other one listed as skipped (with why). Otherwise the success is a silent partial result, thrown as an error that names
-    /// no call, which the sweep reports.
+    /// hit on each of `entered` that has a probe, and every other one listed as skipped (with
+    /// why). Otherwise the success is a silent partial result, thrown as an error that names no
+    /// call, which the sweep reports.
     static func expectCoverage(_ trace: Trace, of collector: borrowing CoverageCollector, entered: [String], _ what: String) throws(CoverageError) {
         let missing: [String]
         if collector.bufferWords != nil {
