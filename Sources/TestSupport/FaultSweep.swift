@@ -1,4 +1,11 @@
 package import CoverageAPI
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// One run of a scenario over fresh models behind fault-injecting wrappers that share one plan.
 package struct FaultRun {
@@ -56,9 +63,14 @@ package struct FaultSweepReport: Sendable {
 /// per kind of call it made, per index of that call, per errno of the kind. Each faulted run must
 /// end in success or a ``CoverageError`` that names the failed call (``FaultCall/syscallWord`` in
 /// its ``CoverageError/syscall``) and carries the injected errno; afterwards the models must hold
-/// nothing.
+/// nothing. A run that crashes ends the test process: standard error then names the run
+/// (``SweepCrashNotes``).
 package enum FaultSweep {
     package static func run(_ scenario: FaultScenario) -> FaultSweepReport {
+        let slot = SweepCrashNotes.claim()
+        defer { if let slot { SweepCrashNotes.release(slot) } }
+        func note(_ run: String) { if let slot { SweepCrashNotes.note(slot, "fault sweep crashed during: \(run)") } }
+        note("\(scenario.name) without any fault")
         let clean = FaultPlan()
         let first = scenario.make(clean)
         var report = FaultSweepReport(scenario: scenario.name, calls: [:], pairs: 0, thrown: 0, problems: [])
@@ -73,6 +85,7 @@ package enum FaultSweep {
             for n in 1...count {
                 for code in codes {
                     let fault = Fault(call, n: n, errno: code)
+                    note("\(scenario.name), \(fault)")
                     let plan = FaultPlan(fault)
                     let run = scenario.make(plan)
                     let error = run.body()
@@ -95,5 +108,68 @@ package enum FaultSweep {
     /// One problem per resource still held.
     static func leaks(_ held: [String: Int], _ name: String) -> [String] {
         held.sorted { $0.key < $1.key }.filter { $0.value != 0 }.map { "\(name): leaked \($0.value) \($0.key)" }
+    }
+}
+
+/// What a crash in the middle of a sweep says: the runs in progress, so a trap names its
+/// (scenario, call, n, errno) as a leak does. A Swift trap raises SIGILL (x86-64) or SIGTRAP
+/// (arm64); the handler writes each run's note with write(2), puts the previous handler back and
+/// returns, so the trap, executed again, ends the process as it would have (runtime backtrace
+/// included). Sweeps run in parallel, so every run in progress is listed; one of them crashed.
+enum SweepCrashNotes {
+    static let slots = 32
+    static let slotBytes = 256
+    /// One NUL-terminated note per slot; an empty slot starts with NUL.
+    nonisolated(unsafe) static let notes: UnsafeMutablePointer<CChar> = {
+        let notes = UnsafeMutablePointer<CChar>.allocate(capacity: slots * slotBytes)
+        notes.initialize(repeating: 0, count: slots * slotBytes)
+        return notes
+    }()
+    /// The handlers in place before ours: SIGILL's, then SIGTRAP's.
+    nonisolated(unsafe) static let previous: UnsafeMutablePointer<sigaction> = {
+        let previous = UnsafeMutablePointer<sigaction>.allocate(capacity: 2)
+        previous.initialize(repeating: sigaction(), count: 2)
+        return previous
+    }()
+    private static let used = Mutex<(installed: Bool, slots: Set<Int>)>((false, []))
+
+    /// A free slot (and the handlers, the first time); `nil` when every slot is taken.
+    static func claim() -> Int? {
+        used.withLock { used in
+            if !used.installed {
+                _ = (notes, previous)  // initialised before the handler can run
+                var action = sigaction()
+                action.__sigaction_handler.sa_handler = { signal in
+                    for slot in 0..<SweepCrashNotes.slots {
+                        let note = SweepCrashNotes.notes + slot * SweepCrashNotes.slotBytes
+                        if note[0] != 0 { _ = write(2, note, strlen(note)) }
+                    }
+                    _ = sigaction(signal, SweepCrashNotes.previous + (signal == SIGILL ? 0 : 1), nil)
+                }
+                sigemptyset(&action.sa_mask)
+                _ = sigaction(SIGILL, &action, previous)
+                _ = sigaction(SIGTRAP, &action, previous + 1)
+                used.installed = true
+            }
+            guard let slot = (0..<slots).first(where: { !used.slots.contains($0) }) else { return nil }
+            used.slots.insert(slot)
+            return slot
+        }
+    }
+
+    /// Replaces the note in `slot` with `text` (cut to fit), ending in a newline.
+    static func note(_ slot: Int, _ text: String) {
+        let note = notes + slot * slotBytes
+        note[0] = 0
+        let bytes = Array((text.utf8.prefix(slotBytes - 2)) + [UInt8(ascii: "\n")])
+        for (index, byte) in bytes.enumerated().dropFirst() { note[index] = CChar(bitPattern: byte) }
+        note[bytes.count] = 0
+        note[0] = CChar(bitPattern: bytes[0])
+    }
+
+    /// Empties `slot` and frees it.
+    static func release(_ slot: Int) {
+        notes[slot * slotBytes] = 0
+        _ = used.withLock { $0.slots.remove(slot) }
     }
 }

@@ -14,6 +14,8 @@ struct MutantDriver: KcovDriver {
         case dropsTheSyscall
         /// Swallows ENABLE's and DISABLE's errors: collection "succeeds" with nothing recorded.
         case swallowsEnableAndDisableErrors
+        /// Traps when mapping its buffer failed: a crash on an error path.
+        case trapsWhenMapFails
     }
 
     let base: any KcovDriver
@@ -61,6 +63,7 @@ struct MutantDriver: KcovDriver {
         do throws(CoverageError) {
             return try pass { () throws(CoverageError) in try base.mapBuffer(fd, words: words) }
         } catch {
+            precondition(defect != .trapsWhenMapFails, "the mutant driver traps on a failed mmap")
             mapFailed.insert(fd)
             throw error
         }
@@ -144,6 +147,16 @@ struct MutantDriver: KcovDriver {
                     "\(fault): the empty trace is reported")
             }
         }
+    }
+
+    @Test func aCrashOnAnErrorPathEndsTheProcessNamingTheRun() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = FaultSweep.run(FaultSweepCanFailTests.mutantScenario(.trapsWhenMapFails))
+        }
+        let errors = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        // EINVAL is the first mmap errno swept.
+        #expect(errors.contains("fault sweep crashed during: mutant linux collect pc, mmap #1 with EINVAL\n"), "\(errors)")
+        #expect(errors.contains("the mutant driver traps on a failed mmap"))
     }
 
     @Test func theSameSweepOverTheRealDriverFindsNothing() {
