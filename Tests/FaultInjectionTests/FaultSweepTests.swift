@@ -54,6 +54,27 @@ enum Scenarios {
         }
     }
 
+    /// The fuzzer's loop: enable once, then per call reset → syscall → read (in place for a kcov
+    /// PC trace), then disable.
+    static func fuzzerLoop(_ backend: any CoverageBackend, mode: CoverageMode, functions: FunctionSelection = FunctionSelection()) -> CoverageError? {
+        outcome { () throws(CoverageError) in
+            var collector = try CoverageCollector(backend: backend, mode: mode, bufferWords: words, functions: functions)
+            try collector.enable()
+            var pcs: [UInt64] = []
+            for call in 1...3 {
+                try collector.reset()
+                backend.probe()
+                if collector.bufferWords != nil && mode == .pc {
+                    try collector.read(into: &pcs)
+                    if pcs.isEmpty { throw CoverageError(.system, "silent partial result: call \(call) read no PC in place") }
+                } else {
+                    try expectCoverage(try collector.read(), of: collector, entered: ["ksys_read"], "call \(call)'s read")
+                }
+            }
+            try collector.disable()
+        }
+    }
+
     /// Remote coverage: enableRemote → kernel work on the target → read → disable → close.
     static func remote(_ backend: any CoverageBackend, mode: CoverageMode, _ request: RemoteRequest, work: () -> Void) -> CoverageError? {
         outcome { () throws(CoverageError) in
@@ -217,6 +238,7 @@ enum Scenarios {
         }
         var scenarios = kind.modes.map { mode in scenario("collect \(mode.rawValue)") { Scenarios.collect($0.backend, mode: mode) } }
         scenarios += kind.modes.map { mode in scenario("retrying client \(mode.rawValue)") { Scenarios.retrying($0.backend, mode: mode) } }
+        scenarios += kind.modes.map { mode in scenario("fuzzer loop \(mode.rawValue)") { Scenarios.fuzzerLoop($0.backend, mode: mode) } }
         if kind.make(FaultPlan()).remote != nil {
             scenarios += kind.modes.map { mode in
                 scenario("remote \(mode.rawValue)") { Scenarios.remote($0.backend, mode: mode, $0.remote!.request, work: $0.remote!.work) }
@@ -253,6 +275,7 @@ enum Scenarios {
                 Scenarios.handoffAndBack(backend, functions: kprobeSelection) { body in POSIXThread.run { body() } }
             },
             scenario("retrying client") { Scenarios.retrying($0, mode: .pc, functions: kprobeSelection) },
+            scenario("fuzzer loop") { Scenarios.fuzzerLoop($0, mode: .pc, functions: kprobeSelection) },
             scenario("spawn") { Scenarios.spawn($0, mode: .pc, functions: kprobeSelection) },
             scenario("availability") { Scenarios.availability($0) },
         ]
