@@ -191,11 +191,12 @@ public struct OpenBSDKcovBackend: KcovDriver {
     }
 
     /// Whether `fd` is READY, asked from a fresh thread (no `p_kd`): its KIOENABLE succeeds only on
-    /// a READY fd, and that thread then disables it again; ENXIO means the fd is not READY.
+    /// a READY fd, and that thread then disables it again (should that DISABLE fail, the thread's
+    /// exit does it: `kcov_exit`); ENXIO means the fd is not READY.
     func fdIsReady(_ fd: Int32) -> Bool {
         let saved = errno
         defer { errno = saved }
-        return POSIXThread.run { () -> Bool in
+        return kernel.runOnNewThread { () -> Bool in
             guard kernel.ioctl(fd, OpenBSDKcovABI.enable, passing: OpenBSDKcovABI.modeTracePC) == 0 else { return false }
             _ = kernel.ioctl(fd, OpenBSDKcovABI.disable, value: 0)
             return true

@@ -110,29 +110,38 @@ package func errnoName(_ code: Int32) -> String {
     return names[code] ?? "errno \(code)"
 }
 
-/// What the wrappers share: the armed fault, the count of calls per seam function so far, and
-/// whether the fault fired. One plan serves every wrapper of one run.
+/// What the wrappers share: the armed faults, the count of calls per seam function so far, and
+/// which faults fired. One plan serves every wrapper of one run.
 package final class FaultPlan: Sendable {
     private struct State {
-        var armed: Fault?
+        var armed: [Fault]
         var counts: [String: Int] = [:]
-        var fired = false
+        var fired: [Fault] = []
+        /// ``counts`` when the first fault fired: the calls after it are the error path's.
+        var countsAtFirstFault: [String: Int]?
     }
 
     private let state: Mutex<State>
 
     /// A plan that fails `fault` (none: only counts).
-    package init(_ fault: Fault? = nil) {
-        state = Mutex(State(armed: fault))
+    package convenience init(_ fault: Fault? = nil) {
+        self.init(faults: fault.map { [$0] } ?? [])
     }
 
-    /// Counts one call of `function`; returns the armed fault's kind when this call is the one
-    /// it fails (the armed kind's function is `function` and this is its n-th call).
+    /// A plan that fails each of `faults` (at most one per call kind's function and index).
+    package init(faults: [Fault]) {
+        state = Mutex(State(armed: faults))
+    }
+
+    /// Counts one call of `function`; returns the armed fault when this call is one it fails (the
+    /// fault's kind counts `function` and this is its n-th call).
     package func next(_ function: String) -> Fault? {
         state.withLock { state in
             state.counts[function, default: 0] += 1
-            guard let armed = state.armed, armed.call.function == function, state.counts[function] == armed.n else { return nil }
-            state.fired = true
+            let count = state.counts[function]
+            guard let armed = state.armed.first(where: { $0.call.function == function && $0.n == count }) else { return nil }
+            if state.fired.isEmpty { state.countsAtFirstFault = state.counts }
+            state.fired.append(armed)
             return armed
         }
     }
@@ -140,8 +149,21 @@ package final class FaultPlan: Sendable {
     /// Calls per seam function so far.
     package var counts: [String: Int] { state.withLock { $0.counts } }
 
-    /// Whether the armed fault was injected.
-    package var fired: Bool { state.withLock { $0.fired } }
+    /// Whether every armed fault was injected.
+    package var fired: Bool { state.withLock { $0.fired.count == $0.armed.count } }
+
+    /// The calls of each seam function made after the first fault fired, as (first, last) call
+    /// indices; empty when none fired.
+    package var callsAfterFirstFault: [String: ClosedRange<Int>] {
+        state.withLock { state in
+            guard let before = state.countsAtFirstFault else { return [:] }
+            var after: [String: ClosedRange<Int>] = [:]
+            for (function, count) in state.counts where count > before[function, default: 0] {
+                after[function] = (before[function, default: 0] + 1)...count
+            }
+            return after
+        }
+    }
 }
 
 /// A ``KernelInterface`` that forwards to `base` and fails the call its ``FaultPlan`` names without
@@ -250,6 +272,8 @@ package struct FaultInjectingKernel: KernelInterface {
         }
         return base.readTextFile(path)
     }
+
+    package func runOnNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T { base.runOnNewThread(body) }
 }
 
 /// A ``KprobeKernel`` that forwards to `base` and fails the call its ``FaultPlan`` names, as

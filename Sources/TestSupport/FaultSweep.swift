@@ -52,6 +52,8 @@ package struct FaultSweepReport: Sendable {
     package var calls: [String: Int]
     /// (call, n, errno) runs made.
     package var pairs: Int
+    /// Second faults run on error paths (``FaultSweep/run(_:errorPaths:)``).
+    package var errorPathPairs = 0
     /// Runs that ended in a typed error (the rest succeeded: the failure was recovered from or
     /// only changed a message).
     package var thrown: Int
@@ -65,8 +67,14 @@ package struct FaultSweepReport: Sendable {
 /// its ``CoverageError/syscall``) and carries the injected errno; afterwards the models must hold
 /// nothing. A run that crashes ends the test process: standard error then names the run
 /// (``SweepCrashNotes``).
+///
+/// With `errorPaths`, a second level fails the calls the error handling itself makes: for each
+/// first fault after which the run threw, and that made calls after the fault (cleanup, messages),
+/// each of those calls fails too, with each errno of its kind. First faults at one call and index
+/// whose runs made the same calls afterwards share one cleanup path, swept once. The error must
+/// then name either fault.
 package enum FaultSweep {
-    package static func run(_ scenario: FaultScenario) -> FaultSweepReport {
+    package static func run(_ scenario: FaultScenario, errorPaths: Bool = false) -> FaultSweepReport {
         let slot = SweepCrashNotes.claim()
         defer { if let slot { SweepCrashNotes.release(slot) } }
         func note(_ run: String) { if let slot { SweepCrashNotes.note(slot, "fault sweep crashed during: \(run)") } }
@@ -80,25 +88,45 @@ package enum FaultSweep {
         }
         report.problems += leaks(first.held(), "\(scenario.name) without any fault")
         report.calls = clean.counts
+
+        /// Runs with `faults` armed and checks the outcome; returns the plan and whether it threw.
+        func check(_ faults: [Fault]) -> (plan: FaultPlan, threw: Bool) {
+            let name = "\(scenario.name), " + faults.map(\.description).joined(separator: ", then ")
+            note(name)
+            let plan = FaultPlan(faults: faults)
+            let run = scenario.make(plan)
+            let error = run.body()
+            if !plan.fired { report.problems.append("\(name): the fault was never injected (the run made fewer calls)") }
+            if let error {
+                report.thrown += 1
+                let named = faults.contains { (error.syscall ?? "").contains($0.call.syscallWord) && error.errno == $0.errno }
+                if scenario.errorsNameTheCall && !named {
+                    report.problems.append("\(name): the error does not name the failed call and its errno: \(error)")
+                }
+            }
+            report.problems += leaks(run.held(), name)
+            return (plan, error != nil)
+        }
+
         for call in FaultCall.allCases {
             guard let count = report.calls[call.function], let codes = scenario.errnos[call] else { continue }
             for n in 1...count {
+                var cleanupPaths: Set<[String: ClosedRange<Int>]> = []
                 for code in codes {
                     let fault = Fault(call, n: n, errno: code)
-                    note("\(scenario.name), \(fault)")
-                    let plan = FaultPlan(fault)
-                    let run = scenario.make(plan)
-                    let error = run.body()
+                    let (plan, threw) = check([fault])
                     report.pairs += 1
-                    let name = "\(scenario.name), \(fault)"
-                    if !plan.fired { report.problems.append("\(name): the fault was never injected (the run made fewer calls)") }
-                    if let error {
-                        report.thrown += 1
-                        if scenario.errorsNameTheCall && (!(error.syscall ?? "").contains(call.syscallWord) || error.errno != code) {
-                            report.problems.append("\(name): the error does not name the failed call and its errno: \(error)")
+                    let after = plan.callsAfterFirstFault
+                    guard errorPaths, threw, !after.isEmpty, cleanupPaths.insert(after).inserted else { continue }
+                    for second in FaultCall.allCases {
+                        guard let indexes = after[second.function], let codes = scenario.errnos[second] else { continue }
+                        for m in indexes {
+                            for code in codes {
+                                _ = check([fault, Fault(second, n: m, errno: code)])
+                                report.errorPathPairs += 1
+                            }
                         }
                     }
-                    report.problems += leaks(run.held(), name)
                 }
             }
         }

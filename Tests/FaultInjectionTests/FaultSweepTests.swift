@@ -285,12 +285,13 @@ enum Scenarios {
     static func sweep(_ scenarios: [FaultScenario]) -> Int {
         var total = 0
         for scenario in scenarios {
-            let report = FaultSweep.run(scenario)
+            let report = FaultSweep.run(scenario, errorPaths: true)
             let calls = report.calls.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-            print("fault sweep \(report.scenario): \(report.pairs) (call, n, errno) runs, \(report.thrown) typed errors; calls: \(calls)")
+            print(
+                "fault sweep \(report.scenario): \(report.pairs) (call, n, errno) runs, \(report.errorPathPairs) more with a second fault on the error path, \(report.thrown) typed errors; calls: \(calls)")
             #expect(report.pairs > 0, "\(scenario.name): nothing swept")
             for problem in report.problems { Issue.record(Comment(rawValue: problem)) }
-            total += report.pairs
+            total += report.pairs + report.errorPathPairs
         }
         return total
     }

@@ -7,7 +7,6 @@ import LinuxBackend
 import NetBSDBackend
 import OpenBSDBackend
 import ReferenceModels
-import Synchronization
 import TestSupport
 
 #if canImport(Glibc)
@@ -35,15 +34,6 @@ struct KcovKind: Sendable {
     let make: @Sendable (FaultPlan) -> KcovWorld
 }
 
-/// Runs `body` on a FreeBSD or OpenBSD model thread (`startThread` runs its exit path) and returns its result.
-private func onModelThread(
-    _ start: (@escaping @Sendable () -> Void) -> @Sendable () -> Void, _ body: @escaping @Sendable () -> CoverageError?
-) -> CoverageError? {
-    let result = Mutex<CoverageError?>(nil)
-    start { let outcome = body(); result.withLock { $0 = outcome } }()
-    return result.withLock { $0 }
-}
-
 enum Kernels {
     static let linux = KcovKind(name: "linux", modes: [.pc, .comparisons]) { plan in
         let model = LinuxKcovModel()
@@ -68,7 +58,7 @@ enum Kernels {
         let model = FreeBSDKcovModel()
         return KcovWorld(
             backend: FreeBSDKcovBackend(kernel: FaultInjectingKernel(model, plan: plan)),
-            onThread: { onModelThread(model.startThread, $0) },
+            onThread: { model.runOnNewThread($0) },
             held: { ["fds": model.openDescriptorCount, "mappings": model.liveMappingCount, "buffers": model.liveBufferCount] },
             remote: nil)
     }
@@ -77,7 +67,7 @@ enum Kernels {
         let model = OpenBSDKcovModel()
         return KcovWorld(
             backend: OpenBSDKcovBackend(kernel: FaultInjectingKernel(model, plan: plan)),
-            onThread: { onModelThread(model.startThread, $0) },
+            onThread: { model.runOnNewThread($0) },
             held: { ["fds": model.openDescriptorCount, "mappings": model.liveMappingCount, "buffers": model.liveBufferCount] },
             remote: (RemoteRequest(targets: [.common(instance: 0)], sectionWords: 0), { _ = model.runKernelTask() }))
     }
