@@ -205,6 +205,16 @@ let package = Package(
             exclude: ["Fixtures"], swiftSettings: swiftSettings),
         // Round trips, every older `kcovctl trace` JSON shape, rawcover, and malformed files' messages.
         .testTarget(name: "TraceFileTests", dependencies: ["TraceFile", "CoverageAPI"], swiftSettings: swiftSettings),
+        // Fault injection at the seam: every (call, n, errno) of each collector, backend, session,
+        // fork server, spawn and the trace command's path over the models; typed errors, no leaks.
+        .testTarget(
+            name: "FaultInjectionTests",
+            dependencies: [
+                "TestSupport", "CoverageAPI", "KernelSeam", "ReferenceModels", "LinuxBackend", "NetBSDBackend", "FreeBSDBackend",
+                "OpenBSDBackend", "GVisorBackend", "KprobeBackend", "BackendSelection", "kcovctl",
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ReferenceModelTests",
             dependencies: ["ReferenceModels", "KernelSeam"],

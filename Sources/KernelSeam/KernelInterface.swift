@@ -64,6 +64,10 @@ package protocol KernelInterface: Sendable {
     ) -> ForkOutcome
     /// The contents of a small text file such as `/proc/mounts`, or `nil` with `errno`.
     func readTextFile(_ path: String) -> String?
+    /// Runs `body` on a new thread of this process (its own thread id) and returns its result
+    /// once the thread has exited; the kernel's per-thread state, a kcov binding included, goes
+    /// with the thread (its exit path runs). A model runs its simulated exit path for it.
+    func runOnNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T
 }
 
 extension KernelInterface {
@@ -75,6 +79,11 @@ extension KernelInterface {
     /// Without guard pages: munmap(2).
     package func munmapBetweenGuards(_ address: UnsafeMutableRawPointer, length: Int) -> CInt {
         munmap(address, length: length)
+    }
+
+    /// A real thread: the kernel runs its exit path when it ends.
+    package func runOnNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
+        POSIXThread.run(body)
     }
 
     /// A model's children have finished before its spawn returns: the wait cannot time out.

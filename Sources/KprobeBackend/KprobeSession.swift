@@ -28,7 +28,10 @@ final class KprobeSession: FunctionCounters {
     private var fds: [Int32] = []
     /// Group leaders: one ioctl each enables, disables or resets its whole group.
     private var leaders: [Int32] = []
-    private var boundThread: Int32 = 0
+    /// The thread the open probes count; `nil` while none are open. (A reopen for another thread
+    /// that failed has closed them all: were the old thread kept here, enabling on it again would
+    /// skip the reopen and count nothing, a silent empty trace. Found by the fault-injection sweep.)
+    private var boundThread: Int32?
     private var enabledThread: Int32?
     /// Probes beyond this many in one group start a new group (keeps each group's read size small).
     static let groupLimit = 512
@@ -106,6 +109,7 @@ final class KprobeSession: FunctionCounters {
         fds = []
         leaders = []
         probedFunctions = []
+        boundThread = nil
     }
 
     /// Closes every probe now; the session cannot be used after.

@@ -1,5 +1,6 @@
 public import CoverageAPI
 package import KernelSeam
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -26,6 +27,12 @@ public struct OpenBSDKcovBackend: KcovDriver {
     public let devicePath: String
     /// The backend talks to the host's own kernel, so the host must be OpenBSD.
     let onHostKernel: Bool
+    /// Descriptors attached to the process's kernel tasks through this backend (its copies share
+    /// them). OpenBSD keeps an attachment until the descriptor is closed and has no detach, so a
+    /// second ``enableRemote(_:mode:_:)`` on the same descriptor (after KIODISABLE, or after a
+    /// KIOENABLE that failed once attached) must skip KIOREMOTEATTACH, which would refuse the
+    /// descriptor's own registration with EBUSY. Found by the fault-injection sweep.
+    let attached = AttachedDescriptors()
 
     /// The host kernel's kcov at `devicePath` (only usable on OpenBSD; see ``availability()``).
     public init(devicePath: String = OpenBSDKcovABI.devicePath) {
@@ -106,13 +113,15 @@ public struct OpenBSDKcovBackend: KcovDriver {
     }
 
     public func closeDevice(_ fd: Int32) {
+        attached.remove(fd)
         kernel.closeDevice(fd)
     }
 
     /// close(2) reporting its errno instead of trapping on EBADF: for OpenBSD's own `dying` test,
     /// whose second close of a descriptor another thread already closed must fail with EBADF.
     public func close(reporting fd: Int32) -> Int32? {
-        kernel.close(fd) == 0 ? nil : errno
+        attached.remove(fd)
+        return kernel.close(fd) == 0 ? nil : errno
     }
 
     // MARK: Buffer
@@ -182,11 +191,12 @@ public struct OpenBSDKcovBackend: KcovDriver {
     }
 
     /// Whether `fd` is READY, asked from a fresh thread (no `p_kd`): its KIOENABLE succeeds only on
-    /// a READY fd, and that thread then disables it again; ENXIO means the fd is not READY.
+    /// a READY fd, and that thread then disables it again (should that DISABLE fail, the thread's
+    /// exit does it: `kcov_exit`); ENXIO means the fd is not READY.
     func fdIsReady(_ fd: Int32) -> Bool {
         let saved = errno
         defer { errno = saved }
-        return POSIXThread.run { () -> Bool in
+        return kernel.runOnNewThread { () -> Bool in
             guard kernel.ioctl(fd, OpenBSDKcovABI.enable, passing: OpenBSDKcovABI.modeTracePC) == 0 else { return false }
             _ = kernel.ioctl(fd, OpenBSDKcovABI.disable, value: 0)
             return true
@@ -250,7 +260,9 @@ public struct OpenBSDKcovBackend: KcovDriver {
         guard let instance else {
             throw CoverageError(.invalidArgument, "a remote request needs one common handle")
         }
-        try attachRemote(fd, subsystem: OpenBSDKcovABI.remoteCommon, id: Int32(bitPattern: instance))
+        if !attached.contains(fd) {
+            try attachRemote(fd, subsystem: OpenBSDKcovABI.remoteCommon, id: Int32(bitPattern: instance))
+        }
         let argument = Self.modeArgument(mode)
         try Self.ioctlErrors.check(kernel.ioctl(fd, OpenBSDKcovABI.enable, passing: argument), "ioctl(KIOENABLE, \(argument)) of a remote") {
             Self.enableMeaning($0, rawMode: argument) { Self.threadBusy }
@@ -272,6 +284,7 @@ public struct OpenBSDKcovBackend: KcovDriver {
             default: nil
             }
         }
+        attached.insert(fd)
     }
 
     public func sendUndefinedRequest(_ fd: Int32) throws(CoverageError) {
@@ -311,4 +324,13 @@ public struct OpenBSDKcovBackend: KcovDriver {
 
     /// Errors any ioctl can give, in OpenBSD's words (an unknown request is ENOTTY, as on Linux).
     static let ioctlErrors = IoctlErrors(unknownRequest: "this descriptor is not OpenBSD's kcov: the kernel does not know the request")
+}
+
+/// Descriptors with a remote attachment, shared by a backend's copies.
+final class AttachedDescriptors: Sendable {
+    private let descriptors = Mutex<Set<Int32>>([])
+
+    func insert(_ fd: Int32) { descriptors.withLock { _ = $0.insert(fd) } }
+    func remove(_ fd: Int32) { descriptors.withLock { _ = $0.remove(fd) } }
+    func contains(_ fd: Int32) -> Bool { descriptors.withLock { $0.contains(fd) } }
 }

@@ -143,6 +143,16 @@ func startModelThread(
     }
 }
 
+/// Runs `body` on a thread `start` starts (a model's `startThread`, whose exit path runs when
+/// `body` returns), joins it and returns `body`'s result.
+func runOnModelThread<T: Sendable>(
+    _ start: (@escaping @Sendable () -> Void) -> @Sendable () -> Void, _ body: @escaping @Sendable () -> T
+) -> T {
+    let result = Mutex<T?>(nil)
+    start { let value = body(); result.withLock { $0 = value } }()
+    return result.withLock { $0! }
+}
+
 /// C convention for a kernel result: 0 or more is returned, `-errno` becomes -1 and errno.
 func finishSyscall(_ result: CInt) -> CInt {
     guard result < 0 else { return result }

@@ -243,6 +243,12 @@ package final class FreeBSDKcovModel: KernelInterface, @unchecked Sendable {
         startModelThread(body, exited: { [self] tid in withKernel { $0.exitThread(tid) } }, reaped: { [self] token in withKernel { $0.destroyThread(token) } })
     }
 
+    /// Runs `body` on a new thread of the model (``startThread(_:)``: its exit path runs when
+    /// `body` returns, Docs/kcov-freebsd.md#thread-exit), joins it and returns `body`'s result.
+    package func runOnNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
+        runOnModelThread(startThread, body)
+    }
+
     /// The simulated process exits without cleaning up: every fd is closed, every mapping goes,
     /// every thread is destroyed, children are reaped. The model can be used again afterwards.
     package func exitProcess() {

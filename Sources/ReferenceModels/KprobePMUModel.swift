@@ -72,6 +72,9 @@ package final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
     /// Live probes.
     package var liveProbes: Int { state.withLock { $0.events.count } }
 
+    /// Children started by ``spawnPaused(_:)`` and not yet reaped by ``waitForExit(_:)``.
+    package var unreapedChildren: Int { state.withLock { $0.children.count } }
+
     package func setFile(_ path: String, _ text: String?) { state.withLock { $0.files[path] = text } }
 
     /// Text symbols of ``kallsyms`` (module symbols left out), in order: name and entry address.

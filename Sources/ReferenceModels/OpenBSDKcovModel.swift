@@ -247,6 +247,12 @@ package final class OpenBSDKcovModel: KernelInterface, @unchecked Sendable {
         kernel.withKernel { $0.runRemoteTask(Self.remoteTaskPath) }
     }
 
+    /// Runs `body` on a new thread of the model (``startThread(_:)``: its exit path runs when
+    /// `body` returns, Docs/kcov-openbsd.md#thread-exit), joins it and returns `body`'s result.
+    package func runOnNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
+        runOnModelThread(startThread, body)
+    }
+
     /// The simulated process exits without cleaning up: every fd is closed, every mapping goes,
     /// every thread runs `kcov_exit`. The model can be used again afterwards.
     package func exitProcess() {

@@ -98,34 +98,13 @@ struct TraceCommand: ParsableCommand {
         if vm { return try runInGuest() }
         if follow { return try runFollowing() }
         do {
-            let program = try Command(path: command[0], arguments: command, environment: []).resolvedPath()
-            let chosen = try BackendSelection.resolveOption(backend, explain: note)
-            let functionLevel = chosen.capabilities.granularity == .function
-            if functionLevel && selection.isEmpty {
-                throw CoverageError(
-                    .invalidArgument,
-                    "the \(chosen.name) backend records named functions only: pass --functions (for example --functions 'vfs_*,ksys_read') or --functions-file")
-            }
-            if !functionLevel && !selection.isEmpty {
-                throw CoverageError(.invalidArgument, "--functions and --functions-file apply to the kprobe backend only; the \(chosen.name) backend records every block")
-            }
-            var collector = try CoverageCollector(backend: chosen, mode: mode.mode, bufferWords: words, functions: selection)
-            for skipped in collector.skippedFunctions { note("\(chosen.name): skipping \(skipped.name): \(skipped.reason)") }
-            if functionLevel && collector.probedFunctions.isEmpty {
-                throw CoverageError(.invalidArgument, "none of the named functions can be probed (see the reasons above)")
-            }
             // rawcover and JSON on standard output must hold only the trace: the command's own
             // output goes to standard error instead.
-            let result = try collector.run(Command(
-                path: program, arguments: command,
+            let run = TraceRun(
+                backend: backend, mode: mode.mode, words: words, functions: selection, command: command,
                 standardOutput: output == nil && format != .summary ? STDERR_FILENO : nil,
-                timeout: timeout.map { .milliseconds(Int64(($0 * 1000).rounded(.up))) }))
-            let text = try TraceReport(
-                backend: chosen.name, command: command, exit: result.exit, trace: result.trace, bufferWords: collector.bufferWords ?? 0,
-                functions: functionLevel
-                    ? FunctionReport(probed: collector.probedFunctions, hits: result.trace.functions, skipped: collector.skippedFunctions) : nil
-            ).render(format)
-            try write(text)
+                timeout: timeout.map { .milliseconds(Int64(($0 * 1000).rounded(.up))) })
+            try write(try run.collect(over: BackendSelection.system, note: note).render(format))
         } catch {
             throw fail(error)
         }

@@ -99,6 +99,26 @@ import Glibc
         #expect(error?.description.contains("errno \(EINVAL)") == true && error?.message.contains("KCOV_REMOTE_COMMON") == true)
     }
 
+    /// OpenBSD keeps a descriptor attached to the process's tasks until it is closed: a remote
+    /// collector enables again (after DISABLE) without a second KIOREMOTEATTACH, which the kernel
+    /// would refuse (EBUSY), and after the close another descriptor may attach.
+    @Test func openBSDRemoteCoverageEnablesAgainOnTheSameDescriptor() throws {
+        let model = OpenBSDKcovModel()
+        let backend = OpenBSDKcovBackend(kernel: model)
+        let request = RemoteRequest(targets: [.common(instance: 0)], sectionWords: 0)
+        for collectorNumber in 1...2 {
+            var collector = try CoverageCollector(backend: backend, bufferWords: 512)
+            for round in 1...2 {
+                try collector.enableRemote(request)
+                #expect(model.runKernelTask() > 0, "collector \(collectorNumber), round \(round): the task is recorded")
+                #expect(!(try collector.read().pcs.isEmpty))
+                try collector.disable()
+            }
+        }
+        #expect(!model.remoteAttached)
+        #expect(model.openDescriptorCount == 0)
+    }
+
     /// Sizes that do not fit FreeBSD's 32-bit argument are refused before the syscall, never
     /// truncated into another size.
     @Test func freeBSDRefusesSizesItWouldTruncate() throws {
