@@ -297,12 +297,12 @@ package struct FaultInjectingKprobeKernel: KprobeKernel {
 
     package func fileExists(_ path: String) -> Bool { base.fileExists(path) }
 
-    package func openKprobe(pmuType: UInt32, function: String, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32 {
+    package func openKprobe(pmuType: UInt32, target: KprobeTarget, pid: Int32, groupLeader: Int32, flags: KprobeOpenFlags) -> Int32 {
         if let fault = plan.next("perfEventOpen") {
             errno = fault.errno
             return -1
         }
-        return base.openKprobe(pmuType: pmuType, function: function, pid: pid, groupLeader: groupLeader, flags: flags)
+        return base.openKprobe(pmuType: pmuType, target: target, pid: pid, groupLeader: groupLeader, flags: flags)
     }
 
     package func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Int32 {
