@@ -73,12 +73,7 @@ struct RealKernelStressTests {
 
     /// Text ranges of each kernel symbol in `/proc/kallsyms`, by exact name.
     static func handlerRanges() throws -> [String: Range<UInt64>] {
-        let table = try readProcFile("/proc/kallsyms")
-        let symbols: [(address: UInt64, name: Substring)] = table.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: " ")
-            guard fields.count >= 3, "tTwW".contains(fields[1]), let address = UInt64(fields[0], radix: 16), address != 0 else { return nil }
-            return (address, fields[2])
-        }.sorted { $0.address < $1.address }
+        let symbols = try kernelTextSymbols()
         var ranges: [String: Range<UInt64>] = [:]
         for index in symbols.indices.dropLast() where symbols[index].name.contains("sys_") {
             ranges[String(symbols[index].name)] = symbols[index].address..<symbols[index + 1].address

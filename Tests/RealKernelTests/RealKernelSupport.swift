@@ -46,16 +46,21 @@ func processResources() throws -> (fds: Int, kcovMappings: Int) {
 /// `/proc/kallsyms` (the test kernel has no KASLR, so they match kcov's PCs): each symbol runs
 /// to the next symbol's address.
 func kernelSymbolRanges(containing fragment: String) throws -> [Range<UInt64>] {
-    let table = try readProcFile("/proc/kallsyms")
-    let symbols: [(address: UInt64, name: Substring)] = table.split(separator: "\n").compactMap { line in
-        let fields = line.split(separator: " ")
-        guard fields.count >= 3, "tTwW".contains(fields[1]), let address = UInt64(fields[0], radix: 16), address != 0 else { return nil }
-        return (address, fields[2])
-    }.sorted { $0.address < $1.address }
+    let symbols = try kernelTextSymbols()
     return symbols.indices.compactMap { index in
         guard symbols[index].name.contains(fragment), index + 1 < symbols.count else { return nil }
         return symbols[index].address..<symbols[index + 1].address
     }
+}
+
+/// The text symbols of `/proc/kallsyms` with their addresses, in address order.
+func kernelTextSymbols() throws -> [(address: UInt64, name: Substring)] {
+    let table = try readProcFile("/proc/kallsyms")
+    return table.split(separator: "\n").compactMap { line in
+        let fields = line.split(separator: " ")
+        guard fields.count >= 3, "tTwW".contains(fields[1]), let address = UInt64(fields[0], radix: 16), address != 0 else { return nil }
+        return (address, fields[2])
+    }.sorted { $0.address < $1.address }
 }
 
 /// A procfs or tracefs file read to its end by the seam's reader; one that cannot be read throws.
