@@ -4,6 +4,7 @@ import CoverageReport
 import Foundation
 import KernelImage
 import KernelSymbolizer
+import TraceFile
 
 /// The output formats of `report`.
 enum ReportFormat: String, ExpressibleByArgument, CaseIterable {
@@ -59,6 +60,9 @@ struct ReportCommand: ParsableCommand {
     @Option(help: "Whole runs (trace --follow): report only the records whose executable is this path (repeatable).")
     var executable: [String] = []
 
+    @Option(help: "Whole runs (trace --follow): instead of a report, list the records (task, executable) that covered this place: a PC (0x…) or FILE:LINE (FILE may be a trailing part of the path, e.g. namei.c:2404).")
+    var coveredBy: String?
+
     @Argument(help: "Coverage files: rawcover (one 0x… PC a line) or `kcovctl trace --format json`.")
     var coverage: [String] = []
 
@@ -75,12 +79,23 @@ struct ReportCommand: ParsableCommand {
         guard !coverage.isEmpty else {
             throw ValidationError("name at least one coverage file, for example: kcovctl trace --format rawcover --output run.cover -- CMD")
         }
+        if let coveredBy {
+            guard CoverageAttribution.Location(coveredBy) != nil else {
+                throw ValidationError("--covered-by takes a PC (0xffffffff81234567) or FILE:LINE (fs/namei.c:2404), not '\(coveredBy)'")
+            }
+            guard task.isEmpty, executable.isEmpty, format == .summary, groupBy == nil else {
+                throw ValidationError("--covered-by lists every record that covered the place: --task, --executable, --format and --group-by do not apply")
+            }
+        }
         guard CoverageReport.isValidLCOVTestName(testName) else {
             throw ValidationError("--test-name '\(testName.debugDescription.dropFirst().dropLast())' may hold only letters, digits and _ (what lcov allows in TN:)")
         }
     }
 
     func run() throws {
+        if let coveredBy, let location = CoverageAttribution.Location(coveredBy) {
+            do { return try attribute(location) } catch { throw fail(error) }
+        }
         do {
             let selection = CoverageInput.TaskSelection(orders: Set(task), executables: Set(executable))
             let inputs = try coverage.map { path throws(CoverageInputError) in try CoverageInput.read(path: path, tasks: selection) }
@@ -120,6 +135,36 @@ struct ReportCommand: ParsableCommand {
         } catch {
             throw fail(error)
         }
+    }
+
+    /// `--covered-by`: the records of the whole-run files that hold a PC of `location`, one a line
+    /// (file, start order, pid, tid, executable, how many of the place's PCs), then a count.
+    private func attribute(_ location: CoverageAttribution.Location) throws {
+        var traces: [(path: String, file: TraceFile)] = []
+        var inputs: [CoverageInput] = []
+        for path in coverage {
+            let name = path == "-" ? "standard input" : path
+            guard case .trace(let file) = try CoverageFile.read(path: path), file.tasks.contains(where: { $0.order != nil }) else {
+                throw CoverageInputError(path: name, "is not a whole-run trace: --covered-by needs files written by `kcovctl trace --follow --format json`")
+            }
+            traces.append((name, file))
+            inputs.append(try CoverageInput(file, path: name))
+        }
+        let map = try coverageMap(vmlinux: vmlinux, for: inputs)
+        let pcs = CoverageAttribution.pcs(at: location, in: map)
+        guard !pcs.isEmpty else {
+            throw CoverageInputError(
+                path: vmlinux, "has no coverable PC at \(location): give a PC a trace holds, or a FILE:LINE with code (the report's LCOV or HTML shows which lines have)")
+        }
+        let records = CoverageAttribution.records(covering: pcs, in: traces)
+        var text = ""
+        for record in records {
+            let task = record.task
+            let who = [task.order.map { "task \($0)" }, task.pid.map { "pid \($0)" }, task.tid.map { "tid \($0)" }].compactMap { $0 }.joined(separator: " ")
+            text += "\(record.path): \(who) \(task.executable ?? "(executable unknown)"): \(record.pcs) of \(pcs.count) PCs\n"
+        }
+        text += "\(records.count) records covered \(location) (\(pcs.count) coverable PCs there)\n"
+        try write(text)
     }
 
     /// What `--group-by` asks for; MAINTAINERS read from `--maintainers` or the top of the source tree.

@@ -2,6 +2,7 @@ import CoverageAPI
 @testable import CoverageReport
 import Foundation
 import KernelImage
+import KernelSymbolizer
 import TestSupport
 import Testing
 import TraceFile
@@ -108,6 +109,42 @@ final class MergeDiffCommandTests {
         #expect(report.status == 0 && report.output.contains("total: 6 of \(sites.count) PCs"), "\(report.output)\(report.errors)")
         // The set remembers the one kernel build named.
         #expect(try Data(contentsOf: URL(fileURLWithPath: directory + "/merged-0.set")).range(of: Data("6.12.117 #1".utf8)) != nil)
+    }
+
+    @Test("report --covered-by: the whole-run records that hold a PC, or a PC of a source line, and nothing else")
+    func coveredByNamesTheRecords() throws {
+        try #require(sites.count >= 3, "\(sites)")
+        let run = directory + "/run.json"
+        try TraceFile(backend: "linux", unit: .pc, mode: .pc, tasks: [
+            .init(pid: 10, tid: 10, executable: "/bin/sh", order: 1, pcs: [sites[0], sites[1]]),
+            .init(pid: 11, tid: 11, executable: "/usr/bin/a", order: 2, pcs: [sites[1], sites[1]]),
+            .init(pid: 12, tid: 13, executable: "/usr/bin/b", order: 3, pcs: [sites[2]]),
+        ]).jsonData().write(to: URL(fileURLWithPath: run))
+        let byPC = try runKcovctl(["report", "--vmlinux", program, "--covered-by", "0x" + String(sites[1], radix: 16), run])
+        #expect(byPC.status == 0, "\(byPC.errors)")
+        let lines = byPC.output.split(separator: "\n")
+        #expect(lines.count == 3 && lines[0].hasSuffix("task 1 pid 10 tid 10 /bin/sh: 1 of 1 PCs") && lines[1].hasSuffix("task 2 pid 11 tid 11 /usr/bin/a: 1 of 1 PCs"), "\(byPC.output)")
+        #expect(lines.last == "2 records covered 0x\(String(sites[1], radix: 16)) (1 coverable PCs there)")
+
+        // By source line: every record holding a PC whose call site is on that line of small.c.
+        let map = try KernelCoverageMap(image: KernelImage(path: program), symbolizer: KernelSymbolizer(vmlinux: program), mode: .pc)
+        let source = try #require(map.sourceRange(of: sites[2]))
+        let atLine = Set(map.coverable.filter { $0.source.file == source.file && $0.source.lines.contains(source.startLine) }.map(\.pc))
+        let byLine = try runKcovctl(["report", "--vmlinux", program, "--covered-by", "small.c:\(source.startLine)", run])
+        #expect(byLine.status == 0, "\(byLine.errors)")
+        let expected = [(1, [sites[0], sites[1]]), (2, [sites[1]]), (3, [sites[2]])].filter { !atLine.isDisjoint(with: $0.1) }.map(\.0)
+        let listed = byLine.output.split(separator: "\n").dropLast().compactMap { $0.split(separator: " ").dropFirst(2).first.flatMap { Int($0) } }
+        #expect(listed == expected && listed.contains(3), "\(byLine.output)")
+
+        // A place with no code, a file that is not a whole run, and options that do not apply.
+        let nowhere = try runKcovctl(["report", "--vmlinux", program, "--covered-by", "small.c:9999", run])
+        #expect(nowhere.status == 1 && nowhere.errors.contains("has no coverable PC at small.c:9999"), "\(nowhere.errors)")
+        let plain = try runKcovctl(["report", "--vmlinux", program, "--covered-by", "small.c:1", try rawcover([sites[0]], "plain.cover")])
+        #expect(plain.status == 1 && plain.errors.contains("is not a whole-run trace"), "\(plain.errors)")
+        for extra in [["--format", "lcov"], ["--task", "1"], ["--covered-by", "small.c"]] {
+            let usage = try runKcovctl(["report", "--vmlinux", program, "--covered-by", "small.c:1"] + extra + [run])
+            #expect(usage.status == 64, "\(extra): \(usage.errors)")
+        }
     }
 
     @Test("merge refuses what cannot be merged: other builds, edges with PCs, a truncated set, no files")
