@@ -196,3 +196,57 @@ struct ByteReader {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// A map from non-negative integers (section offsets, addresses of mapped strings) to small
+/// values, by open addressing with a multiplicative hash: the symbolizer's memo tables, where
+/// `Dictionary`'s seeded hashing would cost more than the lookups save.
+struct IntegerMap<Value> {
+    private var keys: [Int]
+    private var values: [Value?]
+    private var mask: Int
+    private(set) var count = 0
+
+    init(capacity: Int = 16) {
+        var size = 16
+        while size < capacity * 2 { size <<= 1 }
+        keys = Array(repeating: -1, count: size)
+        values = Array(repeating: nil, count: size)
+        mask = size - 1
+    }
+
+    @inline(__always)
+    private func slot(_ key: Int) -> Int {
+        Int(truncatingIfNeeded: (UInt64(bitPattern: Int64(key)) &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask
+    }
+
+    subscript(key: Int) -> Value? {
+        get {
+            var index = slot(key)
+            while true {
+                let found = keys[index]
+                if found == key { return values[index] }
+                if found < 0 { return nil }
+                index = (index + 1) & mask
+            }
+        }
+        set {
+            guard let newValue else { return }
+            if (count + 1) * 2 > keys.count { grow() }
+            var index = slot(key)
+            while keys[index] >= 0 && keys[index] != key { index = (index + 1) & mask }
+            if keys[index] < 0 { count += 1 }
+            keys[index] = key
+            values[index] = newValue
+        }
+    }
+
+    private mutating func grow() {
+        let oldKeys = keys
+        let oldValues = values
+        keys = Array(repeating: -1, count: oldKeys.count * 2)
+        values = Array(repeating: nil, count: oldKeys.count * 2)
+        mask = keys.count - 1
+        count = 0
+        for (key, value) in zip(oldKeys, oldValues) where key >= 0 { self[key] = value }
+    }
+}

@@ -180,6 +180,8 @@ struct AttributeSpecification {
     var name: UInt64
     var form: UInt64
     var implicitConst: Int64
+    /// The value's size when the form fixes it; -1 otherwise.
+    var size: Int = -1
 }
 
 /// A unit's abbreviation table: codes to tags and attribute forms.
@@ -210,8 +212,9 @@ struct AbbreviationTable {
                 let implicitConst = form == Form.implicitConst ? try reader.sleb() : 0
                 if name == 0 && form == 0 { break }
                 if name == Attribute.sibling { sibling = specifications.count - first }
-                if fixedSize >= 0, let size = format.fixedSize(form) { fixedSize += size } else { fixedSize = -1 }
-                specifications.append(AttributeSpecification(name: name, form: form, implicitConst: implicitConst))
+                let size = format.fixedSize(form)
+                if fixedSize >= 0, let size { fixedSize += size } else { fixedSize = -1 }
+                specifications.append(AttributeSpecification(name: name, form: form, implicitConst: implicitConst, size: size ?? -1))
             }
             let kind: Abbreviation.Kind =
                 switch tag {

@@ -108,9 +108,10 @@ struct CompileUnit {
         // The base address is read once the index bases are known.
         let lowAddress = try low.flatMap { value throws(DWARFError) in try resolveAddress(value, sections: sections) }
         baseAddress = lowAddress ?? 0
-        var found: [(start: UInt64, end: UInt64)] = []
-        try forEachRange(low: lowAddress, high: high, ranges: rangeList, sections: sections) { found.append(($0, $1)) }
-        ranges = found
+        var starts: [UInt64] = []
+        var ends: [UInt64] = []
+        try appendRanges(low: lowAddress, high: high, ranges: rangeList, sections: sections, starts: &starts, ends: &ends)
+        ranges = Array(zip(starts, ends))
     }
 
     /// The attributes of abbreviation `code` in the table at `offset`, found by reading the table
@@ -133,7 +134,8 @@ struct CompileUnit {
                 let form = try reader.uleb()
                 let implicitConst = form == Form.implicitConst ? try reader.sleb() : 0
                 if name == 0 && form == 0 { break }
-                specifications.append(AttributeSpecification(name: name, form: form, implicitConst: implicitConst))
+                // Only the wanted entry's specifications are kept.
+                if current == code { specifications.append(AttributeSpecification(name: name, form: form, implicitConst: implicitConst)) }
             }
             if current == code { return (tag, specifications) }
         }
@@ -177,12 +179,16 @@ struct CompileUnit {
         return try reader.unsigned(size: header.format.addressSize)
     }
 
-    /// Calls `body` with each non-empty range [start, end) of a DIE (DWARF 5 §2.17): its
+    /// Appends each non-empty range [start, end) of a DIE (DWARF 5 §2.17) to `starts` and `ends`: its
     /// `DW_AT_low_pc` (resolved) and `DW_AT_high_pc` (an address, or a length from the low PC),
     /// else its `DW_AT_ranges` list in `.debug_rnglists` (DWARF 5, §2.17.3) or `.debug_ranges`.
-    func forEachRange(
-        low: UInt64?, high: AttributeValue?, ranges rangeList: AttributeValue?, sections: DebugSections, _ body: (UInt64, UInt64) -> Void
+    func appendRanges(
+        low: UInt64?, high: AttributeValue?, ranges rangeList: AttributeValue?, sections: DebugSections, starts: inout [UInt64], ends: inout [UInt64]
     ) throws(DWARFError) {
+        @inline(__always) func body(_ start: UInt64, _ end: UInt64) {
+            starts.append(start)
+            ends.append(end)
+        }
         if let low, let high {
             let end: UInt64? =
                 switch high {
@@ -211,15 +217,19 @@ struct CompileUnit {
                 offset = rangeListsBase &+ (try reader.sectionOffset(is64: header.format.is64))
             default: return
             }
-            try readRangeList(at: offset, sections: sections, body)
+            try readRangeList(at: offset, sections: sections, starts: &starts, ends: &ends)
         } else {
             guard let offset = rangeList.unsigned ?? { if case .sectionOffset(let value) = rangeList { value } else { nil } }() else { return }
-            try readRanges(at: offset, sections: sections, body)
+            try readRanges(at: offset, sections: sections, starts: &starts, ends: &ends)
         }
     }
 
     /// A DWARF 5 range list (§2.17.3, encodings in §7.25).
-    private func readRangeList(at offset: UInt64, sections: DebugSections, _ body: (UInt64, UInt64) -> Void) throws(DWARFError) {
+    private func readRangeList(at offset: UInt64, sections: DebugSections, starts: inout [UInt64], ends: inout [UInt64]) throws(DWARFError) {
+        @inline(__always) func body(_ start: UInt64, _ end: UInt64) {
+            starts.append(start)
+            ends.append(end)
+        }
         guard offset < UInt64(sections.rnglists.count) else {
             throw DWARFError(section: .rnglists, offset: Int(clamping: offset), problem: "a range list offset past the end of the section (\(sections.rnglists.count) bytes)")
         }
@@ -259,7 +269,11 @@ struct CompileUnit {
     }
 
     /// A DWARF 2–4 range list (DWARF 4 §2.17.3): address pairs, a base selection entry, (0, 0) at the end.
-    private func readRanges(at offset: UInt64, sections: DebugSections, _ body: (UInt64, UInt64) -> Void) throws(DWARFError) {
+    private func readRanges(at offset: UInt64, sections: DebugSections, starts: inout [UInt64], ends: inout [UInt64]) throws(DWARFError) {
+        @inline(__always) func body(_ start: UInt64, _ end: UInt64) {
+            starts.append(start)
+            ends.append(end)
+        }
         guard offset < UInt64(sections.ranges.count) else {
             throw DWARFError(section: .ranges, offset: Int(clamping: offset), problem: "a range list offset past the end of the section (\(sections.ranges.count) bytes)")
         }

@@ -43,6 +43,8 @@ public final class KernelSymbolizer {
     private let code: CodeMap
     /// Units read by ``frames(at:)``, most recent last.
     private var recent: [(unit: Int, symbols: UnitSymbols)] = []
+    /// The strings ``frames(at:)`` made.
+    private let strings = StringCache()
     private static let recentLimit = 16
 
     /// Opens `path`, an unstripped vmlinux (any little-endian ELF file with DWARF 2 to 5 works).
@@ -182,7 +184,7 @@ public final class KernelSymbolizer {
             if let cached = recent.firstIndex(where: { $0.unit == unit }) {
                 symbols = recent.remove(at: cached).symbols
             } else {
-                symbols = try UnitSymbols(directory: directory, unit: unit)
+                symbols = try UnitSymbols(directory: directory, unit: unit, strings: strings)
             }
             let result = try frames(at: pc, in: &symbols)
             if recent.count == Self.recentLimit { recent.removeFirst() }
@@ -231,9 +233,9 @@ public final class KernelSymbolizer {
         let work = (0..<unitCount).filter { counts[$0 + 1] > counts[$0] }
         let workers = max(1, min(work.count, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 8))
 
-        let output = UnsafeMutableBufferPointer<[SymbolFrame]>.allocate(capacity: pcs.count)
-        output.initialize(repeating: [])
-        defer { output.deinitialize().deallocate() }
+        var frames = [[SymbolFrame]](repeating: [], count: pcs.count)
+        var firstError: DWARFError?
+        frames.withUnsafeMutableBufferPointer { output in
         for (position, unit) in unitOf.enumerated() where unit < 0 { output[position] = symbolTableFrames(at: pcs[position]) }
         let errors = UnsafeMutableBufferPointer<DWARFError?>.allocate(capacity: workers)
         errors.initialize(repeating: nil)
@@ -245,7 +247,9 @@ public final class KernelSymbolizer {
         } else {
             DispatchQueue.concurrentPerform(iterations: workers) { job.run(worker: $0, taken: taken) }
         }
-        return (Array(output), errors.lazy.compactMap { $0 }.first)
+        firstError = errors.lazy.compactMap { $0 }.first
+        }
+        return (frames, firstError)
     }
 
     /// One batch shared by its worker threads: each takes the next unit, reads it and writes the
@@ -261,6 +265,7 @@ public final class KernelSymbolizer {
         let strict: Bool
 
         func run(worker: Int, taken: borrowing Atomic<Int>) {
+            let strings = StringCache()
             while true {
                 let item = taken.wrappingAdd(1, ordering: .relaxed).oldValue
                 guard item < work.count else { return }
@@ -268,7 +273,7 @@ public final class KernelSymbolizer {
                 let unit = work[item]
                 let positions = grouped[counts[unit]..<counts[unit + 1]]
                 do throws(DWARFError) {
-                    var symbols = try UnitSymbols(directory: symbolizer.directory, unit: unit, batch: positions.map { pcs[$0] }.sorted())
+                    var symbols = try UnitSymbols(directory: symbolizer.directory, unit: unit, batch: positions.map { pcs[$0] }.sorted(), strings: strings)
                     for position in positions { output[position] = try symbolizer.frames(at: pcs[position], in: &symbols) }
                 } catch {
                     if errors[worker] == nil { errors[worker] = error }

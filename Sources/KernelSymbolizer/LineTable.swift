@@ -22,8 +22,6 @@ struct LineTable {
 
     private(set) var files: [FileEntry] = []
     private(set) var rows: [LineRow] = []
-    /// `rows[i].address`, for the binary search.
-    private(set) var addresses: [UInt64] = []
 
     /// Reads the program at `offset` of `.debug_line`. `compilationDirectory` is the unit's
     /// `DW_AT_comp_dir`, directory 0 before DWARF 5 (§6.2.4 item 11). With `rows: false` only the
@@ -97,7 +95,6 @@ struct LineTable {
             isDWARF5: version >= 5)
         rows = try Self.run(&program, machine, line: line)
         Self.sortLikeLibdw(&rows)
-        addresses = rows.map(\.address)
     }
 
     private struct StateMachineParameters {
@@ -145,87 +142,92 @@ struct LineTable {
     }
 
     /// Runs the line-number program (§6.2.5) and returns its rows in program order.
+    ///
+    /// One loop with the registers in locals (no nested functions: a closure over them would
+    /// cost an exclusivity check per row).
     private static func run(_ reader: inout ByteReader, _ parameters: StateMachineParameters, line: SectionBytes) throws(DWARFError) -> [LineRow] {
-        // A row takes a byte of program at least.
         var rows: [LineRow] = []
-        rows.reserveCapacity((reader.end - reader.offset) / 3)
-        let initial = LineRow(address: 0, file: 1, line: 1, column: 0, discriminator: 0, endSequence: false)
-        var state = initial
+        // Rows take two bytes of program or more, on compilers' output.
+        rows.reserveCapacity((reader.end - reader.offset) / 2)
+        var address: UInt64 = 0
+        var file: UInt32 = 1
+        var column: UInt32 = 0
+        var discriminator: UInt32 = 0
         var lineRegister: Int64 = 1
         var operationIndex: UInt64 = 0
         let opcodeBase = parameters.opcodeBase
         let lineRange = parameters.lineRange
+        let lineBase = parameters.lineBase
         let minimumLength = parameters.minimumInstructionLength
         let maximumOperations = parameters.maximumOperations
-
-        @inline(__always) func advance(_ operations: UInt64) {
-            if maximumOperations == 1 {
-                state.address &+= minimumLength &* operations
-            } else {
-                let total = operationIndex &+ operations
-                state.address &+= minimumLength &* (total / maximumOperations)
-                operationIndex = total % maximumOperations
-            }
-        }
-        @inline(__always) func append() {
-            state.line = UInt32(truncatingIfNeeded: lineRegister)
-            rows.append(state)
-            state.discriminator = 0
-        }
+        let constAddPC = UInt64(255 - opcodeBase) / lineRange
 
         while !reader.isAtEnd {
             let opcode = try reader.u8()
+            var operations: UInt64 = 0
+            var emit = false
+            var endSequence = false
             if opcode >= opcodeBase {
                 let adjusted = UInt64(opcode - opcodeBase)
-                advance(adjusted / lineRange)
-                lineRegister &+= parameters.lineBase &+ Int64(adjusted % lineRange)
-                append()
-                continue
-            }
-            switch opcode {
-            case 0:
-                let length = try reader.uleb()
-                guard length > 0 else { continue }
-                guard length <= UInt64(reader.end - reader.offset) else { throw reader.error("an extended opcode of \(length) bytes past the end of the line program") }
-                let next = reader.offset + Int(length)
-                let extended = try reader.u8()
-                switch extended {
-                case 1:  // DW_LNE_end_sequence
-                    state.endSequence = true
-                    append()
-                    state = initial
-                    lineRegister = 1
+                operations = adjusted / lineRange
+                lineRegister &+= lineBase &+ Int64(adjusted % lineRange)
+                emit = true
+            } else {
+                switch opcode {
+                case 0:
+                    let length = try reader.uleb()
+                    guard length > 0 else { continue }
+                    guard length <= UInt64(reader.end - reader.offset) else { throw reader.error("an extended opcode of \(length) bytes past the end of the line program") }
+                    let next = reader.offset + Int(length)
+                    switch try reader.u8() {
+                    case 1:  // DW_LNE_end_sequence
+                        emit = true
+                        endSequence = true
+                    case 2:  // DW_LNE_set_address
+                        address = try reader.unsigned(size: min(Int(length) - 1, 8))
+                        operationIndex = 0
+                    case 4:  // DW_LNE_set_discriminator
+                        discriminator = UInt32(truncatingIfNeeded: try reader.uleb())
+                    default:  // DW_LNE_define_file (DWARF 2–4, unused by compilers) and vendor opcodes
+                        break
+                    }
+                    reader.offset = next
+                case 1: emit = true  // DW_LNS_copy
+                case 2: operations = try reader.uleb()  // DW_LNS_advance_pc
+                case 3: lineRegister &+= try reader.sleb()  // DW_LNS_advance_line
+                case 4: file = UInt32(truncatingIfNeeded: try reader.uleb())  // DW_LNS_set_file
+                case 5: column = UInt32(truncatingIfNeeded: try reader.uleb())  // DW_LNS_set_column
+                case 6, 7, 10, 11: break  // negate_stmt, set_basic_block, prologue_end, epilogue_begin
+                case 8: operations = constAddPC  // DW_LNS_const_add_pc
+                case 9:  // DW_LNS_fixed_advance_pc
+                    address &+= UInt64(try reader.u16())
                     operationIndex = 0
-                case 2:  // DW_LNE_set_address
-                    state.address = try reader.unsigned(size: min(Int(length) - 1, 8))
-                    operationIndex = 0
-                case 4:  // DW_LNE_set_discriminator
-                    state.discriminator = UInt32(truncatingIfNeeded: try reader.uleb())
-                default:  // DW_LNE_define_file (DWARF 2–4, unused by compilers) and vendor opcodes
-                    break
+                default:  // DW_LNS_set_isa (12) and opcodes this reader does not know: skip their operands
+                    var operands = line.reader(at: parameters.standardLengths + Int(opcode) - 1)
+                    let count = try operands.u8()
+                    for _ in 0..<count { _ = try reader.uleb() }
                 }
-                reader.offset = next
-            case 1:  // DW_LNS_copy
-                append()
-            case 2:  // DW_LNS_advance_pc
-                advance(try reader.uleb())
-            case 3:  // DW_LNS_advance_line
-                lineRegister &+= try reader.sleb()
-            case 4:  // DW_LNS_set_file
-                state.file = UInt32(truncatingIfNeeded: try reader.uleb())
-            case 5:  // DW_LNS_set_column
-                state.column = UInt32(truncatingIfNeeded: try reader.uleb())
-            case 6, 7, 10, 11:  // negate_stmt, set_basic_block, prologue_end, epilogue_begin
-                break
-            case 8:  // DW_LNS_const_add_pc
-                advance(UInt64(255 - opcodeBase) / lineRange)
-            case 9:  // DW_LNS_fixed_advance_pc
-                state.address &+= UInt64(try reader.u16())
+            }
+            if operations != 0 {
+                if maximumOperations == 1 {
+                    address &+= minimumLength &* operations
+                } else {
+                    let total = operationIndex &+ operations
+                    address &+= minimumLength &* (total / maximumOperations)
+                    operationIndex = total % maximumOperations
+                }
+            }
+            guard emit else { continue }
+            rows.append(LineRow(
+                address: address, file: file, line: UInt32(truncatingIfNeeded: lineRegister), column: column, discriminator: discriminator,
+                endSequence: endSequence))
+            discriminator = 0
+            if endSequence {
+                address = 0
+                file = 1
+                column = 0
+                lineRegister = 1
                 operationIndex = 0
-            default:  // DW_LNS_set_isa (12) and opcodes this reader does not know: skip their operands
-                var operands = line.reader(at: parameters.standardLengths + Int(opcode) - 1)
-                let count = try operands.u8()
-                for _ in 0..<count { _ = try reader.uleb() }
             }
         }
         return rows
@@ -264,10 +266,10 @@ struct LineTable {
     /// sequence.
     func row(at pc: UInt64) -> Int? {
         var low = 0
-        var high = addresses.count
+        var high = rows.count
         while low < high {
             let middle = (low + high) / 2
-            if addresses[middle] <= pc { low = middle + 1 } else { high = middle }
+            if rows[middle].address <= pc { low = middle + 1 } else { high = middle }
         }
         guard low > 0, !rows[low - 1].endSequence else { return nil }
         return low - 1

@@ -1,3 +1,41 @@
+/// Strings already made from the mapped sections, by where their bytes are: function names by
+/// their string, file names by (directory, name, compilation directory). Linkers merge equal
+/// strings in `.debug_str` and `.debug_line_str`, so the headers' names shared by many units are
+/// made once. One per thread.
+final class StringCache {
+    struct FileKey: Hashable {
+        var directory: UnsafePointer<CChar>?
+        var name: UnsafePointer<CChar>
+        var compilationDirectory: UnsafePointer<CChar>?
+    }
+
+    private var strings = IntegerMap<String>(capacity: 4096)
+    private var files: [FileKey: String] = [:]
+
+    func string(_ text: UnsafePointer<CChar>) -> String {
+        let key = Int(bitPattern: UInt(bitPattern: text))
+        if let known = strings[key] { return known }
+        let made = String(cString: text)
+        strings[key] = made
+        return made
+    }
+
+    /// `directory/name` (the name alone when absolute or its directory unknown), joined with the
+    /// compilation directory when still relative: binutils' and libdw's spelling, trailing
+    /// slashes kept.
+    func fileName(directory: UnsafePointer<CChar>?, name: UnsafePointer<CChar>, compilationDirectory: UnsafePointer<CChar>?) -> String {
+        let key = FileKey(directory: directory, name: name, compilationDirectory: compilationDirectory)
+        if let known = files[key] { return known }
+        var made = string(name)
+        if name.pointee != 0x2f, let directory {
+            made = string(directory) + "/" + made
+        }
+        if !made.hasPrefix("/"), let compilationDirectory { made = string(compilationDirectory) + "/" + made }
+        files[key] = made
+        return made
+    }
+}
+
 /// One compilation unit read once for symbolization: its functions and inlined subroutines with
 /// their address ranges and nesting (one walk over its DIEs), and its line table, which is then
 /// binary-searched. A value type, so that lookups in a batch pay no exclusivity checks.
@@ -28,9 +66,9 @@ struct UnitSymbols {
     }
 
     private let directory: UnitDirectory
+    private let strings: StringCache
     private let unit: CompileUnit
     private let abbreviations: AbbreviationTable
-    private let compilationDirectory: String?
     private var lines: LineTable?
     /// File names as printed, by line-table file index, filled on first use.
     private var fileNames: [String?]
@@ -42,24 +80,28 @@ struct UnitSymbols {
     /// largest end among the first `i + 1` of them.
     private var functionRanges: [(start: UInt64, end: UInt64, scope: Int32)] = []
     private var functionReach: [UInt64] = []
+    /// What each DIE read for naming resolved to, by offset (abstract origins are shared by
+    /// every inlined copy).
+    private var resolved: [Int: Resolved] = [:]
     /// Units other than this one that a reference led to: their abbreviations and file tables.
-    private var foreign: [Int: (abbreviations: AbbreviationTable, files: [String?])] = [:]
+    private var foreign: [Int: (abbreviations: AbbreviationTable, files: [LineTable.FileEntry])] = [:]
 
     /// Reads unit `index` of `directory`; with `batch` (sorted PCs), only the scopes that contain
     /// one of them.
-    init(directory: UnitDirectory, unit index: Int, batch: [UInt64]? = nil) throws(DWARFError) {
+    init(directory: UnitDirectory, unit index: Int, batch: [UInt64]? = nil, strings: StringCache) throws(DWARFError) {
         self.directory = directory
+        self.strings = strings
         let unit = directory.units[index]
         self.unit = unit
         let sections = directory.sections
         abbreviations = try AbbreviationTable(sections.abbrev, offset: unit.header.abbreviationOffset, format: unit.header.format)
-        compilationDirectory = unit.compilationDirectory.map { String(cString: $0) }
         if let program = unit.lineProgram {
             lines = try LineTable(sections: sections, offset: program, compilationDirectory: unit.compilationDirectory)
         }
         fileNames = Array(repeating: nil, count: lines?.files.count ?? 0)
         fileNamesRead = Array(repeating: false, count: fileNames.count)
         try collectScopes(batch: batch)
+        resolved.reserveCapacity(scopes.count)
         functionRanges.sort { $0.start < $1.start }
         var farthest: UInt64 = 0
         functionReach = functionRanges.map { range in
@@ -76,11 +118,12 @@ struct UnitSymbols {
         let scope = innermostScope(at: pc)
         let row = lines?.row(at: pc)
         guard row != nil || scope != nil else { return [] }
-        var innermost = SymbolFrame(function: try scope.flatMap { scope throws(DWARFError) in try name(of: scope) }, file: "??", line: 0)
+        var innermost = SymbolFrame(function: nil, file: "??", line: 0)
         if let scope {
-            let declared = try declaration(of: scope)
-            innermost.functionFile = declared.file
-            innermost.functionLine = declared.line
+            let described = try describe(scope)
+            innermost.function = described.name
+            innermost.functionFile = described.file
+            innermost.functionLine = described.line
         }
         if let row, let lines {
             let values = lines.rows[row]
@@ -89,7 +132,15 @@ struct UnitSymbols {
             innermost.column = Int(Int32(bitPattern: values.column))
             innermost.discriminator = Int(values.discriminator)
         }
-        var frames = [innermost]
+        var depth = 1
+        var outer = scope ?? -1
+        while outer >= 0, scopes[Int(outer)].parent >= 0 {
+            depth += 1
+            outer = scopes[Int(outer)].parent
+        }
+        var frames: [SymbolFrame] = []
+        frames.reserveCapacity(depth)
+        frames.append(innermost)
         var callee = scope ?? -1
         while callee >= 0, scopes[Int(callee)].parent >= 0 {
             frames.append(try call(of: callee))
@@ -103,10 +154,10 @@ struct UnitSymbols {
     private mutating func call(of scope: Int32) throws(DWARFError) -> SymbolFrame {
         if let known = scopes[Int(scope)].call { return known }
         let inlined = scopes[Int(scope)]
-        let declared = try declaration(of: inlined.parent)
+        let described = try describe(inlined.parent)
         let frame = SymbolFrame(
-            function: try name(of: inlined.parent), file: inlined.callFile.flatMap { fileName(Int(clamping: $0)) } ?? "??",
-            line: inlined.callLine, column: inlined.callColumn, functionFile: declared.file, functionLine: declared.line)
+            function: described.name, file: inlined.callFile.flatMap { fileName(Int(clamping: $0)) } ?? "??",
+            line: inlined.callLine, column: inlined.callColumn, functionFile: described.file, functionLine: described.line)
         scopes[Int(scope)].call = frame
         return frame
     }
@@ -163,15 +214,12 @@ struct UnitSymbols {
                         default: scope.callColumn = value.unsigned.map { Int(clamping: $0) } ?? 0
                         }
                     default:
-                        try skipForm(specification.form, &reader, format)
+                        if specification.size >= 0 { try reader.skip(specification.size) } else { try skipForm(specification.form, &reader, format) }
                     }
                 }
                 let first = rangeStarts.count
                 let lowAddress = try low.flatMap { value throws(DWARFError) in try unit.resolveAddress(value, sections: sections) }
-                try unit.forEachRange(low: lowAddress, high: high, ranges: rangeList, sections: sections) { start, end in
-                    rangeStarts.append(start)
-                    rangeEnds.append(end)
-                }
+                try unit.appendRanges(low: lowAddress, high: high, ranges: rangeList, sections: sections, starts: &rangeStarts, ends: &rangeEnds)
                 // Declarations and abstract instances have no code, nor anything inlined in them.
                 guard rangeStarts.count > first, Self.contains(batch, rangeStarts[first...], rangeEnds[first...]) else {
                     rangeStarts.removeSubrange(first...)
@@ -203,7 +251,7 @@ struct UnitSymbols {
                 return nil
             }
             for specification in abbreviations.specifications[abbreviation.attributes] {
-                try skipForm(specification.form, &reader, unit.header.format)
+                if specification.size >= 0 { try reader.skip(specification.size) } else { try skipForm(specification.form, &reader, unit.header.format) }
             }
             return nil
         }
@@ -212,6 +260,8 @@ struct UnitSymbols {
             if position == abbreviation.sibling {
                 let value = try readForm(specification.form, implicitConst: specification.implicitConst, &reader, unit.header.format, unitOffset: unit.header.offset)
                 if case .reference(let target) = value { sibling = target }
+            } else if specification.size >= 0 {
+                try reader.skip(specification.size)
             } else {
                 try skipForm(specification.form, &reader, unit.header.format)
             }
@@ -316,17 +366,49 @@ struct UnitSymbols {
         var next: Int?
     }
 
-    /// The DIE at `offset` and those its `DW_AT_abstract_origin` (else `DW_AT_specification`)
-    /// leads to, nine at most (libdw's `dwarf_attr_integrate` follows as many).
-    private mutating func namingChain(from offset: Int) throws(DWARFError) -> [Naming] {
-        var chain: [Naming] = []
-        var next: Int? = offset
-        while let current = next, chain.count < 9 {
-            let naming = try readNaming(at: current)
-            chain.append(naming)
-            next = naming.next
+    /// What a DIE and those its `DW_AT_abstract_origin` (else `DW_AT_specification`) lead to say,
+    /// each attribute taken from the first DIE along that chain that has it (libdw's
+    /// `dwarf_attr_integrate`, which follows nine DIEs at most).
+    private struct Resolved {
+        var linkageName: String?
+        var hasLinkageName = false
+        var name: String?
+        var hasName = false
+        var declFile: String?
+        var hasDeclFile = false
+        var declLine: Int?
+    }
+
+    /// The scopes' own DIEs are read once each (their results are kept in the scope); the DIEs
+    /// they lead to are kept in `resolved`, shared by every inlined copy.
+    private mutating func resolve(_ offset: Int, depth: Int = 0) throws(DWARFError) -> Resolved {
+        if depth > 0, let known = resolved[offset] { return known }
+        let own = try readNaming(at: offset)
+        var result = Resolved()
+        if let next = own.next, depth < 8 { result = try resolve(next, depth: depth + 1) }
+        if own.linkageName != nil {
+            result.linkageName = try string(own.linkageName, in: own.unit)
+            result.hasLinkageName = true
         }
-        return chain
+        if own.name != nil {
+            result.name = try string(own.name, in: own.unit)
+            result.hasName = true
+        }
+        if let line = own.declLine { result.declLine = line <= UInt64(Int32.max) ? Int(line) : 0 }
+        if let index = own.declFile {
+            result.hasDeclFile = true
+            if let other = own.unit {
+                // Named in the other unit's file table, joined with this unit's compilation directory (libdw's reading).
+                let files = try foreignUnit(other).files
+                if index < UInt64(files.count), let name = files[Int(index)].name {
+                    result.declFile = strings.fileName(directory: files[Int(index)].directory, name: name, compilationDirectory: unit.compilationDirectory)
+                }
+            } else {
+                result.declFile = fileName(Int(clamping: index))
+            }
+        }
+        if depth > 0 { resolved[offset] = result }
+        return result
     }
 
     /// Reads the naming attributes of the DIE at `offset`, in this unit or another (`unit` then
@@ -364,21 +446,20 @@ struct UnitSymbols {
                 default: if case .reference(let target) = value { specification = target }
                 }
             default:
-                try skipForm(attribute.form, &reader, format)
+                if attribute.size >= 0 { try reader.skip(attribute.size) } else { try skipForm(attribute.form, &reader, format) }
             }
         }
         naming.next = origin ?? specification
         return naming
     }
 
-    private mutating func foreignUnit(_ index: Int) throws(DWARFError) -> (abbreviations: AbbreviationTable, files: [String?]) {
+    private mutating func foreignUnit(_ index: Int) throws(DWARFError) -> (abbreviations: AbbreviationTable, files: [LineTable.FileEntry]) {
         if let known = foreign[index] { return known }
         let other = directory.units[index]
         let table = try AbbreviationTable(directory.sections.abbrev, offset: other.header.abbreviationOffset, format: other.header.format)
-        var files: [String?] = []
+        var files: [LineTable.FileEntry] = []
         if let program = other.lineProgram {
-            let lineTable = try LineTable(sections: directory.sections, offset: program, compilationDirectory: other.compilationDirectory, rows: false)
-            files = lineTable.files.map(Self.joined)
+            files = try LineTable(sections: directory.sections, offset: program, compilationDirectory: other.compilationDirectory, rows: false).files
         }
         foreign[index] = (table, files)
         return (table, files)
@@ -389,56 +470,23 @@ struct UnitSymbols {
         guard let value else { return nil }
         let owner = unitIndex.map { directory.units[$0] } ?? unit
         guard let text = try owner.resolveString(value, sections: directory.sections), text.pointee != 0 else { return nil }
-        return String(cString: text)
+        return strings.string(text)
     }
 
-    /// The scope's `DW_AT_linkage_name`, else its `DW_AT_name`, through `DW_AT_abstract_origin` and
-    /// `DW_AT_specification` (what addr2line prints for C).
-    private mutating func name(of scope: Int32) throws(DWARFError) -> String? {
-        if scopes[Int(scope)].named { return scopes[Int(scope)].name }
-        let chain = try namingChain(from: scopes[Int(scope)].offset)
-        let name: String?
-        if let linked = chain.first(where: { $0.linkageName != nil }) {
-            name = try string(linked.linkageName, in: linked.unit)
-        } else if let named = chain.first(where: { $0.name != nil }) {
-            name = try string(named.name, in: named.unit)
-        } else {
-            name = nil
+    /// The scope's `DW_AT_linkage_name`, else its `DW_AT_name` (what addr2line prints for C), and
+    /// where its function is defined: `DW_AT_decl_file` (in the file table of the unit of the DIE
+    /// that has it, a relative name joined with this unit's compilation directory) and
+    /// `DW_AT_decl_line` — each through `DW_AT_abstract_origin` and `DW_AT_specification`.
+    private mutating func describe(_ scope: Int32) throws(DWARFError) -> (name: String?, file: String?, line: Int) {
+        if scopes[Int(scope)].named, let declaration = scopes[Int(scope)].declaration {
+            return (scopes[Int(scope)].name, declaration.file, declaration.line)
         }
+        let found = try resolve(scopes[Int(scope)].offset)
+        let name = found.hasLinkageName ? found.linkageName ?? (found.hasName ? found.name : nil) : found.name
         scopes[Int(scope)].name = name
         scopes[Int(scope)].named = true
-        return name
-    }
-
-    /// Where the scope's function is defined: `DW_AT_decl_file` (in the file table of the unit of
-    /// the DIE that has it) and `DW_AT_decl_line`, through `DW_AT_abstract_origin` and
-    /// `DW_AT_specification`. A relative name is joined with this unit's compilation directory.
-    private mutating func declaration(of scope: Int32) throws(DWARFError) -> (file: String?, line: Int) {
-        if let known = scopes[Int(scope)].declaration { return known }
-        let chain = try namingChain(from: scopes[Int(scope)].offset)
-        var line = 0
-        if let declared = chain.first(where: { $0.declLine != nil })?.declLine, declared <= UInt64(Int32.max) { line = Int(declared) }
-        var file: String?
-        if let declaring = chain.first(where: { $0.declFile != nil }), let index = declaring.declFile {
-            if let other = declaring.unit {
-                let files = try foreignUnit(other).files
-                file = index < UInt64(files.count) ? files[Int(index)] : nil
-            } else if index < UInt64(fileNames.count) {
-                file = lines.map { Self.joined($0.files[Int(index)]) } ?? nil
-            }
-        }
-        if let name = file, !name.hasPrefix("/"), let compilationDirectory { file = compilationDirectory + "/" + name }
-        let declared = (file, line)
-        scopes[Int(scope)].declaration = declared
-        return declared
-    }
-
-    /// A file entry's name: the name when absolute or when its directory is unknown, else
-    /// `directory/name` (libdw's spelling, the directory's trailing slash kept).
-    private static func joined(_ entry: LineTable.FileEntry) -> String? {
-        guard let name = entry.name else { return nil }
-        guard name.pointee != 0x2f, let directory = entry.directory else { return String(cString: name) }
-        return String(cString: directory) + "/" + String(cString: name)
+        scopes[Int(scope)].declaration = (found.declFile, found.declLine ?? 0)
+        return (name, found.declFile, found.declLine ?? 0)
     }
 
     /// File `index` of the line table, joined with the compilation directory when relative, as
@@ -446,8 +494,8 @@ struct UnitSymbols {
     private mutating func fileName(_ index: Int) -> String? {
         guard index >= 0, index < fileNames.count, let lines else { return nil }
         if fileNamesRead[index] { return fileNames[index] }
-        var name = Self.joined(lines.files[index])
-        if let relative = name, !relative.hasPrefix("/"), let compilationDirectory { name = compilationDirectory + "/" + relative }
+        let entry = lines.files[index]
+        let name = entry.name.map { strings.fileName(directory: entry.directory, name: $0, compilationDirectory: unit.compilationDirectory) }
         fileNames[index] = name
         fileNamesRead[index] = true
         return name

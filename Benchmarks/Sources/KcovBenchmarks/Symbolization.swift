@@ -24,7 +24,8 @@ func printed(_ frames: [SymbolFrame]) -> [PrintedFrame] {
 func gnuText(_ pcs: [UInt64], _ frames: [[SymbolFrame]]) -> String {
     var text = ""
     for (pc, stack) in zip(pcs, frames) {
-        text += "0x" + String(format: "%016lx", pc) + "\n"
+        let hex = String(pc, radix: 16)
+        text += "0x" + String(repeating: "0", count: max(0, 16 - hex.count)) + hex + "\n"
         if stack.isEmpty { text += "??\n??:0\n" }
         for (index, frame) in stack.enumerated() {
             text += (frame.function ?? "??") + "\n" + frame.file + ":" + (frame.line == 0 ? "?" : String(frame.line))
