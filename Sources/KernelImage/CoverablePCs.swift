@@ -157,14 +157,20 @@ extension KernelImage {
     func scanBranches() -> BranchScan {
         let starts = AddressSet(functions.lazy.map(\.address))
         var scan = BranchScan()
+        var zone = FunctionZone()
         // Alternative replacements are copied over their patch sites before they run: no PC of theirs is ever recorded.
         for section in executableSections where section.bytes.count >= 6 && section.name != ".altinstr_replacement" {
             let bytes = section.bytes
+            guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { continue }
             let end = bytes.count - 4
-            var offset = 0
-            while offset < end {
-                defer { offset += 1 }
-                let opcode = bytes[offset]
+            var offset = -1
+            while true {
+                offset += 1
+                // Most bytes start none of the four: 0x0f, 0xe8, 0xe9, 0xeb.
+                while offset < end, base[offset] != 0x0f, base[offset] &- 0xe8 > 3 { offset += 1 }
+                guard offset < end else { break }
+                let opcode = base[offset]
+                if opcode == 0xea { continue }
                 if opcode == 0xeb, let jump = shortTailJump(at: section.address &+ UInt64(offset), displacement: bytes[offset + 1], starts: starts) {
                     scan.jumps.append(jump)
                     continue
@@ -176,12 +182,40 @@ extension KernelImage {
                 let at = section.address &+ UInt64(offset)
                 let next = section.address &+ UInt64(displacementAt + 4)
                 let target = next &+ UInt64(bitPattern: Int64(displacement))
-                let interesting = starts.contains(target) || (opcode != 0xe8 && isExecutable(target) && function(containing: target) == nil)
+                let interesting = starts.contains(target) || (opcode != 0xe8 && !zone.containsFunctionCovering(target, at: at, in: functions) && isExecutable(target) && function(containing: target) == nil)
                 guard interesting else { continue }
                 if opcode == 0xe8 { scan.calls.append((at, target)) } else { scan.jumps.append((at, target)) }
             }
         }
         return scan
+    }
+
+    /// The function symbol a scan is in, kept as the scan moves forward, to answer most
+    /// "is this jump target inside some function" questions without a search: a jump's target is
+    /// usually inside its own function.
+    private struct FunctionZone {
+        /// The last function at or below the scan position, its span up to the next function
+        /// symbol's address, and the end of its bytes.
+        private var start: UInt64 = 1
+        private var next: UInt64 = 0
+        private var end: UInt64 = 0
+
+        /// Whether `function(containing: target)` is known to find a function: `target` lies in
+        /// the span of the last function at or below `at` and inside its bytes. False means "ask".
+        @inline(__always)
+        mutating func containsFunctionCovering(_ target: UInt64, at: UInt64, in functions: [FunctionSymbol]) -> Bool {
+            if at < start || at >= next {
+                guard let index = functions.lastIndex(atMost: at, by: \.address) else {
+                    (start, next, end) = (1, 0, 0)
+                    return false
+                }
+                start = functions[index].address
+                next = index + 1 < functions.count ? functions[index + 1].address : .max
+                let size = max(functions[index].size, 1)
+                end = start &+ size < start ? .max : start &+ size
+            }
+            return target >= start && target < next && target < end
+        }
     }
 
     /// A `jmp rel8` that is its function's last instruction and lands on another function's

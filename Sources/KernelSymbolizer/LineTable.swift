@@ -147,8 +147,8 @@ struct LineTable {
     /// cost an exclusivity check per row).
     private static func run(_ reader: inout ByteReader, _ parameters: StateMachineParameters, line: SectionBytes) throws(DWARFError) -> [LineRow] {
         var rows: [LineRow] = []
-        // Rows take two bytes of program or more, on compilers' output.
-        rows.reserveCapacity((reader.end - reader.offset) / 2)
+        // gcc's programs take about four bytes a row; the array grows where they take fewer.
+        rows.reserveCapacity((reader.end - reader.offset) / 4)
         var address: UInt64 = 0
         var file: UInt32 = 1
         var column: UInt32 = 0

@@ -71,7 +71,8 @@ func parseGNU(_ text: String) throws -> [[PrintedFrame]] {
 struct Differences {
     var compared = 0
     var same = 0
-    /// llvm-symbolizer gives our answer (function, file, line of every frame): binutils misread.
+    /// llvm-symbolizer gives our answer (function, file, line of every frame; or, where only the
+    /// innermost file differs from addr2line's, that file and line): binutils misread.
     var binutilsMisreads = 0
     /// Of those, how many differ only in the innermost file (the DWARF 5 file-register-1 misread).
     var initialFileOnly = 0
@@ -104,15 +105,20 @@ func compare(vmlinux: String, pcs: [UInt64], ours: [[PrintedFrame]], addr2line: 
     }
     var unconfirmed: [Int] = []
     for (index, answer) in zip(differing, llvm) {
-        if normalized(answer) == normalized(ours[index]) {
+        let mine = ours[index]
+        let theirs = addr2line[index]
+        // Binutils 2.40's DWARF 5 misread: only the innermost file differs, and llvm-symbolizer
+        // reads our file and line there (it may name the function by its symbol, `.constprop`
+        // clones included, so the function is not compared).
+        let onlyInnermostFile = mine.count == theirs.count && !mine.isEmpty && mine[0].file != theirs[0].file
+            && mine[0].function == theirs[0].function && mine[0].line == theirs[0].line && mine.dropFirst() == theirs.dropFirst()
+        if onlyInnermostFile, let llvmInnermost = normalized(answer).first, let ourInnermost = normalized(mine).first,
+           llvmInnermost.file == ourInnermost.file, llvmInnermost.line == ourInnermost.line
+        {
             result.binutilsMisreads += 1
-            let mine = ours[index]
-            let theirs = addr2line[index]
-            if mine.count == theirs.count, mine[0].file != theirs[0].file, mine[0].function == theirs[0].function, mine[0].line == theirs[0].line,
-               mine.dropFirst() == theirs.dropFirst()
-            {
-                result.initialFileOnly += 1
-            }
+            result.initialFileOnly += 1
+        } else if normalized(answer) == normalized(mine) {
+            result.binutilsMisreads += 1
         } else {
             unconfirmed.append(index)
         }
