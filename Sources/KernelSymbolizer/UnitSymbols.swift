@@ -57,12 +57,6 @@ struct UnitSymbols {
         var callFile: UInt64?
         var callLine: Int = 0
         var callColumn: Int = 0
-        var name: String? = nil
-        var named = false
-        /// Its subprogram's declaration (file, line), once read.
-        var declaration: (file: String?, line: Int)? = nil
-        /// For an inlined scope, the frame of its call in `parent`, once built.
-        var call: SymbolFrame? = nil
     }
 
     private let directory: UnitDirectory
@@ -73,7 +67,12 @@ struct UnitSymbols {
     /// File names as printed, by line-table file index, filled on first use.
     private var fileNames: [String?]
     private var fileNamesRead: [Bool]
+    /// Plain values only, so that recording one copies a few words.
     private var scopes: [Scope] = []
+    /// What a scope's frames say, by scope, once read: its name and declaration.
+    private var described: [(name: String?, file: String?, line: Int)?] = []
+    /// For an inlined scope, the frame of its call in its parent, once built.
+    private var calls: [SymbolFrame?] = []
     private var rangeStarts: [UInt64] = []
     private var rangeEnds: [UInt64] = []
     /// The ranges of every function (the scopes a lookup starts from), sorted by start, and the
@@ -101,6 +100,8 @@ struct UnitSymbols {
         fileNames = Array(repeating: nil, count: lines?.files.count ?? 0)
         fileNamesRead = Array(repeating: false, count: fileNames.count)
         try collectScopes(batch: batch)
+        described = Array(repeating: nil, count: scopes.count)
+        calls = Array(repeating: nil, count: scopes.count)
         resolved.reserveCapacity(scopes.count)
         functionRanges.sort { $0.start < $1.start }
         var farthest: UInt64 = 0
@@ -152,13 +153,13 @@ struct UnitSymbols {
     /// The frame of an inlined scope's call: the function it is inlined into, at the call's
     /// `DW_AT_call_file`, `DW_AT_call_line` and `DW_AT_call_column`.
     private mutating func call(of scope: Int32) throws(DWARFError) -> SymbolFrame {
-        if let known = scopes[Int(scope)].call { return known }
+        if let known = calls[Int(scope)] { return known }
         let inlined = scopes[Int(scope)]
         let described = try describe(inlined.parent)
         let frame = SymbolFrame(
             function: described.name, file: inlined.callFile.flatMap { fileName(Int(clamping: $0)) } ?? "??",
             line: inlined.callLine, column: inlined.callColumn, functionFile: described.file, functionLine: described.line)
-        scopes[Int(scope)].call = frame
+        calls[Int(scope)] = frame
         return frame
     }
 
@@ -195,50 +196,64 @@ struct UnitSymbols {
                 _ = try skipAttributes(of: index, &reader)
                 if abbreviation.hasChildren { enclosing.append(enclosing[enclosing.count - 1]) }
             case .scope:
-                var low: AttributeValue?
-                var high: AttributeValue?
-                var rangeList: AttributeValue?
-                var sibling: Int?
-                var scope = Scope(offset: dieOffset, parent: abbreviation.tag == Tag.inlinedSubroutine ? enclosing[enclosing.count - 1] : -1, ranges: 0..<0)
-                for specification in abbreviations.specifications[abbreviation.attributes] {
-                    switch specification.name {
-                    case Attribute.lowPC, Attribute.highPC, Attribute.ranges, Attribute.sibling, Attribute.callFile, Attribute.callLine, Attribute.callColumn:
-                        let value = try readForm(specification.form, implicitConst: specification.implicitConst, &reader, format, unitOffset: unitOffset)
-                        switch specification.name {
-                        case Attribute.lowPC: low = value
-                        case Attribute.highPC: high = value
-                        case Attribute.ranges: rangeList = value
-                        case Attribute.sibling: if case .reference(let target) = value { sibling = target }
-                        case Attribute.callFile: scope.callFile = value.unsigned
-                        case Attribute.callLine: scope.callLine = value.unsigned.map { Int(clamping: $0) } ?? 0
-                        default: scope.callColumn = value.unsigned.map { Int(clamping: $0) } ?? 0
-                        }
-                    default:
-                        if specification.size >= 0 { try reader.skip(specification.size) } else { try skipForm(specification.form, &reader, format) }
-                    }
-                }
-                let first = rangeStarts.count
-                let lowAddress = try low.flatMap { value throws(DWARFError) in try unit.resolveAddress(value, sections: sections) }
-                try unit.appendRanges(low: lowAddress, high: high, ranges: rangeList, sections: sections, starts: &rangeStarts, ends: &rangeEnds)
-                // Declarations and abstract instances have no code, nor anything inlined in them.
-                guard rangeStarts.count > first, Self.contains(batch, rangeStarts[first...], rangeEnds[first...]) else {
-                    rangeStarts.removeSubrange(first...)
-                    rangeEnds.removeSubrange(first...)
-                    if abbreviation.hasChildren { try skipChildren(&reader, sibling: sibling, die: dieOffset) }
-                    continue
-                }
-                let scopeIndex = Int32(scopes.count)
-                scope.ranges = first..<rangeStarts.count
-                if scope.parent >= 0 {
-                    scope.nextSibling = scopes[Int(scope.parent)].firstChild
-                    scopes[Int(scope.parent)].firstChild = scopeIndex
-                } else {
-                    for range in first..<rangeStarts.count { functionRanges.append((rangeStarts[range], rangeEnds[range], scopeIndex)) }
-                }
-                scopes.append(scope)
-                if abbreviation.hasChildren { enclosing.append(scopeIndex) }
+                let parent = abbreviation.tag == Tag.inlinedSubroutine ? enclosing[enclosing.count - 1] : -1
+                if let opened = try collectScope(at: dieOffset, index, parent: parent, &reader, batch: batch) { enclosing.append(opened) }
             }
         }
+    }
+
+    /// Reads a function or inlined subroutine DIE (after its code) and records it when it has
+    /// code containing a batch PC; skips its children otherwise. Returns the scope its children
+    /// are inlined into when they are to be read. Kept out of the walk's loop, which most DIEs
+    /// pass through without it.
+    @inline(never)
+    private mutating func collectScope(at dieOffset: Int, _ index: Int, parent: Int32, _ reader: inout ByteReader, batch: [UInt64]?) throws(DWARFError) -> Int32? {
+        let sections = directory.sections
+        let format = unit.header.format
+        let unitOffset = unit.header.offset
+        let abbreviation = abbreviations.entries[index]
+        var low: AttributeValue?
+        var high: AttributeValue?
+        var rangeList: AttributeValue?
+        var sibling: Int?
+        var scope = Scope(offset: dieOffset, parent: parent, ranges: 0..<0)
+        for specification in abbreviations.specifications[abbreviation.attributes] {
+            switch specification.name {
+            case Attribute.lowPC, Attribute.highPC, Attribute.ranges, Attribute.sibling, Attribute.callFile, Attribute.callLine, Attribute.callColumn:
+                let value = try readForm(specification.form, implicitConst: specification.implicitConst, &reader, format, unitOffset: unitOffset)
+                switch specification.name {
+                case Attribute.lowPC: low = value
+                case Attribute.highPC: high = value
+                case Attribute.ranges: rangeList = value
+                case Attribute.sibling: if case .reference(let target) = value { sibling = target }
+                case Attribute.callFile: scope.callFile = value.unsigned
+                case Attribute.callLine: scope.callLine = value.unsigned.map { Int(clamping: $0) } ?? 0
+                default: scope.callColumn = value.unsigned.map { Int(clamping: $0) } ?? 0
+                }
+            default:
+                if specification.size >= 0 { try reader.skip(specification.size) } else { try skipForm(specification.form, &reader, format) }
+            }
+        }
+        let first = rangeStarts.count
+        let lowAddress = try low.flatMap { value throws(DWARFError) in try unit.resolveAddress(value, sections: sections) }
+        try unit.appendRanges(low: lowAddress, high: high, ranges: rangeList, sections: sections, starts: &rangeStarts, ends: &rangeEnds)
+        // Declarations and abstract instances have no code, nor anything inlined in them.
+        guard rangeStarts.count > first, Self.contains(batch, rangeStarts[first...], rangeEnds[first...]) else {
+            rangeStarts.removeSubrange(first...)
+            rangeEnds.removeSubrange(first...)
+            if abbreviation.hasChildren { try skipChildren(&reader, sibling: sibling, die: dieOffset) }
+            return nil
+        }
+        let scopeIndex = Int32(scopes.count)
+        scope.ranges = first..<rangeStarts.count
+        if scope.parent >= 0 {
+            scope.nextSibling = scopes[Int(scope.parent)].firstChild
+            scopes[Int(scope.parent)].firstChild = scopeIndex
+        } else {
+            for range in first..<rangeStarts.count { functionRanges.append((rangeStarts[range], rangeEnds[range], scopeIndex)) }
+        }
+        scopes.append(scope)
+        return abbreviation.hasChildren ? scopeIndex : nil
     }
 
     /// Skips a DIE's attribute values; returns its `DW_AT_sibling` target, if it has one.
@@ -478,15 +493,12 @@ struct UnitSymbols {
     /// that has it, a relative name joined with this unit's compilation directory) and
     /// `DW_AT_decl_line` — each through `DW_AT_abstract_origin` and `DW_AT_specification`.
     private mutating func describe(_ scope: Int32) throws(DWARFError) -> (name: String?, file: String?, line: Int) {
-        if scopes[Int(scope)].named, let declaration = scopes[Int(scope)].declaration {
-            return (scopes[Int(scope)].name, declaration.file, declaration.line)
-        }
+        if let known = described[Int(scope)] { return known }
         let found = try resolve(scopes[Int(scope)].offset)
         let name = found.hasLinkageName ? found.linkageName ?? (found.hasName ? found.name : nil) : found.name
-        scopes[Int(scope)].name = name
-        scopes[Int(scope)].named = true
-        scopes[Int(scope)].declaration = (found.declFile, found.declLine ?? 0)
-        return (name, found.declFile, found.declLine ?? 0)
+        let description = (name: name, file: found.declFile, line: found.declLine ?? 0)
+        described[Int(scope)] = description
+        return description
     }
 
     /// File `index` of the line table, joined with the compilation directory when relative, as

@@ -20,16 +20,26 @@ func printed(_ frames: [SymbolFrame]) -> [PrintedFrame] {
     }
 }
 
-/// Our frames in addr2line's `-afi` output format.
-func gnuText(_ pcs: [UInt64], _ frames: [[SymbolFrame]]) -> String {
-    var text = ""
+/// Our frames in addr2line's `-afi` output format, as bytes (built without String concatenation,
+/// so that printing costs the measured side little).
+func gnuText(_ pcs: [UInt64], _ frames: [[SymbolFrame]]) -> [UInt8] {
+    var text: [UInt8] = []
+    text.reserveCapacity(pcs.count * 160)
+    func append(_ string: String) { text.append(contentsOf: string.utf8) }
+    let digits = Array("0123456789abcdef".utf8)
     for (pc, stack) in zip(pcs, frames) {
-        let hex = String(pc, radix: 16)
-        text += "0x" + String(repeating: "0", count: max(0, 16 - hex.count)) + hex + "\n"
-        if stack.isEmpty { text += "??\n??:0\n" }
+        text.append(contentsOf: "0x".utf8)
+        for shift in stride(from: 60, through: 0, by: -4) { text.append(digits[Int(pc >> UInt64(shift) & 0xf)]) }
+        text.append(0x0a)
+        if stack.isEmpty { append("??\n??:0\n") }
         for (index, frame) in stack.enumerated() {
-            text += (frame.function ?? "??") + "\n" + frame.file + ":" + (frame.line == 0 ? "?" : String(frame.line))
-            text += index == 0 && frame.discriminator != 0 ? " (discriminator \(frame.discriminator))\n" : "\n"
+            append(frame.function ?? "??")
+            text.append(0x0a)
+            append(frame.file)
+            text.append(UInt8(ascii: ":"))
+            append(frame.line == 0 ? "?" : String(frame.line))
+            if index == 0 && frame.discriminator != 0 { append(" (discriminator \(frame.discriminator))") }
+            text.append(0x0a)
         }
     }
     return text
@@ -169,7 +179,7 @@ func symbolizeChild(vmlinux: String) throws {
         pcs.append(pc)
     }
     let frames = try KernelSymbolizer(vmlinux: vmlinux).checkedFrames(for: pcs)
-    FileHandle.standardOutput.write(Data(gnuText(pcs, frames).utf8))
+    FileHandle.standardOutput.write(Data(gnuText(pcs, frames)))
 }
 
 /// `count` PCs of a vmlinux without coverage callbacks, deterministic: function symbols
