@@ -98,7 +98,8 @@ let package = Package(
         // A vmlinux read with libelf: sections, symbols, and the coverable PCs (call sites of the
         // coverage callbacks), the denominator of every report.
         .target(name: "KernelImage", dependencies: ["CElfutils"], swiftSettings: swiftSettings),
-        // Kernel PC -> function, file, line, with inlined frames, from the vmlinux's DWARF (libdw).
+        // Kernel PC -> function, file, line, with inlined frames, from the vmlinux's DWARF: its own reader
+        // (Docs/symbolizer.md), libelf for sections and symbols.
         .target(name: "KernelSymbolizer", dependencies: ["CElfutils", "CoverageAPI"], swiftSettings: swiftSettings),
         // The versioned trace file (JSON) kcovctl writes and reports read: one typed owner of the format.
         .target(name: "TraceFile", dependencies: ["CoverageAPI"], swiftSettings: swiftSettings),

@@ -3,6 +3,7 @@ import PackageDescription
 
 // Run on demand, in release mode: the project's fast paths against the standard tools, in one run.
 //   swift run -c release --package-path Benchmarks kcov-benchmarks --vmlinux PATH   (scan, symbolizer)
+//       [--debian-vmlinux "$(Benchmarks/fetch-debian-vmlinux.sh)"]                 (and Debian's cloud kernel: 20,000 PCs, time and peak memory)
 //   swift run -c release --package-path Benchmarks kcov-benchmarks signal          (edge signal, new signal)
 //   swift run -c release --package-path Benchmarks kcov-benchmarks --trace-file    (trace files: our reader/writer against Foundation's JSON)
 //   kcovctl vm run -- "$(swift build -c release --package-path Benchmarks --show-bin-path)/kcov-benchmarks" loop

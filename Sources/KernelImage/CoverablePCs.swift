@@ -31,9 +31,34 @@ public struct CoverablePCs: Sendable {
         public var all: [UInt64]
 
         init(callSites: [UInt64], tailCallReturns: [UInt64]) {
-            self.callSites = callSites.sorted()
-            self.tailCallReturns = tailCallReturns.sorted()
-            all = Array(Set(callSites).union(tailCallReturns)).sorted()
+            // The scan finds them in address order already: sorting is then only a check.
+            self.callSites = Self.isSorted(callSites) ? callSites : callSites.sorted()
+            self.tailCallReturns = Self.isSorted(tailCallReturns) ? tailCallReturns : tailCallReturns.sorted()
+            all = Self.mergedWithoutRepeats(self.callSites, self.tailCallReturns)
+        }
+
+        private static func isSorted(_ addresses: [UInt64]) -> Bool {
+            addresses.indices.dropFirst().allSatisfy { addresses[$0 - 1] <= addresses[$0] }
+        }
+
+        /// The union of two sorted lists, sorted, each address once.
+        private static func mergedWithoutRepeats(_ first: [UInt64], _ second: [UInt64]) -> [UInt64] {
+            var result: [UInt64] = []
+            result.reserveCapacity(first.count + second.count)
+            var i = 0
+            var j = 0
+            while i < first.count || j < second.count {
+                let next: UInt64
+                if j == second.count || (i < first.count && first[i] <= second[j]) {
+                    next = first[i]
+                    i += 1
+                } else {
+                    next = second[j]
+                    j += 1
+                }
+                if result.last != next { result.append(next) }
+            }
+            return result
         }
 
         /// Whether `pc` is one of ``all``.
@@ -76,10 +101,11 @@ extension KernelImage {
     }
 
     /// Call sites of `callbacks`, and returns from calls into functions that can tail-call them.
-    private func sites(of callbacks: Set<UInt64>, in branches: BranchScan) -> CoverablePCs.Sites {
+    private func sites(of callbackList: Set<UInt64>, in branches: BranchScan) -> CoverablePCs.Sites {
+        let callbacks = AddressSet(callbackList)
         var callSites: [UInt64] = []
         for call in branches.calls where callbacks.contains(call.target) { callSites.append(call.at + CoverablePCs.callLength) }
-        guard !callbacks.isEmpty else { return CoverablePCs.Sites(callSites: [], tailCallReturns: []) }
+        guard callbacks.count > 0 else { return CoverablePCs.Sites(callSites: [], tailCallReturns: []) }
 
         // Functions (by start address) that can end in a jump to a callback, directly or through
         // other functions' tail jumps, to a fixed point. Jumps from code outside every function
@@ -90,11 +116,11 @@ extension KernelImage {
         let entries = orphanEntries(branches.jumps)
         var jumpsByTarget: [UInt64: [UInt64]] = [:]
         for jump in branches.jumps { jumpsByTarget[jump.target, default: []].append(jump.at) }
-        var tailCalling = Set<UInt64>()
-        var pending = Array(callbacks)
+        var tailCalling = AddressSet([])
+        var pending = Array(callbackList)
         while let target = pending.popLast() {
             for at in jumpsByTarget[target] ?? [] {
-                for owner in owners(of: at, orphanEntries: entries) where tailCalling.insert(owner).inserted {
+                for owner in owners(of: at, orphanEntries: entries) where tailCalling.insert(owner) {
                     // A callback's own address is already pending.
                     if !callbacks.contains(owner) { pending.append(owner) }
                 }
@@ -129,16 +155,22 @@ extension KernelImage {
     /// Every `call rel32`, `jmp rel32` and `jcc rel32` whose target is a function's first byte,
     /// a coverage callback, or executable code outside every function; and tail `jmp rel8`s.
     func scanBranches() -> BranchScan {
-        let starts = Set(functions.map(\.address))
+        let starts = AddressSet(functions.lazy.map(\.address))
         var scan = BranchScan()
+        var zone = FunctionZone()
         // Alternative replacements are copied over their patch sites before they run: no PC of theirs is ever recorded.
         for section in executableSections where section.bytes.count >= 6 && section.name != ".altinstr_replacement" {
             let bytes = section.bytes
+            guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { continue }
             let end = bytes.count - 4
-            var offset = 0
-            while offset < end {
-                defer { offset += 1 }
-                let opcode = bytes[offset]
+            var offset = -1
+            while true {
+                offset += 1
+                // Most bytes start none of the four: 0x0f, 0xe8, 0xe9, 0xeb.
+                while offset < end, base[offset] != 0x0f, base[offset] &- 0xe8 > 3 { offset += 1 }
+                guard offset < end else { break }
+                let opcode = base[offset]
+                if opcode == 0xea { continue }
                 if opcode == 0xeb, let jump = shortTailJump(at: section.address &+ UInt64(offset), displacement: bytes[offset + 1], starts: starts) {
                     scan.jumps.append(jump)
                     continue
@@ -150,7 +182,7 @@ extension KernelImage {
                 let at = section.address &+ UInt64(offset)
                 let next = section.address &+ UInt64(displacementAt + 4)
                 let target = next &+ UInt64(bitPattern: Int64(displacement))
-                let interesting = starts.contains(target) || (opcode != 0xe8 && isExecutable(target) && function(containing: target) == nil)
+                let interesting = starts.contains(target) || (opcode != 0xe8 && !zone.containsFunctionCovering(target, at: at, in: functions) && isExecutable(target) && function(containing: target) == nil)
                 guard interesting else { continue }
                 if opcode == 0xe8 { scan.calls.append((at, target)) } else { scan.jumps.append((at, target)) }
             }
@@ -158,9 +190,37 @@ extension KernelImage {
         return scan
     }
 
+    /// The function symbol a scan is in, kept as the scan moves forward, to answer most
+    /// "is this jump target inside some function" questions without a search: a jump's target is
+    /// usually inside its own function.
+    private struct FunctionZone {
+        /// The last function at or below the scan position, its span up to the next function
+        /// symbol's address, and the end of its bytes.
+        private var start: UInt64 = 1
+        private var next: UInt64 = 0
+        private var end: UInt64 = 0
+
+        /// Whether `function(containing: target)` is known to find a function: `target` lies in
+        /// the span of the last function at or below `at` and inside its bytes. False means "ask".
+        @inline(__always)
+        mutating func containsFunctionCovering(_ target: UInt64, at: UInt64, in functions: [FunctionSymbol]) -> Bool {
+            if at < start || at >= next {
+                guard let index = functions.lastIndex(atMost: at, by: \.address) else {
+                    (start, next, end) = (1, 0, 0)
+                    return false
+                }
+                start = functions[index].address
+                next = index + 1 < functions.count ? functions[index + 1].address : .max
+                let size = max(functions[index].size, 1)
+                end = start &+ size < start ? .max : start &+ size
+            }
+            return target >= start && target < next && target < end
+        }
+    }
+
     /// A `jmp rel8` that is its function's last instruction and lands on another function's
     /// first byte: a tail call to a neighbour. (Anywhere else a stray 0xeb byte is too likely.)
-    private func shortTailJump(at address: UInt64, displacement: UInt8, starts: Set<UInt64>) -> (at: UInt64, target: UInt64)? {
+    private func shortTailJump(at address: UInt64, displacement: UInt8, starts: AddressSet) -> (at: UInt64, target: UInt64)? {
         let next = address &+ 2
         let target = next &+ UInt64(bitPattern: Int64(Int8(bitPattern: displacement)))
         guard starts.contains(target), let function = function(containing: address), function.address &+ function.size == next,

@@ -73,7 +73,8 @@ struct CodeMap {
                 name: name, file: local || !fileAfterSymbol ? file : nil))
         }
         // Stable, so equal addresses keep symbol-table order.
-        symbols = symbols.enumerated().sorted { ($0.element.address, $0.offset) < ($1.element.address, $1.offset) }.map(\.element)
+        let order = symbols.indices.sorted { (symbols[$0].address, $0) < (symbols[$1].address, $1) }
+        symbols = order.map { symbols[$0] }
     }
 
     private func section(containing pc: UInt64) -> Section? {

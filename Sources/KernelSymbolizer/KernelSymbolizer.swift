@@ -1,15 +1,30 @@
 public import CoverageAPI
 import CElfutils
+import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Maps kernel PCs to function, file and line, with inlined frames, from a vmlinux's DWARF (libdw),
-/// the way `addr2line -afi` does.
+/// Maps kernel PCs to function, file and line, with inlined frames, from a vmlinux's DWARF, the
+/// way `addr2line -afi` does. libelf finds the sections and the symbol table; the DWARF is read by
+/// this module's own reader (Docs/symbolizer.md):
 ///
-/// Each compilation unit is read once per lookup batch: one walk over its DIEs for the functions
-/// and inlined subroutines, and its line table, which is then binary-searched. ``frames(for:)``
-/// groups PCs by unit, so a whole kernel's coverable PCs cost one pass over the DWARF.
+/// - `.debug_info` unit headers and unit DIEs (DWARF 5 §7.5.1, §3.1.1) when it opens: which unit
+///   covers which addresses (`DW_AT_low_pc`/`DW_AT_high_pc`, `DW_AT_ranges` through
+///   `.debug_rnglists` §2.17.3 or DWARF 4's `.debug_ranges`), its line program and its string,
+///   address and range-list bases (`.debug_str_offsets`, `.debug_addr`);
+/// - for a unit with PCs to look up: its abbreviations (§7.5.3), one walk over its DIEs for the
+///   `DW_TAG_subprogram`s and `DW_TAG_inlined_subroutine`s with code (lexical blocks looked
+///   through, every other subtree skipped by `DW_AT_sibling`), and its line program (§6.2, DWARF 2
+///   to 5 headers, `.debug_line_str`), whose rows are then binary-searched;
+/// - names and declarations (`DW_AT_linkage_name`/`DW_AT_name`, `DW_AT_decl_file`/`decl_line`)
+///   only for the scopes a PC falls in, through `DW_AT_abstract_origin` and `DW_AT_specification`,
+///   and calls' `DW_AT_call_file`/`call_line`/`call_column` for inlined frames.
+///
+/// ``frames(for:)`` groups PCs by unit, reads only the units they fall in, each once, and shares
+/// the units between two threads. Every read is bounds-checked: malformed DWARF is a
+/// ``SymbolizerError`` (`.badDebugInfo`) naming the section and offset, never a trap or a hang.
 ///
 /// Where binutils 2.40's addr2line differs, on purpose: the first rows of a DWARF 5 line sequence
 /// that keep the initial file register (1) are in file entry 1, as the standard, libdw, readelf
@@ -17,25 +32,26 @@ import Glibc
 /// label's PC is named the same whatever was asked before it (addr2line reuses its previous
 /// symbol); and a PC outside the executable sections is unknown (addr2line names data symbols).
 ///
-/// Owns the file descriptor and the libelf and libdw handles, and releases them once when it goes
-/// away. Not for concurrent use: single lookups keep the last units they read.
+/// Owns the file descriptor and the libelf handle (whose read-only mapping of the file the DWARF
+/// is read from), and releases them once when it goes away. Not for concurrent use: single lookups keep the last units they read.
 public final class KernelSymbolizer {
     /// The file the DWARF is read from.
     public let path: String
     private let fd: Int32
     private let elf: OpaquePointer
-    private let dwarf: OpaquePointer
-    private let units: CompileUnits
+    private let directory: UnitDirectory
     private let code: CodeMap
     /// Units read by ``frames(at:)``, most recent last.
     private var recent: [(unit: Int, symbols: UnitSymbols)] = []
+    /// The strings ``frames(at:)`` made.
+    private let strings = StringCache()
     private static let recentLimit = 16
 
-    /// Opens `path`, an unstripped vmlinux (any ELF file with DWARF works).
+    /// Opens `path`, an unstripped vmlinux (any little-endian ELF file with DWARF 2 to 5 works).
     ///
     /// Fails with a ``SymbolizerError`` that says what to do when the file cannot be read, is not
-    /// an ELF file (a bzImage), or has no DWARF (a stripped copy, or a kernel built without
-    /// `CONFIG_DEBUG_INFO`).
+    /// an ELF file (a bzImage), has no DWARF (a stripped copy, or a kernel built without
+    /// `CONFIG_DEBUG_INFO`), or its unit headers and unit DIEs are malformed (a truncated copy).
     public init(vmlinux path: String) throws(SymbolizerError) {
         self.path = path
         // O_NONBLOCK: opening a FIFO would otherwise wait for a writer.
@@ -50,23 +66,27 @@ public final class KernelSymbolizer {
                 let kind = status.st_mode & S_IFMT == S_IFDIR ? "a directory" : "not a regular file (a FIFO, a socket or a device)"
                 throw SymbolizerError(.unreadable, path: path, "is \(kind), not a vmlinux; pass the vmlinux file of the kernel build tree")
             }
-            (elf, dwarf) = try Self.openDWARF(fd: fd, path: path)
+            elf = try Self.openELF(fd: fd, path: path)
+            do throws(DWARFError) {
+                directory = try UnitDirectory(sections: try DebugSections(elf: elf))
+            } catch {
+                elf_end(elf)
+                throw SymbolizerError(.badDebugInfo, path: path, error.message)
+            }
         } catch {
             close(fd)
             throw error
         }
         self.fd = fd
-        units = CompileUnits(dwarf)
         code = CodeMap(elf)
     }
 
     deinit {
-        dwarf_end(dwarf)
         elf_end(elf)
         close(fd)
     }
 
-    private static func openDWARF(fd: Int32, path: String) throws(SymbolizerError) -> (elf: OpaquePointer, dwarf: OpaquePointer) {
+    private static func openELF(fd: Int32, path: String) throws(SymbolizerError) -> OpaquePointer {
         guard elf_version(UInt32(EV_CURRENT)) != UInt32(EV_NONE), let elf = elf_begin(fd, ELF_C_READ_MMAP, nil) else {
             throw SymbolizerError(.unreadable, path: path, "libelf cannot read it (\(libelfMessage())); pass the vmlinux of the kernel the PCs came from")
         }
@@ -84,12 +104,12 @@ public final class KernelSymbolizer {
             elf_end(elf)
             throw SymbolizerError(.unsupportedCompression, path: path, compressed)
         }
-        guard let dwarf = dwarf_begin_elf(elf, DWARF_C_READ, nil) else {
-            let reason = String(cString: dwarf_errmsg(-1))
+        var header = GElf_Ehdr()
+        guard gelf_getehdr(elf, &header) != nil, header.e_ident.5 == UInt8(ELFDATA2LSB) else {
             elf_end(elf)
-            throw SymbolizerError(.badDebugInfo, path: path, "its DWARF cannot be read (\(reason)); rebuild the kernel or use the vmlinux from its build tree")
+            throw SymbolizerError(.badDebugInfo, path: path, "is a big-endian ELF file, whose DWARF this symbolizer does not read; symbolize on a little-endian (x86-64, arm64) kernel's vmlinux")
         }
-        return (elf, dwarf)
+        return elf
     }
 
     private static func hasDebugInfo(_ elf: OpaquePointer) -> Bool {
@@ -147,34 +167,121 @@ public final class KernelSymbolizer {
     /// The source frames of `pc`, innermost (inlined) first and the function it was compiled into
     /// last; empty when the image has no code or no debug information there (a PC of another
     /// build, or KASLR not undone).
+    ///
+    /// A unit whose DWARF turns out malformed past its unit DIE gives the symbol table's frames
+    /// here; ``checkedFrames(at:)`` reports it instead.
     public func frames(at pc: UInt64) -> [SymbolFrame] {
+        (try? checkedFrames(at: pc)) ?? symbolTableFrames(at: pc)
+    }
+
+    /// ``frames(at:)``, failing with a ``SymbolizerError`` (`.badDebugInfo`, naming the section
+    /// and offset) when the DWARF of `pc`'s unit is malformed.
+    public func checkedFrames(at pc: UInt64) throws(SymbolizerError) -> [SymbolFrame] {
         guard code.isCode(pc) else { return [] }
-        guard let unit = units.unit(containing: pc) else { return symbolTableFrames(at: pc) }
-        let cached = recent.firstIndex { $0.unit == unit }
-        var symbols = cached.map { recent.remove(at: $0).symbols } ?? UnitSymbols(unit: units.dies[unit])
-        let result = frames(at: pc, in: &symbols)
-        if recent.count == Self.recentLimit { recent.removeFirst() }
-        recent.append((unit, symbols))
-        return result
+        guard let unit = directory.unit(at: pc) else { return symbolTableFrames(at: pc) }
+        do throws(DWARFError) {
+            var symbols: UnitSymbols
+            if let cached = recent.firstIndex(where: { $0.unit == unit }) {
+                symbols = recent.remove(at: cached).symbols
+            } else {
+                symbols = try UnitSymbols(directory: directory, unit: unit, strings: strings)
+            }
+            let result = try frames(at: pc, in: &symbols)
+            if recent.count == Self.recentLimit { recent.removeFirst() }
+            recent.append((unit, symbols))
+            return result
+        } catch {
+            throw SymbolizerError(.badDebugInfo, path: path, error.message)
+        }
     }
 
     /// ``frames(at:)`` for each PC, in the order given: each compilation unit is read once for
-    /// all the PCs in it, so this is the way to symbolize many PCs.
+    /// all the PCs in it, on as many threads as there are processors (at most 8), so this is the
+    /// way to symbolize many PCs.
+    ///
+    /// The PCs of a unit whose DWARF turns out malformed past its unit DIE get the symbol
+    /// table's frames here; ``checkedFrames(for:)`` reports it instead.
     public func frames(for pcs: [UInt64]) -> [[SymbolFrame]] {
-        var result = [[SymbolFrame]](repeating: [], count: pcs.count)
-        var byUnit: [Int: [Int]] = [:]
-        for (position, pc) in pcs.enumerated() {
-            if let unit = units.unit(containing: pc) {
-                byUnit[unit, default: []].append(position)
-            } else {
-                result[position] = symbolTableFrames(at: pc)
+        batch(pcs, strict: false).frames
+    }
+
+    /// ``frames(for:)``, failing with a ``SymbolizerError`` (`.badDebugInfo`, naming the section
+    /// and offset) when the DWARF of a unit the PCs fall in is malformed.
+    public func checkedFrames(for pcs: [UInt64]) throws(SymbolizerError) -> [[SymbolFrame]] {
+        let result = batch(pcs, strict: true)
+        if let error = result.error { throw SymbolizerError(.badDebugInfo, path: path, error.message) }
+        return result.frames
+    }
+
+    private func batch(_ pcs: [UInt64], strict: Bool) -> (frames: [[SymbolFrame]], error: DWARFError?) {
+        // The unit of each PC, then the positions grouped by unit (a counting sort).
+        let unitCount = directory.units.count
+        var unitOf = [Int32](repeating: -1, count: pcs.count)
+        var counts = [Int](repeating: 0, count: unitCount + 1)
+        for (position, pc) in pcs.enumerated() where code.isCode(pc) {
+            guard let unit = directory.unit(at: pc) else { continue }
+            unitOf[position] = Int32(unit)
+            counts[unit + 1] += 1
+        }
+        for unit in 0..<unitCount { counts[unit + 1] += counts[unit] }
+        var grouped = [Int](repeating: 0, count: counts[unitCount])
+        var next = counts
+        for (position, unit) in unitOf.enumerated() where unit >= 0 {
+            grouped[next[Int(unit)]] = position
+            next[Int(unit)] += 1
+        }
+        let work = (0..<unitCount).filter { counts[$0 + 1] > counts[$0] }
+        let workers = max(1, min(work.count, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 8))
+
+        var frames = [[SymbolFrame]](repeating: [], count: pcs.count)
+        var firstError: DWARFError?
+        frames.withUnsafeMutableBufferPointer { output in
+        for (position, unit) in unitOf.enumerated() where unit < 0 { output[position] = symbolTableFrames(at: pcs[position]) }
+        let errors = UnsafeMutableBufferPointer<DWARFError?>.allocate(capacity: workers)
+        errors.initialize(repeating: nil)
+        defer { errors.deinitialize().deallocate() }
+        let taken = Atomic<Int>(0)
+        let job = BatchJob(symbolizer: self, pcs: pcs, grouped: grouped, counts: counts, work: work, output: output, errors: errors, strict: strict)
+        if workers == 1 {
+            job.run(worker: 0, taken: taken)
+        } else {
+            DispatchQueue.concurrentPerform(iterations: workers) { job.run(worker: $0, taken: taken) }
+        }
+        firstError = errors.lazy.compactMap { $0 }.first
+        }
+        return (frames, firstError)
+    }
+
+    /// One batch shared by its worker threads: each takes the next unit, reads it and writes the
+    /// frames of its PCs into their own places of `output`.
+    private struct BatchJob: @unchecked Sendable {
+        let symbolizer: KernelSymbolizer
+        let pcs: [UInt64]
+        let grouped: [Int]
+        let counts: [Int]
+        let work: [Int]
+        let output: UnsafeMutableBufferPointer<[SymbolFrame]>
+        let errors: UnsafeMutableBufferPointer<DWARFError?>
+        let strict: Bool
+
+        func run(worker: Int, taken: borrowing Atomic<Int>) {
+            let strings = StringCache()
+            while true {
+                let item = taken.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard item < work.count else { return }
+                if strict, errors.contains(where: { $0 != nil }) { return }
+                let unit = work[item]
+                let positions = grouped[counts[unit]..<counts[unit + 1]]
+                do throws(DWARFError) {
+                    var symbols = try UnitSymbols(directory: symbolizer.directory, unit: unit, batch: positions.map { pcs[$0] }.sorted(), strings: strings)
+                    for position in positions { output[position] = try symbolizer.frames(at: pcs[position], in: &symbols) }
+                } catch {
+                    if errors[worker] == nil { errors[worker] = error }
+                    if strict { return }
+                    for position in positions { output[position] = symbolizer.symbolTableFrames(at: pcs[position]) }
+                }
             }
         }
-        for (unit, positions) in byUnit.sorted(by: { $0.key < $1.key }) {
-            var symbols = UnitSymbols(unit: units.dies[unit], batch: positions.map { pcs[$0] }.sorted())
-            for position in positions { result[position] = frames(at: pcs[position], in: &symbols) }
-        }
-        return result
     }
 
     /// The innermost frame of `pc` as a one-line ``SourceRange`` (what reports count), or `nil`
@@ -188,9 +295,9 @@ public final class KernelSymbolizer {
 
     /// The unit's frames, with the symbol table's function name where the DWARF names none, as
     /// addr2line does for assembly. A PC outside the executable sections has none.
-    private func frames(at pc: UInt64, in unit: inout UnitSymbols) -> [SymbolFrame] {
+    private func frames(at pc: UInt64, in unit: inout UnitSymbols) throws(DWARFError) -> [SymbolFrame] {
         guard code.isCode(pc) else { return [] }
-        var frames = unit.frames(at: pc)
+        var frames = try unit.frames(at: pc)
         if frames.isEmpty { return symbolTableFrames(at: pc) }
         if frames[0].function == nil { frames[0].function = code.function(at: pc)?.name }
         return frames

@@ -1,67 +1,108 @@
-import CElfutils
+/// Strings already made from the mapped sections, by where their bytes are: function names by
+/// their string, file names by (directory, name, compilation directory). Linkers merge equal
+/// strings in `.debug_str` and `.debug_line_str`, so the headers' names shared by many units are
+/// made once. One per thread.
+final class StringCache {
+    struct FileKey: Hashable {
+        var directory: UnsafePointer<CChar>?
+        var name: UnsafePointer<CChar>
+        var compilationDirectory: UnsafePointer<CChar>?
+    }
+
+    private var strings = IntegerMap<String>(capacity: 4096)
+    private var files: [FileKey: String] = [:]
+
+    func string(_ text: UnsafePointer<CChar>) -> String {
+        let key = Int(bitPattern: UInt(bitPattern: text))
+        if let known = strings[key] { return known }
+        let made = String(cString: text)
+        strings[key] = made
+        return made
+    }
+
+    /// `directory/name` (the name alone when absolute or its directory unknown), joined with the
+    /// compilation directory when still relative: binutils' and libdw's spelling, trailing
+    /// slashes kept.
+    func fileName(directory: UnsafePointer<CChar>?, name: UnsafePointer<CChar>, compilationDirectory: UnsafePointer<CChar>?) -> String {
+        let key = FileKey(directory: directory, name: name, compilationDirectory: compilationDirectory)
+        if let known = files[key] { return known }
+        var made = string(name)
+        if name.pointee != 0x2f, let directory {
+            made = string(directory) + "/" + made
+        }
+        if !made.hasPrefix("/"), let compilationDirectory { made = string(compilationDirectory) + "/" + made }
+        files[key] = made
+        return made
+    }
+}
 
 /// One compilation unit read once for symbolization: its functions and inlined subroutines with
-/// their address ranges and nesting (one walk over its DIEs), and its line table (libdw's rows,
-/// sorted by address). A value type, so that lookups in a batch pay no exclusivity checks.
+/// their address ranges and nesting (one walk over its DIEs), and its line table, which is then
+/// binary-searched. A value type, so that lookups in a batch pay no exclusivity checks.
+///
+/// Names and declarations are read when a frame first needs them, following
+/// `DW_AT_abstract_origin` and `DW_AT_specification` (into another unit for `DW_FORM_ref_addr`).
 struct UnitSymbols {
     /// A function or inlined subroutine with code.
     private struct Scope {
-        var die: Dwarf_Die
+        /// Its DIE's offset in `.debug_info`.
+        var offset: Int
         /// The function this one is inlined into (lexical blocks skipped); -1 for a function.
         var parent: Int32
         var firstChild: Int32 = -1
         var nextSibling: Int32 = -1
         /// Its ranges in `rangeStarts`/`rangeEnds`.
         var ranges: Range<Int>
-        var name: String? = nil
-        var named = false
-        /// Its subprogram's declaration (file, line), once read.
-        var declaration: (file: String?, line: Int)? = nil
-        /// For an inlined scope, the frame of its call in `parent`, once built.
-        var call: SymbolFrame? = nil
+        /// For an inlined subroutine, `DW_AT_call_file`, `DW_AT_call_line` and `DW_AT_call_column`.
+        var callFile: UInt64?
+        var callLine: Int = 0
+        var callColumn: Int = 0
     }
 
-    private let compilationDirectory: String?
-    private let lines: OpaquePointer?
-    /// The address of each line row, in libdw's order (by address).
-    private var lineAddresses: [UInt64] = []
-    private let files: OpaquePointer?
+    private let directory: UnitDirectory
+    private let strings: StringCache
+    private let unit: CompileUnit
+    private let abbreviations: AbbreviationTable
+    private var lines: LineTable?
     /// File names as printed, by line-table file index, filled on first use.
     private var fileNames: [String?]
+    private var fileNamesRead: [Bool]
+    /// Plain values only, so that recording one copies a few words.
     private var scopes: [Scope] = []
+    /// What a scope's frames say, by scope, once read: its name and declaration.
+    private var described: [(name: String?, file: String?, line: Int)?] = []
+    /// For an inlined scope, the frame of its call in its parent, once built.
+    private var calls: [SymbolFrame?] = []
     private var rangeStarts: [UInt64] = []
     private var rangeEnds: [UInt64] = []
     /// The ranges of every function (the scopes a lookup starts from), sorted by start, and the
     /// largest end among the first `i + 1` of them.
     private var functionRanges: [(start: UInt64, end: UInt64, scope: Int32)] = []
     private var functionReach: [UInt64] = []
-    /// When reading for a batch: its PCs in this unit, sorted. Scopes that contain none of them are skipped.
-    private let batch: [UInt64]?
+    /// What each DIE read for naming resolved to, by offset (abstract origins are shared by
+    /// every inlined copy).
+    private var resolved: [Int: Resolved] = [:]
+    /// Units other than this one that a reference led to: their abbreviations and file tables.
+    private var foreign: [Int: (abbreviations: AbbreviationTable, files: [LineTable.FileEntry])] = [:]
 
-    /// Reads the unit; with `batch` (sorted PCs), only the scopes that contain one of them.
-    init(unit: Dwarf_Die, batch: [UInt64]? = nil) {
-        var unitDie = unit
-        self.batch = batch
-        var attribute = Dwarf_Attribute()
-        compilationDirectory = dwarf_attr(&unitDie, UInt32(DW_AT_comp_dir), &attribute)
-            .flatMap { dwarf_formstring($0) }.map { String(cString: $0) }
-        var lines: OpaquePointer?
-        var lineCount = 0
-        if dwarf_getsrclines(&unitDie, &lines, &lineCount) != 0 { lines = nil; lineCount = 0 }
-        self.lines = lines
-        var files: OpaquePointer?
-        var fileCount = 0
-        if dwarf_getsrcfiles(&unitDie, &files, &fileCount) != 0 { files = nil; fileCount = 0 }
-        self.files = files
-        fileNames = Array(repeating: nil, count: fileCount)
-        if let lines {
-            lineAddresses = (0..<lineCount).map { index in
-                var address: Dwarf_Addr = 0
-                guard let row = dwarf_onesrcline(lines, index), dwarf_lineaddr(row, &address) == 0 else { return UInt64.max }
-                return address
-            }
+    /// Reads unit `index` of `directory`; with `batch` (sorted PCs), only the scopes that contain
+    /// one of them.
+    init(directory: UnitDirectory, unit index: Int, batch: [UInt64]? = nil, strings: StringCache) throws(DWARFError) {
+        self.directory = directory
+        self.strings = strings
+        let unit = directory.units[index]
+        self.unit = unit
+        let sections = directory.sections
+        abbreviations = try AbbreviationTable(sections.abbrev, offset: unit.header.abbreviationOffset, format: unit.header.format)
+        if let program = unit.lineProgram {
+            lines = try LineTable(sections: sections, offset: program, compilationDirectory: unit.compilationDirectory)
         }
-        collectScopes(under: &unitDie, enclosing: -1)
+        fileNames = Array(repeating: nil, count: lines?.files.count ?? 0)
+        fileNamesRead = Array(repeating: false, count: fileNames.count)
+        try collectScopes(batch: batch)
+        described = Array(repeating: nil, count: scopes.count)
+        calls = Array(repeating: nil, count: scopes.count)
+        resolved.reserveCapacity(scopes.count)
         functionRanges.sort { $0.start < $1.start }
         var farthest: UInt64 = 0
         functionReach = functionRanges.map { range in
@@ -74,31 +115,36 @@ struct UnitSymbols {
     /// each function it is inlined into with the call's file and line. Empty when this unit has
     /// neither a line nor a function there. The innermost function is `nil` when no DWARF
     /// function covers `pc` (assembly).
-    mutating func frames(at pc: UInt64) -> [SymbolFrame] {
+    mutating func frames(at pc: UInt64) throws(DWARFError) -> [SymbolFrame] {
         let scope = innermostScope(at: pc)
-        let row = lineRow(at: pc)
+        let row = lines?.row(at: pc)
         guard row != nil || scope != nil else { return [] }
-        var innermost = SymbolFrame(function: scope.flatMap { name(of: $0) }, file: "??", line: 0)
+        var innermost = SymbolFrame(function: nil, file: "??", line: 0)
         if let scope {
-            let declared = declaration(of: scope)
-            innermost.functionFile = declared.file
-            innermost.functionLine = declared.line
+            let described = try describe(scope)
+            innermost.function = described.name
+            innermost.functionFile = described.file
+            innermost.functionLine = described.line
         }
-        if let row {
-            var files: OpaquePointer?
-            var file = 0
-            var line: Int32 = 0
-            var column: Int32 = 0
-            var discriminator: UInt32 = 0
-            if dwarf_line_file(row, &files, &file) == 0, let name = fileName(file) { innermost.file = name }
-            if dwarf_lineno(row, &line) == 0 { innermost.line = Int(line) }
-            if dwarf_linecol(row, &column) == 0 { innermost.column = Int(column) }
-            if dwarf_linediscriminator(row, &discriminator) == 0 { innermost.discriminator = Int(discriminator) }
+        if let row, let lines {
+            let values = lines.rows[row]
+            if let name = fileName(Int(values.file)) { innermost.file = name }
+            innermost.line = Int(Int32(bitPattern: values.line))
+            innermost.column = Int(Int32(bitPattern: values.column))
+            innermost.discriminator = Int(values.discriminator)
         }
-        var frames = [innermost]
+        var depth = 1
+        var outer = scope ?? -1
+        while outer >= 0, scopes[Int(outer)].parent >= 0 {
+            depth += 1
+            outer = scopes[Int(outer)].parent
+        }
+        var frames: [SymbolFrame] = []
+        frames.reserveCapacity(depth)
+        frames.append(innermost)
         var callee = scope ?? -1
         while callee >= 0, scopes[Int(callee)].parent >= 0 {
-            frames.append(call(of: callee))
+            frames.append(try call(of: callee))
             callee = scopes[Int(callee)].parent
         }
         return frames
@@ -106,72 +152,180 @@ struct UnitSymbols {
 
     /// The frame of an inlined scope's call: the function it is inlined into, at the call's
     /// `DW_AT_call_file`, `DW_AT_call_line` and `DW_AT_call_column`.
-    private mutating func call(of scope: Int32) -> SymbolFrame {
-        if let known = scopes[Int(scope)].call { return known }
-        var die = scopes[Int(scope)].die
-        let parent = scopes[Int(scope)].parent
-        let declared = declaration(of: parent)
+    private mutating func call(of scope: Int32) throws(DWARFError) -> SymbolFrame {
+        if let known = calls[Int(scope)] { return known }
+        let inlined = scopes[Int(scope)]
+        let described = try describe(inlined.parent)
         let frame = SymbolFrame(
-            function: name(of: parent), file: attributeValue(&die, DW_AT_call_file).flatMap { fileName($0) } ?? "??",
-            line: attributeValue(&die, DW_AT_call_line) ?? 0, column: attributeValue(&die, DW_AT_call_column) ?? 0,
-            functionFile: declared.file, functionLine: declared.line)
-        scopes[Int(scope)].call = frame
+            function: described.name, file: inlined.callFile.flatMap { fileName(Int(clamping: $0)) } ?? "??",
+            line: inlined.callLine, column: inlined.callColumn, functionFile: described.file, functionLine: described.line)
+        calls[Int(scope)] = frame
         return frame
     }
 
-    /// Records the functions and inlined subroutines with code among the descendants of `parent`,
-    /// looking through lexical blocks; `enclosing` is the scope they are inlined into.
-    private mutating func collectScopes(under parent: inout Dwarf_Die, enclosing: Int32) {
-        var child = Dwarf_Die()
-        guard dwarf_child(&parent, &child) == 0 else { return }
-        while true {
-            let tag = Int(dwarf_tag(&child))
-            switch tag {
-            case DW_TAG_subprogram, DW_TAG_inlined_subroutine:
-                let first = rangeStarts.count
-                forEachRange(of: &child) { start, end in
-                    rangeStarts.append(start)
-                    rangeEnds.append(end)
-                }
-                // Declarations and abstract instances have no code, nor anything inlined in them.
-                guard rangeStarts.count > first, containsBatchPC(rangesFrom: first) else {
-                    rangeStarts.removeSubrange(first...)
-                    rangeEnds.removeSubrange(first...)
-                    break
-                }
-                let index = Int32(scopes.count)
-                // A function nested in another (a GNU C extension) is not inlined into it.
-                let parent = tag == DW_TAG_inlined_subroutine ? enclosing : -1
-                scopes.append(Scope(die: child, parent: parent, ranges: first..<rangeStarts.count))
-                if parent >= 0 {
-                    scopes[Int(index)].nextSibling = scopes[Int(parent)].firstChild
-                    scopes[Int(parent)].firstChild = index
-                } else {
-                    for range in first..<rangeStarts.count { functionRanges.append((rangeStarts[range], rangeEnds[range], index)) }
-                }
-                collectScopes(under: &child, enclosing: index)
-            case DW_TAG_lexical_block:
-                collectScopes(under: &child, enclosing: enclosing)
-            default:
-                break
+    /// Records the functions and inlined subroutines with code among the unit's DIEs (DWARF 5
+    /// §3.3, §3.3.8), looking through lexical blocks (§3.5) and skipping every other subtree
+    /// (by `DW_AT_sibling` where it has one); a scope containing no PC of `batch` is skipped with
+    /// what is inlined in it.
+    private mutating func collectScopes(batch: [UInt64]?) throws(DWARFError) {
+        let sections = directory.sections
+        let format = unit.header.format
+        let unitOffset = unit.header.offset
+        var reader = sections.info.reader(at: unit.header.dieOffset, end: unit.header.end)
+        let topCode = try reader.uleb()
+        guard topCode != 0 else { return }
+        guard let top = abbreviations.index(of: topCode) else { throw reader.error("abbreviation code \(topCode) not in the unit's table", at: unit.header.dieOffset) }
+        _ = try skipAttributes(of: top, &reader)
+        guard abbreviations.entries[top].hasChildren else { return }
+        // The scope each open level of children is inlined into.
+        var enclosing: [Int32] = [-1]
+        while !enclosing.isEmpty, !reader.isAtEnd {
+            let dieOffset = reader.offset
+            let code = try reader.uleb()
+            if code == 0 {
+                enclosing.removeLast()
+                continue
             }
-            var sibling = Dwarf_Die()
-            guard dwarf_siblingof(&child, &sibling) == 0 else { return }
-            child = sibling
+            guard let index = abbreviations.index(of: code) else { throw reader.error("abbreviation code \(code) not in the unit's table", at: dieOffset) }
+            let abbreviation = abbreviations.entries[index]
+            switch abbreviation.kind {
+            case .other:
+                let sibling = try skipAttributes(of: index, &reader)
+                if abbreviation.hasChildren { try skipChildren(&reader, sibling: sibling, die: dieOffset) }
+            case .lexicalBlock:
+                _ = try skipAttributes(of: index, &reader)
+                if abbreviation.hasChildren { enclosing.append(enclosing[enclosing.count - 1]) }
+            case .scope:
+                let parent = abbreviation.tag == Tag.inlinedSubroutine ? enclosing[enclosing.count - 1] : -1
+                if let opened = try collectScope(at: dieOffset, index, parent: parent, &reader, batch: batch) { enclosing.append(opened) }
+            }
         }
     }
 
-    /// Whether the ranges from index `first` on contain a PC of the batch (any PC without one).
-    private func containsBatchPC(rangesFrom first: Int) -> Bool {
+    /// Reads a function or inlined subroutine DIE (after its code) and records it when it has
+    /// code containing a batch PC; skips its children otherwise. Returns the scope its children
+    /// are inlined into when they are to be read. Kept out of the walk's loop, which most DIEs
+    /// pass through without it.
+    @inline(never)
+    private mutating func collectScope(at dieOffset: Int, _ index: Int, parent: Int32, _ reader: inout ByteReader, batch: [UInt64]?) throws(DWARFError) -> Int32? {
+        let sections = directory.sections
+        let format = unit.header.format
+        let unitOffset = unit.header.offset
+        let abbreviation = abbreviations.entries[index]
+        var low: AttributeValue?
+        var high: AttributeValue?
+        var rangeList: AttributeValue?
+        var sibling: Int?
+        var scope = Scope(offset: dieOffset, parent: parent, ranges: 0..<0)
+        for specification in abbreviations.specifications[abbreviation.attributes] {
+            switch specification.name {
+            case Attribute.lowPC, Attribute.highPC, Attribute.ranges, Attribute.sibling, Attribute.callFile, Attribute.callLine, Attribute.callColumn:
+                let value = try readForm(specification.form, implicitConst: specification.implicitConst, &reader, format, unitOffset: unitOffset)
+                switch specification.name {
+                case Attribute.lowPC: low = value
+                case Attribute.highPC: high = value
+                case Attribute.ranges: rangeList = value
+                case Attribute.sibling: if case .reference(let target) = value { sibling = target }
+                case Attribute.callFile: scope.callFile = value.unsigned
+                case Attribute.callLine: scope.callLine = value.unsigned.map { Int(clamping: $0) } ?? 0
+                default: scope.callColumn = value.unsigned.map { Int(clamping: $0) } ?? 0
+                }
+            default:
+                if specification.size >= 0 { try reader.skip(specification.size) } else { try skipForm(specification.form, &reader, format) }
+            }
+        }
+        let first = rangeStarts.count
+        let lowAddress = try low.flatMap { value throws(DWARFError) in try unit.resolveAddress(value, sections: sections) }
+        try unit.appendRanges(low: lowAddress, high: high, ranges: rangeList, sections: sections, starts: &rangeStarts, ends: &rangeEnds)
+        // Declarations and abstract instances have no code, nor anything inlined in them.
+        guard rangeStarts.count > first, Self.contains(batch, rangeStarts[first...], rangeEnds[first...]) else {
+            rangeStarts.removeSubrange(first...)
+            rangeEnds.removeSubrange(first...)
+            if abbreviation.hasChildren { try skipChildren(&reader, sibling: sibling, die: dieOffset) }
+            return nil
+        }
+        let scopeIndex = Int32(scopes.count)
+        scope.ranges = first..<rangeStarts.count
+        if scope.parent >= 0 {
+            scope.nextSibling = scopes[Int(scope.parent)].firstChild
+            scopes[Int(scope.parent)].firstChild = scopeIndex
+        } else {
+            for range in first..<rangeStarts.count { functionRanges.append((rangeStarts[range], rangeEnds[range], scopeIndex)) }
+        }
+        scopes.append(scope)
+        return abbreviation.hasChildren ? scopeIndex : nil
+    }
+
+    /// Skips a DIE's attribute values; returns its `DW_AT_sibling` target, if it has one.
+    @inline(__always)
+    private func skipAttributes(of index: Int, _ reader: inout ByteReader) throws(DWARFError) -> Int? {
+        let abbreviation = abbreviations.entries[index]
+        if abbreviation.sibling < 0 {
+            if abbreviation.fixedSize >= 0 {
+                try reader.skip(abbreviation.fixedSize)
+                return nil
+            }
+            for specification in abbreviations.specifications[abbreviation.attributes] {
+                if specification.size >= 0 { try reader.skip(specification.size) } else { try skipForm(specification.form, &reader, unit.header.format) }
+            }
+            return nil
+        }
+        var sibling: Int?
+        for (position, specification) in abbreviations.specifications[abbreviation.attributes].enumerated() {
+            if position == abbreviation.sibling {
+                let value = try readForm(specification.form, implicitConst: specification.implicitConst, &reader, unit.header.format, unitOffset: unit.header.offset)
+                if case .reference(let target) = value { sibling = target }
+            } else if specification.size >= 0 {
+                try reader.skip(specification.size)
+            } else {
+                try skipForm(specification.form, &reader, unit.header.format)
+            }
+        }
+        return sibling
+    }
+
+    /// Moves past the children of the DIE at `die`: to its sibling when it names one (which must
+    /// lie past the DIE, inside the unit), else over each child.
+    private func skipChildren(_ reader: inout ByteReader, sibling: Int?, die: Int) throws(DWARFError) {
+        if let sibling {
+            guard sibling > die, sibling <= unit.header.end else { throw reader.error("DW_AT_sibling 0x\(String(sibling, radix: 16)) does not point forward inside the unit", at: die) }
+            // A sibling before the children's end is malformed; reading on from it stays inside the unit.
+            reader.offset = max(sibling, reader.offset)
+            return
+        }
+        var depth = 1
+        while depth > 0, !reader.isAtEnd {
+            let childOffset = reader.offset
+            let code = try reader.uleb()
+            if code == 0 {
+                depth -= 1
+                continue
+            }
+            guard let index = abbreviations.index(of: code) else { throw reader.error("abbreviation code \(code) not in the unit's table", at: childOffset) }
+            let childSibling = try skipAttributes(of: index, &reader)
+            guard abbreviations.entries[index].hasChildren else { continue }
+            if let childSibling {
+                guard childSibling > childOffset, childSibling <= unit.header.end else {
+                    throw reader.error("DW_AT_sibling 0x\(String(childSibling, radix: 16)) does not point forward inside the unit", at: childOffset)
+                }
+                reader.offset = max(childSibling, reader.offset)
+            } else {
+                depth += 1
+            }
+        }
+    }
+
+    /// Whether the ranges contain a PC of the batch (any PC without one).
+    private static func contains(_ batch: [UInt64]?, _ starts: ArraySlice<UInt64>, _ ends: ArraySlice<UInt64>) -> Bool {
         guard let batch else { return true }
-        for range in first..<rangeStarts.count {
+        for (start, end) in zip(starts, ends) {
             var low = 0
             var high = batch.count
             while low < high {
                 let middle = (low + high) / 2
-                if batch[middle] < rangeStarts[range] { low = middle + 1 } else { high = middle }
+                if batch[middle] < start { low = middle + 1 } else { high = middle }
             }
-            if low < batch.count, batch[low] < rangeEnds[range] { return true }
+            if low < batch.count, batch[low] < end { return true }
         }
         return false
     }
@@ -217,67 +371,145 @@ struct UnitSymbols {
         }
     }
 
-    /// The line row covering `pc`: the last row at or below it, unless that row ends a sequence.
-    private func lineRow(at pc: UInt64) -> OpaquePointer? {
-        var low = 0
-        var high = lineAddresses.count
-        while low < high {
-            let middle = (low + high) / 2
-            if lineAddresses[middle] <= pc { low = middle + 1 } else { high = middle }
+    /// What a DIE says about its name and declaration, and where it leads.
+    private struct Naming {
+        var unit: Int?
+        var name: AttributeValue?
+        var linkageName: AttributeValue?
+        var declFile: UInt64?
+        var declLine: UInt64?
+        var next: Int?
+    }
+
+    /// What a DIE and those its `DW_AT_abstract_origin` (else `DW_AT_specification`) lead to say,
+    /// each attribute taken from the first DIE along that chain that has it (libdw's
+    /// `dwarf_attr_integrate`, which follows nine DIEs at most).
+    private struct Resolved {
+        var linkageName: String?
+        var hasLinkageName = false
+        var name: String?
+        var hasName = false
+        var declFile: String?
+        var hasDeclFile = false
+        var declLine: Int?
+    }
+
+    /// The scopes' own DIEs are read once each (their results are kept in the scope); the DIEs
+    /// they lead to are kept in `resolved`, shared by every inlined copy.
+    private mutating func resolve(_ offset: Int, depth: Int = 0) throws(DWARFError) -> Resolved {
+        if depth > 0, let known = resolved[offset] { return known }
+        let own = try readNaming(at: offset)
+        var result = Resolved()
+        if let next = own.next, depth < 8 { result = try resolve(next, depth: depth + 1) }
+        if own.linkageName != nil {
+            result.linkageName = try string(own.linkageName, in: own.unit)
+            result.hasLinkageName = true
         }
-        guard low > 0, let lines, let row = dwarf_onesrcline(lines, low - 1) else { return nil }
-        var endsSequence = false
-        guard dwarf_lineendsequence(row, &endsSequence) == 0, !endsSequence else { return nil }
-        return row
+        if own.name != nil {
+            result.name = try string(own.name, in: own.unit)
+            result.hasName = true
+        }
+        if let line = own.declLine { result.declLine = line <= UInt64(Int32.max) ? Int(line) : 0 }
+        if let index = own.declFile {
+            result.hasDeclFile = true
+            if let other = own.unit {
+                // Named in the other unit's file table, joined with this unit's compilation directory (libdw's reading).
+                let files = try foreignUnit(other).files
+                if index < UInt64(files.count), let name = files[Int(index)].name {
+                    result.declFile = strings.fileName(directory: files[Int(index)].directory, name: name, compilationDirectory: unit.compilationDirectory)
+                }
+            } else {
+                result.declFile = fileName(Int(clamping: index))
+            }
+        }
+        if depth > 0 { resolved[offset] = result }
+        return result
     }
 
-    /// The scope's `DW_AT_linkage_name`, else its `DW_AT_name`, through `DW_AT_abstract_origin` and
-    /// `DW_AT_specification` (what addr2line prints for C).
-    private mutating func name(of scope: Int32) -> String? {
-        if scopes[Int(scope)].named { return scopes[Int(scope)].name }
-        var die = scopes[Int(scope)].die
-        var attribute = Dwarf_Attribute()
-        var text = dwarf_attr_integrate(&die, UInt32(DW_AT_linkage_name), &attribute).flatMap { dwarf_formstring($0) }
-        if text == nil { text = dwarf_attr_integrate(&die, UInt32(DW_AT_name), &attribute).flatMap { dwarf_formstring($0) } }
-        let name = text.flatMap { $0.pointee == 0 ? nil : String(cString: $0) }
-        scopes[Int(scope)].name = name
-        scopes[Int(scope)].named = true
-        return name
+    /// Reads the naming attributes of the DIE at `offset`, in this unit or another (`unit` then
+    /// names it in the directory).
+    private mutating func readNaming(at offset: Int) throws(DWARFError) -> Naming {
+        let sections = directory.sections
+        var owner: CompileUnit = unit
+        var ownerIndex: Int?
+        var table = abbreviations
+        if offset < unit.header.dieOffset || offset >= unit.header.end {
+            guard let index = directory.unit(containing: offset) else {
+                throw DWARFError(section: .info, offset: offset, problem: "a reference to a DIE outside every unit")
+            }
+            owner = directory.units[index]
+            ownerIndex = index
+            table = try foreignUnit(index).abbreviations
+        }
+        var reader = sections.info.reader(at: offset, end: owner.header.end)
+        let code = try reader.uleb()
+        guard code != 0, let index = table.index(of: code) else { throw reader.error("a reference to a DIE with abbreviation code \(code), not in its unit's table", at: offset) }
+        var naming = Naming(unit: ownerIndex)
+        var origin: Int?
+        var specification: Int?
+        let format = owner.header.format
+        for attribute in table.specifications[table.entries[index].attributes] {
+            switch attribute.name {
+            case Attribute.name, Attribute.linkageName, Attribute.declFile, Attribute.declLine, Attribute.abstractOrigin, Attribute.specification:
+                let value = try readForm(attribute.form, implicitConst: attribute.implicitConst, &reader, format, unitOffset: owner.header.offset)
+                switch attribute.name {
+                case Attribute.name: naming.name = value
+                case Attribute.linkageName: naming.linkageName = value
+                case Attribute.declFile: naming.declFile = value.unsigned
+                case Attribute.declLine: naming.declLine = value.unsigned
+                case Attribute.abstractOrigin: if case .reference(let target) = value { origin = target }
+                default: if case .reference(let target) = value { specification = target }
+                }
+            default:
+                if attribute.size >= 0 { try reader.skip(attribute.size) } else { try skipForm(attribute.form, &reader, format) }
+            }
+        }
+        naming.next = origin ?? specification
+        return naming
     }
 
-    /// Where the scope's function is defined: `DW_AT_decl_file` and `DW_AT_decl_line`, through
-    /// `DW_AT_abstract_origin` and `DW_AT_specification` (libdw's `dwarf_decl_file` and
-    /// `dwarf_decl_line` follow both, and read the file table of the unit the attribute is in).
-    /// A relative name is joined with the compilation directory, as ``fileName(_:)`` does.
-    private mutating func declaration(of scope: Int32) -> (file: String?, line: Int) {
-        if let known = scopes[Int(scope)].declaration { return known }
-        var die = scopes[Int(scope)].die
-        var line: Int32 = 0
-        if dwarf_decl_line(&die, &line) != 0 || line < 0 { line = 0 }
-        var file = dwarf_decl_file(&die).map { String(cString: $0) }
-        if let name = file, !name.hasPrefix("/"), let compilationDirectory { file = compilationDirectory + "/" + name }
-        let declared = (file, Int(line))
-        scopes[Int(scope)].declaration = declared
-        return declared
+    private mutating func foreignUnit(_ index: Int) throws(DWARFError) -> (abbreviations: AbbreviationTable, files: [LineTable.FileEntry]) {
+        if let known = foreign[index] { return known }
+        let other = directory.units[index]
+        let table = try AbbreviationTable(directory.sections.abbrev, offset: other.header.abbreviationOffset, format: other.header.format)
+        var files: [LineTable.FileEntry] = []
+        if let program = other.lineProgram {
+            files = try LineTable(sections: directory.sections, offset: program, compilationDirectory: other.compilationDirectory, rows: false).files
+        }
+        foreign[index] = (table, files)
+        return (table, files)
+    }
+
+    /// The string of `value` read in its unit (this one when `unit` is nil).
+    private func string(_ value: AttributeValue?, in unitIndex: Int?) throws(DWARFError) -> String? {
+        guard let value else { return nil }
+        let owner = unitIndex.map { directory.units[$0] } ?? unit
+        guard let text = try owner.resolveString(value, sections: directory.sections), text.pointee != 0 else { return nil }
+        return strings.string(text)
+    }
+
+    /// The scope's `DW_AT_linkage_name`, else its `DW_AT_name` (what addr2line prints for C), and
+    /// where its function is defined: `DW_AT_decl_file` (in the file table of the unit of the DIE
+    /// that has it, a relative name joined with this unit's compilation directory) and
+    /// `DW_AT_decl_line` — each through `DW_AT_abstract_origin` and `DW_AT_specification`.
+    private mutating func describe(_ scope: Int32) throws(DWARFError) -> (name: String?, file: String?, line: Int) {
+        if let known = described[Int(scope)] { return known }
+        let found = try resolve(scopes[Int(scope)].offset)
+        let name = found.hasLinkageName ? found.linkageName ?? (found.hasName ? found.name : nil) : found.name
+        let description = (name: name, file: found.declFile, line: found.declLine ?? 0)
+        described[Int(scope)] = description
+        return description
     }
 
     /// File `index` of the line table, joined with the compilation directory when relative, as
     /// binutils does: `comp_dir/dir/name` for a relative directory, `dir/name` for an absolute one.
     private mutating func fileName(_ index: Int) -> String? {
-        guard index >= 0, index < fileNames.count else { return nil }
-        if let known = fileNames[index] { return known }
-        guard let files, let raw = dwarf_filesrc(files, index, nil, nil) else { return nil }
-        var name = String(cString: raw)
-        if !name.hasPrefix("/"), let compilationDirectory { name = compilationDirectory + "/" + name }
+        guard index >= 0, index < fileNames.count, let lines else { return nil }
+        if fileNamesRead[index] { return fileNames[index] }
+        let entry = lines.files[index]
+        let name = entry.name.map { strings.fileName(directory: entry.directory, name: $0, compilationDirectory: unit.compilationDirectory) }
         fileNames[index] = name
+        fileNamesRead[index] = true
         return name
     }
-}
-
-/// An unsigned constant attribute of `die` itself (not through its abstract origin).
-private func attributeValue(_ die: inout Dwarf_Die, _ name: Int) -> Int? {
-    var attribute = Dwarf_Attribute()
-    var value: Dwarf_Word = 0
-    guard dwarf_attr(&die, UInt32(name), &attribute) != nil, dwarf_formudata(&attribute, &value) == 0 else { return nil }
-    return Int(clamping: value)
 }

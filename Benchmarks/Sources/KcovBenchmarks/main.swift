@@ -347,10 +347,15 @@ func main() throws {
     if arguments == ["loop"] { return try loopBenchmark() }
     if arguments == ["signal"] { return try signalBenchmarks() }
     if arguments == ["--trace-file"] { return try traceFileBenchmarks() }
-    guard arguments.count == 2, arguments.first == "--vmlinux", let path = arguments.last else {
+    if arguments.first == "symbolize-child", arguments.count == 2, let vmlinux = arguments.last { return try symbolizeChild(vmlinux: vmlinux) }
+    let options = Array(arguments)
+    guard options.count == 2 || (options.count == 4 && options[2] == "--debian-vmlinux"), options[0] == "--vmlinux" else {
         throw BenchmarkError(
-            "usage: kcov-benchmarks --vmlinux PATH   (the test kernel's: `kcovctl vm build` prints it)\n       kcov-benchmarks --trace-file   (trace files only)")
+            "usage: kcov-benchmarks --vmlinux PATH [--debian-vmlinux PATH]   (the test kernel's: `kcovctl vm build` prints it; "
+                + "Debian's cloud kernel: Benchmarks/fetch-debian-vmlinux.sh prints it)\n       kcov-benchmarks --trace-file   (trace files only)")
     }
+    let path = options[1]
+    let large = options.count == 4 ? options[3] : nil
     print("vmlinux: \(path) (\(((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int ?? 0) >> 20) MiB)")
 
     // 1. Coverable PCs: our scan of the executable sections vs objdump's disassembly piped to grep.
@@ -369,19 +374,24 @@ func main() throws {
         ours: scan.seconds, baseline: objdump.seconds, baselineName: "objdump -d | grep -c",
         detail: "objdump | grep counted \(objdumpCount)")
 
-    // 2. Symbolizing every coverable PC's call site, inlined frames included: one batch each.
+    // 2. Symbolizing every coverable PC's call site, inlined frames included: one batch each; then
+    // every answer compared with addr2line's, each difference cross-checked with llvm-symbolizer.
     let sites = scan.result.pc.all.map { $0 - CoverablePCs.callLength }
-    let ours = try best(of: 3) {
-        let symbolizer = try KernelSymbolizer(vmlinux: path)
-        return symbolizer.frames(for: sites).reduce(0) { $0 + $1.count }
-    }
+    let ours = try best(of: 3) { try KernelSymbolizer(vmlinux: path).checkedFrames(for: sites) }
     let input = Data(sites.map { String($0, radix: 16) }.joined(separator: "\n").utf8 + [0x0a])
-    let addr2line = try best(of: 3) { try shell("addr2line -afi -e '\(path)' | wc -l", input: input) }
-    let lines = Int(String(decoding: addr2line.result, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    let addr2line = try best(of: 3) { try shell("addr2line -afi -e '\(path)'", input: input) }
+    let differences = try compare(
+        vmlinux: path, pcs: sites, ours: ours.result.map(printed), addr2line: try parseGNU(String(decoding: addr2line.result, as: UTF8.self)))
     report(
-        "symbolize \(sites.count) call sites (\(ours.result) frames)",
+        "symbolize \(sites.count) call sites (\(ours.result.reduce(0) { $0 + $1.count }) frames)",
         ours: ours.seconds, baseline: addr2line.seconds, baselineName: "addr2line -afi (one batch)",
-        detail: "addr2line printed \(lines) lines")
+        detail: "\n  " + differences.summary)
+    for line in differences.unexplained.prefix(10) { print("    " + line) }
+
+    // 2b. A large vmlinux with full DWARF (Debian's cloud kernel, Benchmarks/fetch-debian-vmlinux.sh).
+    if let large {
+        try largeVMLinuxBenchmark(vmlinux: large, count: 20_000, executable: CommandLine.arguments[0])
+    }
 
     // 3, 4. Writing and reading trace files.
     try traceFileBenchmarks()
