@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The host test suite under AddressSanitizer, ThreadSanitizer and UndefinedBehaviorSanitizer, one
+# after another (each a full build in its own scratch folder, .build-<sanitizer>; several minutes
+# each on 2 cores). Swift modules are checked by ASan and TSan; the C targets (CKernelShim,
+# CBufferProtection, CKcovFollowProtocol, KcovFollowAgent) by all three. The real-kernel and guest
+# suites need a kcov device or a VM and are skipped.
+#
+#   Scripts/sanitize.sh [address|thread|undefined ...]   (default: all three)
+#
+# A sanitizer report fails the run even when the tests pass: every report is a finding. Each
+# run's output is in .build-<sanitizer>/sanitize.log; the summary names the tests run and the reports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$#" -gt 0 ] && sanitizers=("$@") || sanitizers=(address thread undefined)
+
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+
+failed=()
+for sanitizer in "${sanitizers[@]}"; do
+    scratch=".build-$sanitizer"
+    log="$scratch/sanitize.log"
+    mkdir -p "$scratch"
+    echo "== $sanitizer: building ($scratch)"
+    swift build --build-tests --sanitize="$sanitizer" --scratch-path "$scratch" >"$scratch/build.log" 2>&1 || {
+        echo "$sanitizer: FAILED to build; see $scratch/build.log" >&2
+        tail -20 "$scratch/build.log" >&2
+        failed+=("$sanitizer(build)")
+        continue
+    }
+    echo "== $sanitizer: testing"
+    status=0
+    swift test --skip-build --sanitize="$sanitizer" --scratch-path "$scratch" --disable-xctest --skip RealKernel --skip GuestSuite \
+        >"$log" 2>&1 || status=$?
+    summary=$(grep -E '^.*Test run with [0-9]+ tests? ' "$log" | tail -1 || true)
+    reports=$(grep -cE '^(==[0-9]+==ERROR: AddressSanitizer|WARNING: ThreadSanitizer|SUMMARY: (Address|Thread|UndefinedBehavior)Sanitizer|.*: runtime error: )' "$log" || true)
+    echo "$sanitizer: exit $status; ${summary:-no test summary}; sanitizer reports: $reports"
+    if [ "$status" -ne 0 ] || [ "$reports" -ne 0 ]; then
+        grep -E -A12 '^(==[0-9]+==ERROR: AddressSanitizer|WARNING: ThreadSanitizer)|: runtime error: ' "$log" | head -80 >&2 || true
+        grep -E '✘|recorded an issue' "$log" | head -20 >&2 || true
+        failed+=("$sanitizer")
+    fi
+done
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "sanitize: FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "sanitize: passed (${sanitizers[*]})"
