@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The host test suite under AddressSanitizer, ThreadSanitizer and UndefinedBehaviorSanitizer, one
-# after another (each a full build in its own scratch folder, .build-<sanitizer>; several minutes
+# after another (each a full build in its own scratch folder, .build-asan, .build-tsan, .build-ubsan;
+# over ten minutes
 # each on 2 cores). Swift modules are checked by ASan and TSan; the C targets (CKernelShim,
 # CBufferProtection, CKcovFollowProtocol, KcovFollowAgent) by all three. The real-kernel and guest
-# suites need a kcov device or a VM and are skipped.
+# suites need a kcov device or a VM and are skipped (so the agent, which runs only in traced
+# processes in the guest, is built instrumented but not run).
 #
 #   Scripts/sanitize.sh [address|thread|undefined ...]   (default: all three)
 #
 # A sanitizer report fails the run even when the tests pass: every report is a finding. Each
-# run's output is in .build-<sanitizer>/sanitize.log; the summary names the tests run and the reports.
+# run's output is in <scratch>/sanitize.log; the summary names the tests run and the reports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$#" -gt 0 ] && sanitizers=("$@") || sanitizers=(address thread undefined)
@@ -19,7 +21,24 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
 failed=()
 for sanitizer in "${sanitizers[@]}"; do
-    scratch=".build-$sanitizer"
+    case "$sanitizer" in
+    address) scratch=.build-asan ;;
+    thread) scratch=.build-tsan ;;
+    undefined)
+        mkdir -p .build-ubsan
+        echo "== undefined: the C shims (Fuzz/UBSan/shims.c)"
+        status=0
+        clang -g -O1 -Wall -fsanitize=undefined -fno-sanitize-recover=all \
+            -I Sources/CKernelShim/include -I Sources/CBufferProtection/include -I Sources/CKcovFollowProtocol/include \
+            Fuzz/UBSan/shims.c Sources/CKernelShim/*.c Sources/CBufferProtection/*.c Sources/CKcovFollowProtocol/*.c \
+            -o .build-ubsan/shims 2>&1 | grep -v "Cannot export local symbol" >&2 || true
+        timeout -s KILL 120 .build-ubsan/shims >.build-ubsan/sanitize.log 2>&1 || status=$?
+        cat .build-ubsan/sanitize.log
+        [ "$status" -eq 0 ] || failed+=("undefined")
+        continue
+        ;;
+    *) echo "sanitize.sh: '$sanitizer' is not address, thread or undefined" >&2; exit 2 ;;
+    esac
     log="$scratch/sanitize.log"
     mkdir -p "$scratch"
     echo "== $sanitizer: building ($scratch)"
@@ -31,8 +50,11 @@ for sanitizer in "${sanitizers[@]}"; do
     }
     echo "== $sanitizer: testing"
     status=0
-    swift test --skip-build --sanitize="$sanitizer" --scratch-path "$scratch" --disable-xctest --skip RealKernel --skip GuestSuite \
-        >"$log" 2>&1 || status=$?
+    skips=(--skip RealKernel --skip GuestSuite)
+    # GVisorSandboxTests run kcovctl inside runsc, where the ASan runtime cannot start (even a
+    # hello-world built with clang -fsanitize=address dies there: "AddressSanitizer: nested bug").
+    [ "$sanitizer" = address ] && skips+=(--skip GVisorSandboxTests)
+    swift test --skip-build --sanitize="$sanitizer" --scratch-path "$scratch" --disable-xctest "${skips[@]}" >"$log" 2>&1 || status=$?
     summary=$(grep -E '^.*Test run with [0-9]+ tests? ' "$log" | tail -1 || true)
     reports=$(grep -cE '^(==[0-9]+==ERROR: AddressSanitizer|WARNING: ThreadSanitizer|SUMMARY: (Address|Thread|UndefinedBehavior)Sanitizer|.*: runtime error: )' "$log" || true)
     echo "$sanitizer: exit $status; ${summary:-no test summary}; sanitizer reports: $reports"
