@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 [ "$#" -gt 0 ] && sanitizers=("$@") || sanitizers=(address thread undefined)
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}"
-export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1}"
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/Fuzz/lsan.supp:print_suppressions=0}"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1:suppressions=$PWD/Fuzz/tsan.supp}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
 failed=()
@@ -56,10 +57,11 @@ for sanitizer in "${sanitizers[@]}"; do
     [ "$sanitizer" = address ] && skips+=(--skip GVisorSandboxTests)
     swift test --skip-build --sanitize="$sanitizer" --scratch-path "$scratch" --disable-xctest "${skips[@]}" >"$log" 2>&1 || status=$?
     summary=$(grep -E '^.*Test run with [0-9]+ tests? ' "$log" | tail -1 || true)
-    reports=$(grep -cE '^(==[0-9]+==ERROR: AddressSanitizer|WARNING: ThreadSanitizer|SUMMARY: (Address|Thread|UndefinedBehavior)Sanitizer|.*: runtime error: )' "$log" || true)
+    # Reports from kcovctl runs inside tests come indented in the tests' messages: not anchored.
+    reports=$(grep -cE '==[0-9]+==ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|: runtime error: ' "$log" || true)
     echo "$sanitizer: exit $status; ${summary:-no test summary}; sanitizer reports: $reports"
     if [ "$status" -ne 0 ] || [ "$reports" -ne 0 ]; then
-        grep -E -A12 '^(==[0-9]+==ERROR: AddressSanitizer|WARNING: ThreadSanitizer)|: runtime error: ' "$log" | head -80 >&2 || true
+        grep -E -A12 '==[0-9]+==ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|: runtime error: ' "$log" | head -80 >&2 || true
         grep -E '✘|recorded an issue' "$log" | head -20 >&2 || true
         failed+=("$sanitizer")
     fi
