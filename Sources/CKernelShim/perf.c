@@ -59,6 +59,10 @@ pid_t kcs_spawn_paused(const char *path, char *const argv[], char *const envp[],
         return -1;
     }
     if (pid == 0) {
+        // The child's own copy of the release end would keep its read from ever seeing the end of
+        // the pipe: an abandoned child must exit, not wait forever.
+        close(go[1]);
+        close(report[0]);
         char byte;
         ssize_t n;
         do {

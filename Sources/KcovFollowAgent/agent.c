@@ -463,4 +463,6 @@ int execle(const char *path, const char *argument, ...) {
 // The Swift driver links every library product with libswiftCore (and through it libstdc++);
 // the agent uses neither, and every traced process would load them. swift-autolink-extract puts
 // this section's flags on the link line before the driver's own libraries, so --as-needed drops them.
-__attribute__((section(".swift1_autolink_entries"), used)) static const char autolink_entries[] = "-Xlinker\0--as-needed";
+// Not instrumented by AddressSanitizer: its redzone and its entry in asan_globals would point into
+// a section the linker discards after reading it (`swift build --sanitize=address` failed to link).
+__attribute__((section(".swift1_autolink_entries"), used, no_sanitize("address"))) static const char autolink_entries[] = "-Xlinker\0--as-needed";

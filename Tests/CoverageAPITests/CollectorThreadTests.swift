@@ -112,7 +112,9 @@ import Testing
     /// `swiftc -typecheck` of `source` against the modules this test bundle was built with.
     func typeCheck(_ source: String) throws -> (status: Int32, output: String) {
         let modules = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("Modules")
-        let candidates = [modules.path, URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        // Beside the test binary: any --scratch-path (Scripts/sanitize.sh builds in .build-<sanitizer>).
+        let besideBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("Modules")
+        let candidates = [modules.path, besideBinary.path, URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../.build/debug/Modules").standardized.path]
         let moduleDirectory = try #require(candidates.first { FileManager.default.fileExists(atPath: $0 + "/CoverageAPI.swiftmodule") })
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("collector-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).swift")
