@@ -24,9 +24,11 @@ public struct KernelCoverageMap: FunctionDefining {
     private let image: KernelImage?
 
     /// Symbolizes the call (PC minus the call's length) before every coverable PC of `mode`.
-    public init(image: KernelImage, symbolizer: KernelSymbolizer, mode: CoverageMode) throws(KernelImageError) {
+    /// Throws ``KernelImageError`` when the scan fails and ``SymbolizerError`` (`.badDebugInfo`)
+    /// when a unit's DWARF is malformed: a report is never built on partly symbolized code.
+    public init(image: KernelImage, symbolizer: KernelSymbolizer, mode: CoverageMode) throws {
         let pcs = try image.coverablePCs().sites(comparisons: mode == .comparisons).all
-        let stacks = symbolizer.frames(for: pcs.map { $0 - CoverablePCs.callLength })
+        let stacks = try symbolizer.checkedFrames(for: pcs.map { $0 - CoverablePCs.callLength })
         self.init(pcs: pcs, stacks: stacks, image: image) { image.function(containing: $0)?.name }
     }
 
@@ -35,9 +37,9 @@ public struct KernelCoverageMap: FunctionDefining {
     /// compiler's clone (`foo.isra.0`, `foo.constprop.0`, `foo.part.0`, `foo.cold`): the DWARF
     /// names the function it was cloned from (`DW_AT_abstract_origin`), and the clone counts under
     /// that function. Static functions that share a name stay apart by their files.
-    public init(functions: [UInt64: String], symbolizer: KernelSymbolizer) {
+    public init(functions: [UInt64: String], symbolizer: KernelSymbolizer) throws(SymbolizerError) {
         let pcs = functions.keys.sorted()
-        let entries = zip(pcs, symbolizer.frames(for: pcs)).map { pc, stack in
+        let entries = zip(pcs, try symbolizer.checkedFrames(for: pcs)).map { pc, stack in
             stack.last.map {
                 [SymbolFrame(
                     function: Self.cloneOrigin(symbol: functions[pc], dwarf: $0.function), file: $0.file, line: $0.line,

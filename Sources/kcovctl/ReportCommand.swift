@@ -213,7 +213,7 @@ func coverageMap(vmlinux: String, for inputs: [CoverageInput]) throws -> KernelC
     for warning in image.warnings { note("warning: \(warning)") }
     let symbolizer = try KernelSymbolizer(vmlinux: vmlinux)
     if inputs[0].probedFunctions != nil {
-        return KernelCoverageMap(functions: try probedFunctions(inputs, in: image, vmlinux: vmlinux), symbolizer: symbolizer)
+        return try KernelCoverageMap(functions: try probedFunctions(inputs, in: image, vmlinux: vmlinux), symbolizer: symbolizer)
     }
     return try KernelCoverageMap(image: image, symbolizer: symbolizer, mode: inputs[0].mode)
 }

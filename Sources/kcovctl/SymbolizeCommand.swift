@@ -45,7 +45,12 @@ struct SymbolizeCommand: ParsableCommand {
         } catch {
             throw fail(error)
         }
-        let frames = symbolizer.frames(for: returnAddresses ? addresses.map { $0 &- 1 } : addresses)
+        let frames: [[SymbolFrame]]
+        do {
+            frames = try symbolizer.checkedFrames(for: returnAddresses ? addresses.map { $0 &- 1 } : addresses)
+        } catch {
+            throw fail(error)
+        }
         var output: [UInt8] = []
         output.reserveCapacity(1 << 20)
         var unknown = 0
