@@ -1,24 +1,15 @@
+import KernelSeam
+
 /// FreeBSD kcov(4)'s user ABI (`sys/sys/kcov.h`), computed from FreeBSD's `<sys/ioccom.h>`
 /// encoding and pinned by tests (Docs/kcov-freebsd.md#ioctl-encoding). Request numbers are 32-bit:
 /// `sys_ioctl` truncates the command to `uint32_t`, so they are zero-extended here.
 public enum FreeBSDKcovABI {
-    /// `_IOC(inout, group, num, len)`: num bits 0–7, group 8–15, length 16–28 (13 bits), direction 29–31.
-    static func ioc(direction: UInt32, group: Character, number: UInt32, length: UInt32) -> UInt {
-        precondition(length <= ioctlParameterMask, "ioctl parameter length \(length) does not fit 13 bits")
-        return UInt(direction | (length & ioctlParameterMask) << 16 | UInt32(group.asciiValue!) << 8 | number)
-    }
-    /// `IOCPARM_MASK`: `(1 << IOCPARM_SHIFT) - 1` with `IOCPARM_SHIFT` 13.
-    static let ioctlParameterMask: UInt32 = 0x1fff
-    /// `IOC_VOID`: no parameter is copied; `_IOWINT` is `IOC_VOID` with the length of an `int`,
-    /// which makes `sys_ioctl` pass the argument itself as the value.
-    static let void: UInt32 = 0x2000_0000
-
     /// KIOENABLE = `_IOWINT('c', 2)`: the mode, by value.
-    public static let enable = ioc(direction: void, group: "c", number: 2, length: 4)
+    public static let enable = BSDIoctl.request(direction: BSDIoctl.void, group: "c", number: 2, length: 4)
     /// KIODISABLE = `_IO('c', 3)`: the argument is ignored (FreeBSD's tests pass 0).
-    public static let disable = ioc(direction: void, group: "c", number: 3, length: 0)
+    public static let disable = BSDIoctl.request(direction: BSDIoctl.void, group: "c", number: 3, length: 0)
     /// KIOSETBUFSIZE = `_IOWINT('c', 4)`: the buffer size in entries, by value.
-    public static let setBufferSize = ioc(direction: void, group: "c", number: 4, length: 4)
+    public static let setBufferSize = BSDIoctl.request(direction: BSDIoctl.void, group: "c", number: 4, length: 4)
 
     /// KCOV_MODE_TRACE_PC and KCOV_MODE_TRACE_CMP: Linux's numbers; there is no NONE mode.
     public static let modeTracePC: Int32 = 0

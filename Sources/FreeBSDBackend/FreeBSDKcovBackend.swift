@@ -213,7 +213,7 @@ public struct FreeBSDKcovBackend: KcovDriver {
     }
 
     /// `_IO('c', 127)`: a request in kcov's group that FreeBSD does not define.
-    static let undefinedRequest = FreeBSDKcovABI.ioc(direction: FreeBSDKcovABI.void, group: "c", number: 127, length: 0)
+    static let undefinedRequest = BSDIoctl.request(direction: BSDIoctl.void, group: "c", number: 127, length: 0)
 
     /// Any request number by value, for misuse checks. FreeBSD's driver answers an unknown
     /// request with EINVAL (the `default:` of `kcov_ioctl`).

@@ -1,29 +1,19 @@
+import KernelSeam
+
 /// NetBSD kcov(4)'s user ABI (`sys/sys/kcov.h`), computed from NetBSD's `<sys/ioccom.h>`
 /// encoding and pinned by tests. Request numbers are 32-bit and zero-extended into the `unsigned
 /// long` of ioctl(2), never sign-extended.
 public enum NetBSDKcovABI {
-    /// `_IOC(inout, group, num, len)`: num bits 0–7, group 8–15, length 16–28 (13 bits), direction 29–31.
-    static func ioc(direction: UInt32, group: Character, number: UInt32, length: UInt32) -> UInt {
-        precondition(length <= ioctlParameterMask, "ioctl parameter length \(length) does not fit 13 bits")
-        return UInt(direction | (length & ioctlParameterMask) << 16 | UInt32(group.asciiValue!) << 8 | number)
-    }
-    /// `IOCPARM_MASK`.
-    static let ioctlParameterMask: UInt32 = 0x1fff
-    /// `IOC_VOID`: no parameters.
-    static let void: UInt32 = 0x2000_0000
-    /// `IOC_IN`: a parameter copied into the kernel.
-    static let input: UInt32 = 0x8000_0000
-
     /// KCOV_IOC_SETBUFSIZE = `_IOW('K', 1, uint64_t)`: the buffer size in entries, by pointer.
-    public static let setBufferSize = ioc(direction: input, group: "K", number: 1, length: 8)
+    public static let setBufferSize = BSDIoctl.request(direction: BSDIoctl.input, group: "K", number: 1, length: 8)
     /// KCOV_IOC_ENABLE = `_IOW('K', 2, int)`: the mode, by pointer.
-    public static let enable = ioc(direction: input, group: "K", number: 2, length: 4)
+    public static let enable = BSDIoctl.request(direction: BSDIoctl.input, group: "K", number: 2, length: 4)
     /// KCOV_IOC_DISABLE = `_IO('K', 3)`.
-    public static let disable = ioc(direction: void, group: "K", number: 3, length: 0)
+    public static let disable = BSDIoctl.request(direction: BSDIoctl.void, group: "K", number: 3, length: 0)
     /// KCOV_IOC_REMOTE_ATTACH = `_IOW('K', 10, struct kcov_ioc_remote_attach)` (two `uint64_t`).
-    public static let remoteAttach = ioc(direction: input, group: "K", number: 10, length: 16)
+    public static let remoteAttach = BSDIoctl.request(direction: BSDIoctl.input, group: "K", number: 10, length: 16)
     /// KCOV_IOC_REMOTE_DETACH = `_IO('K', 11)`.
-    public static let remoteDetach = ioc(direction: void, group: "K", number: 11, length: 0)
+    public static let remoteDetach = BSDIoctl.request(direction: BSDIoctl.void, group: "K", number: 11, length: 0)
 
     /// KCOV_MODE_NONE, KCOV_MODE_TRACE_PC, KCOV_MODE_TRACE_CMP.
     public static let modeNone: Int32 = 0

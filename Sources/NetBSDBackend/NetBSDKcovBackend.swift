@@ -284,7 +284,7 @@ public struct NetBSDKcovBackend: KcovDriver {
     }
 
     /// `_IO('K', 127)`: a request in kcov's group that NetBSD does not define.
-    static let undefinedRequest = NetBSDKcovABI.ioc(direction: NetBSDKcovABI.void, group: "K", number: 127, length: 0)
+    static let undefinedRequest = BSDIoctl.request(direction: BSDIoctl.void, group: "K", number: 127, length: 0)
 
     /// Any request number by value, for misuse checks. NetBSD's driver answers an unknown request
     /// with EINVAL (its `default:` case).

@@ -1,31 +1,21 @@
+import KernelSeam
+
 /// OpenBSD kcov(4)'s user ABI (`sys/sys/kcov.h` 1.9, LP64), computed from OpenBSD's
 /// `<sys/ioccom.h>` encoding and pinned by tests (Docs/kcov-openbsd.md#ioctl-encoding).
 ///
 /// KIOSETBUFSIZE, KIOENABLE and KIODISABLE have the same numbers as NetBSD's SETBUFSIZE, ENABLE
 /// and DISABLE, under other rules: only the host's system name tells the two kernels apart.
 public enum OpenBSDKcovABI {
-    /// `_IOC(inout, group, num, len)`: num bits 0–7, group 8–15, length 16–28 (13 bits), direction 29–31.
-    static func ioc(direction: UInt32, group: Character, number: UInt32, length: UInt32) -> UInt {
-        precondition(length <= ioctlParameterMask, "ioctl parameter length \(length) does not fit 13 bits")
-        return UInt(direction | (length & ioctlParameterMask) << 16 | UInt32(group.asciiValue!) << 8 | number)
-    }
-    /// `IOCPARM_MASK`.
-    static let ioctlParameterMask: UInt32 = 0x1fff
-    /// `IOC_VOID`: no parameters.
-    static let void: UInt32 = 0x2000_0000
-    /// `IOC_IN`: a parameter copied into the kernel.
-    static let input: UInt32 = 0x8000_0000
-
     /// KIOSETBUFSIZE = `_IOW('K', 1, unsigned long)`: the buffer size in entries, by pointer.
-    public static let setBufferSize = ioc(direction: input, group: "K", number: 1, length: 8)
+    public static let setBufferSize = BSDIoctl.request(direction: BSDIoctl.input, group: "K", number: 1, length: 8)
     /// KIOENABLE = `_IOW('K', 2, int)`: the mode, by pointer.
-    public static let enable = ioc(direction: input, group: "K", number: 2, length: 4)
+    public static let enable = BSDIoctl.request(direction: BSDIoctl.input, group: "K", number: 2, length: 4)
     /// KIODISABLE = `_IO('K', 3)`.
-    public static let disable = ioc(direction: void, group: "K", number: 3, length: 0)
+    public static let disable = BSDIoctl.request(direction: BSDIoctl.void, group: "K", number: 3, length: 0)
     /// KIOREMOTEATTACH = `_IOW('K', 4, struct kio_remote_attach *)`: the length is that of a
     /// *pointer* (8 on LP64), which happens to equal the struct's two `int`s; the driver reads
     /// `struct kio_remote_attach` from the copied bytes.
-    public static let remoteAttach = ioc(direction: input, group: "K", number: 4, length: 8)
+    public static let remoteAttach = BSDIoctl.request(direction: BSDIoctl.input, group: "K", number: 4, length: 8)
 
     /// KCOV_MODE_NONE (refused by KIOENABLE), KCOV_MODE_TRACE_PC, KCOV_MODE_TRACE_CMP.
     public static let modeNone: Int32 = 0

@@ -288,7 +288,7 @@ public struct OpenBSDKcovBackend: KcovDriver {
     }
 
     public func sendUndefinedRequest(_ fd: Int32) throws(CoverageError) {
-        let request = OpenBSDKcovABI.ioc(direction: OpenBSDKcovABI.void, group: "K", number: 127, length: 0)
+        let request = BSDIoctl.request(direction: BSDIoctl.void, group: "K", number: 127, length: 0)
         try Self.ioctlErrors.check(kernel.ioctl(fd, request, value: 0), "ioctl(0x\(String(request, radix: 16)))")
     }
 
