@@ -110,8 +110,8 @@ let package = Package(
         // Named checks every backend must pass, run from tests, kcovctl and the guest alike (no XCTest/Testing);
         // KernelSeam only for POSIXThread, the real threads that per-thread coverage needs.
         .target(name: "Conformance", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
-        // Builds and caches the project's own kcov test kernel from Debian's linux-source-6.12.
-        .target(name: "TestKernel", swiftSettings: swiftSettings),
+        // Builds and caches the project's kcov test kernels (Debian's linux-source-6.12 and 6.1) and its test module.
+        .target(name: "TestKernel", resources: [.copy("TestModule")], swiftSettings: swiftSettings),
         // Boots a kernel under QEMU with the host root over 9p and runs one command in the guest.
         .target(name: "VirtualMachine", swiftSettings: swiftSettings),
         // For tests only (no product): the built kcovctl, programs run with their output captured, and

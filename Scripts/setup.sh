@@ -10,6 +10,8 @@ packages=(
   qemu-system-x86          # boots the test kernel
   util-linux               # setpriv --pdeathsig: QEMU is killed when kcovctl dies
   linux-source-6.12        # the test kernel's source
+  linux-source-6.1         # the second test kernel (`kcovctl vm build --source 6.1`): kcov across versions
+  kmod                     # insmod and rmmod: the guest loads the project's test module with them
   build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils  # to build it
   runsc                    # gVisor (a release build, no kcov): the sandbox the gVisor tests run kcovctl in
   libdw-dev pkg-config     # libelf/libdw: the vmlinux reader and DWARF symbolizer link them

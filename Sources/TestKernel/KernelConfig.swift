@@ -6,8 +6,11 @@ public enum KernelConfig {
     /// kprobes and perf events, a serial console, syscalls ordinary programs expect (madvise,
     /// inotify, membarrier, rseq) that tinyconfig leaves out, memory protection keys (the
     /// collector's write-protected buffer mode, where the CPU has PKU), and DWARF line and inline
-    /// information (reduced: no type info) for the symbolizer and reports.
-    public static let fragment = """
+    /// information (reduced: no type info) for the symbolizer and reports. Like the kernels users
+    /// run, it has loadable modules (the project's test module, ``TestModule``, is built against it)
+    /// and KASLR (the runner boots with `nokaslr` unless a run asks for a random slide), and it
+    /// embeds its own `.config` (`CONFIG_IKCONFIG`), which `--kernel`'s check reads.
+    public static let common = """
         CONFIG_64BIT=y
         CONFIG_SMP=y
         CONFIG_X86_MPPARSE=y
@@ -62,14 +65,34 @@ public enum KernelConfig {
         CONFIG_X86_INTEL_MEMORY_PROTECTION_KEYS=y
         CONFIG_DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT=y
         CONFIG_DEBUG_INFO_REDUCED=y
+        CONFIG_MODULES=y
+        CONFIG_MODULE_UNLOAD=y
+        CONFIG_RELOCATABLE=y
+        CONFIG_RANDOMIZE_BASE=y
+        CONFIG_IKCONFIG=y
+        CONFIG_IKCONFIG_PROC=y
 
         """
 
+    /// Options one kernel version needs on top of ``common``, with why.
+    static func versionOptions(for source: KernelSource) -> String {
+        switch source {
+        case .v6_12: ""
+        case .v6_1: ""
+        }
+    }
+
+    /// The fragment merged over tinyconfig for one kernel version.
+    public static func fragment(for source: KernelSource) -> String {
+        common + versionOptions(for: source)
+    }
+
     /// Options the built `.config` must contain; the build fails if olddefconfig dropped one.
-    public static var required: [String] {
+    public static func required(for source: KernelSource) -> [String] {
         ["CONFIG_KCOV=y", "CONFIG_ADVISE_SYSCALLS=y", "CONFIG_KCOV_ENABLE_COMPARISONS=y", "CONFIG_DEBUG_FS=y", "CONFIG_9P_FS=y",
          "CONFIG_NET_9P_VIRTIO=y", "CONFIG_KPROBES=y", "CONFIG_KPROBE_EVENTS=y", "CONFIG_PERF_EVENTS=y",
          "CONFIG_X86_INTEL_MEMORY_PROTECTION_KEYS=y",
-         "CONFIG_DEBUG_INFO=y", "CONFIG_DEBUG_INFO_REDUCED=y"]
+         "CONFIG_DEBUG_INFO=y", "CONFIG_DEBUG_INFO_REDUCED=y", "CONFIG_MODULES=y", "CONFIG_MODULE_UNLOAD=y",
+         "CONFIG_RANDOMIZE_BASE=y", "CONFIG_IKCONFIG=y"]
     }
 }

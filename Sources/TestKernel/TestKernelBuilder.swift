@@ -8,6 +8,23 @@ public struct TestKernel: Sendable, Hashable {
     public var vmlinux: String
     /// The kernel's build tree (sources and `.config`).
     public var buildTree: String
+    /// The project's test module (``TestModule``) built against this kernel: `kcov_test_module.ko`,
+    /// with its source beside it.
+    public var testModule: String
+    /// Which Debian kernel source it was built from.
+    public var source: KernelSource
+}
+
+/// The Debian kernel sources the project builds test kernels from: `linux-source-VERSION`, whose
+/// tarball is `/usr/src/linux-source-VERSION.tar.xz`.
+public enum KernelSource: String, Sendable, CaseIterable, Hashable {
+    /// Linux 6.12, the default test kernel.
+    case v6_12 = "6.12"
+    /// Linux 6.1, the second kernel version the conformance and real-kernel suites run on.
+    case v6_1 = "6.1"
+
+    /// The tarball Debian's `linux-source-VERSION` package installs.
+    public var tarball: String { "/usr/src/linux-source-\(rawValue).tar.xz" }
 }
 
 /// Why the test kernel could not be built.
@@ -15,10 +32,13 @@ public struct TestKernelError: Error, CustomStringConvertible {
     public var description: String
 }
 
-/// Builds the test kernel from Debian's `linux-source-6.12` with ``KernelConfig/fragment`` into a
-/// cache keyed by the fragment and the source tarball, and reuses it while neither changes.
+/// Builds a test kernel from Debian's `linux-source-VERSION` with ``KernelConfig/fragment(for:)``,
+/// and the project's test module against it, into a cache keyed by the version, the fragment, the
+/// module's source and the source tarball, and reuses it while none of them changes.
 public struct TestKernelBuilder: Sendable {
-    /// The tarball Debian's `linux-source-6.12` package installs.
+    /// Which kernel version.
+    public var source: KernelSource
+    /// The tarball Debian's `linux-source-VERSION` package installs.
     public var sourceTarball: String
     /// Where built kernels are kept, one folder per key.
     public var cacheDirectory: String
@@ -26,11 +46,12 @@ public struct TestKernelBuilder: Sendable {
     public var jobs: Int
 
     public init(
-        sourceTarball: String = "/usr/src/linux-source-6.12.tar.xz",
+        source: KernelSource = .v6_12,
         cacheDirectory: String = TestKernelBuilder.defaultCacheDirectory,
         jobs: Int = ProcessInfo.processInfo.activeProcessorCount + 1
     ) {
-        self.sourceTarball = sourceTarball
+        self.source = source
+        self.sourceTarball = source.tarball
         self.cacheDirectory = cacheDirectory
         self.jobs = jobs
     }
@@ -44,15 +65,17 @@ public struct TestKernelBuilder: Sendable {
         return base + "/kernel-coverage"
     }
 
-    /// The cache key: the fragment, this recipe's version, and the tarball's size and mtime.
+    /// The cache key: the fragment, the test module's source, this recipe's version, and the
+    /// tarball's size and mtime.
     public func cacheKey() throws -> String {
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: sourceTarball) else {
             throw TestKernelError(description:
-                "\(sourceTarball) is missing: install Debian's linux-source-6.12 (Scripts/setup.sh does)")
+                "\(sourceTarball) is missing: install Debian's linux-source-\(source.rawValue) (Scripts/setup.sh does)")
         }
         let size = (attributes[.size] as? NSNumber)?.int64Value ?? 0
         let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        let identity = "recipe 1\n\(KernelConfig.fragment)\n\(size) \(Int64(modified))"
+        let module = try TestModule.files().map { "\($0.name)\n\($0.text)" }.joined(separator: "\n")
+        let identity = "recipe 2\n\(KernelConfig.fragment(for: source))\n\(module)\n\(size) \(Int64(modified))"
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
         for byte in identity.utf8 {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
@@ -60,9 +83,9 @@ public struct TestKernelBuilder: Sendable {
         return String(hash, radix: 16)
     }
 
-    /// The folder for this key.
+    /// The folder for this key: `kernel-VERSION-KEY`.
     public func directory() throws -> String {
-        cacheDirectory + "/kernel-" + (try cacheKey())
+        cacheDirectory + "/kernel-\(source.rawValue)-" + (try cacheKey())
     }
 
     /// The cached kernel for the current key, if it was built completely.
@@ -73,7 +96,9 @@ public struct TestKernelBuilder: Sendable {
     }
 
     private func kernel(in folder: String) -> TestKernel {
-        TestKernel(bzImage: folder + "/bzImage", vmlinux: folder + "/vmlinux", buildTree: folder + "/src")
+        TestKernel(
+            bzImage: folder + "/bzImage", vmlinux: folder + "/vmlinux", buildTree: folder + "/src",
+            testModule: folder + "/module/" + TestModule.objectName, source: source)
     }
 
     /// Returns the cached kernel, building it first if needed. `progress` receives a line now and
@@ -95,7 +120,7 @@ public struct TestKernelBuilder: Sendable {
         let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         defer { try? logHandle.close() }
         let fragment = folder + "/kcov.config"
-        try KernelConfig.fragment.write(toFile: fragment, atomically: true, encoding: .utf8)
+        try KernelConfig.fragment(for: source).write(toFile: fragment, atomically: true, encoding: .utf8)
 
         progress("unpacking \(sourceTarball)")
         try run(["tar", "-xf", sourceTarball, "-C", folder], in: folder, log: logHandle, progress: progress)
@@ -110,27 +135,44 @@ public struct TestKernelBuilder: Sendable {
         try run(["make", "ARCH=x86_64", "olddefconfig"], in: tree, log: logHandle, progress: progress)
         let config = try String(contentsOfFile: tree + "/.config", encoding: .utf8)
         let lines = Set(config.split(separator: "\n").map(String.init))
-        let missing = KernelConfig.required.filter { !lines.contains($0) }
+        let missing = KernelConfig.required(for: source).filter { !lines.contains($0) }
         guard missing.isEmpty else {
             throw TestKernelError(description: "the merged .config lacks \(missing.joined(separator: ", ")); see \(log)")
         }
 
-        progress("compiling with make -j\(jobs) (about 4–5 minutes on 2 cores); log: \(log)")
-        try run(["make", "ARCH=x86_64", "-j\(jobs)", "bzImage"], in: tree, log: logHandle, progress: progress, countCompiles: true)
+        progress("compiling with make -j\(jobs) (about 5–7 minutes on 2 cores); log: \(log)")
+        // `modules` too: it writes Module.symvers, which an out-of-tree module is linked against.
+        try run(["make", "ARCH=x86_64", "-j\(jobs)", "bzImage", "modules"], in: tree, log: logHandle, progress: progress, countCompiles: true)
         try FileManager.default.copyItem(atPath: tree + "/arch/x86/boot/bzImage", toPath: folder + "/bzImage")
         try FileManager.default.copyItem(atPath: tree + "/vmlinux", toPath: folder + "/vmlinux")
+
+        progress("building the test module against it")
+        let module = folder + "/module"
+        try FileManager.default.createDirectory(atPath: module, withIntermediateDirectories: true)
+        for file in try TestModule.files() {
+            try file.text.write(toFile: module + "/" + file.name, atomically: true, encoding: .utf8)
+        }
+        try run(["make", "ARCH=x86_64", "-C", tree, "M=\(module)", "modules"], in: tree, log: logHandle, progress: progress)
+        guard FileManager.default.fileExists(atPath: module + "/" + TestModule.objectName) else {
+            throw TestKernelError(description: "the test module's build wrote no \(TestModule.objectName); see \(log)")
+        }
         _ = FileManager.default.createFile(atPath: folder + "/complete", contents: Data())
         progress(String(format: "built in %.0f s", Date().timeIntervalSince(started)))
         removeStaleKernels(keeping: folder)
         return kernel(in: folder)
     }
 
-    /// Deletes kernels built for other keys: each keeps a build tree of about 1.5 GB.
+    /// Deletes this version's kernels built for other keys (each keeps a build tree of about
+    /// 1.5 GB), and those of the cache's first layout (`kernel-KEY`, no version); other versions'
+    /// kernels stay.
     private func removeStaleKernels(keeping folder: String) {
         let current = URL(fileURLWithPath: folder).lastPathComponent
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: cacheDirectory)) ?? []
-        for entry in entries where entry.hasPrefix("kernel-") && entry != current && entry != "kernel.lock" {
-            try? FileManager.default.removeItem(atPath: cacheDirectory + "/" + entry)
+        for entry in entries where entry != current && entry != "kernel.lock" {
+            let unversioned = entry.hasPrefix("kernel-") && entry.dropFirst("kernel-".count).allSatisfy(\.isHexDigit)
+            if unversioned || entry.hasPrefix("kernel-\(source.rawValue)-") {
+                try? FileManager.default.removeItem(atPath: cacheDirectory + "/" + entry)
+            }
         }
     }
 

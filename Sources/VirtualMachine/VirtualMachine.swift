@@ -44,11 +44,17 @@ public struct VirtualMachine: Sendable {
     /// is reported as hung (with the last lines it printed) and QEMU is killed. The kernel boots
     /// with `quiet`, so silence on the console alone is normal until then.
     public var bootTimeoutSeconds: Double
+    /// Whether the kernel may place itself at a random address (KASLR, `CONFIG_RANDOMIZE_BASE`).
+    /// Off by default (`nokaslr` on the command line), so `/proc/kallsyms` shows the vmlinux's
+    /// own addresses; kcov records PCs with the slide subtracted either way (Docs/modules.md).
+    public var randomizeBase: Bool
 
     public init(
         kernelImage: String, workDirectory: String, accelerator: Accelerator = .tcg, cpus: Int = 2,
-        memoryMiB: Int = 2048, timeoutSeconds: Double = 1800, bootTimeoutSeconds: Double = 300
+        memoryMiB: Int = 2048, timeoutSeconds: Double = 1800, bootTimeoutSeconds: Double = 300,
+        randomizeBase: Bool = false
     ) {
+        self.randomizeBase = randomizeBase
         self.kernelImage = kernelImage
         self.workDirectory = workDirectory
         self.accelerator = accelerator
@@ -193,7 +199,8 @@ public struct VirtualMachine: Sendable {
             "-nographic", "-no-reboot", "-display", "none", "-monitor", "none",
             "-serial", "file:\(jobPath)/console.log",
             "-kernel", kernelImage,
-            "-append", "console=ttyS0 root=/dev/root rootfstype=9p rootflags=\(rootFlags) ro init=\(jobPath)/init panic=-1 quiet loglevel=3",
+            "-append", "console=ttyS0 root=/dev/root rootfstype=9p rootflags=\(rootFlags) ro init=\(jobPath)/init panic=-1 quiet loglevel=3"
+                + (randomizeBase ? "" : " nokaslr"),
             "-fsdev", "local,id=root,path=/,readonly=on,security_model=none,multidevs=remap",
             "-device", "virtio-9p-pci,fsdev=root,mount_tag=/dev/root",
             "-fsdev", "local,id=job,path=\(jobPath),security_model=none",

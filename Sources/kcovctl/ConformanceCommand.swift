@@ -65,7 +65,7 @@ struct ConformanceCommand: ParsableCommand {
             throw ValidationError("unknown backend '\(backend)': use one of \(Self.backendNames.joined(separator: ", "))")
         }
         if vm && model { throw ValidationError("--vm runs the real device; --model needs no VM") }
-        if guest.given && !vm { throw ValidationError("--kvm and --boot-timeout only apply with --vm") }
+        if guest.given && !vm { throw ValidationError("--kvm, --boot-timeout, --source and --kaslr only apply with --vm") }
     }
 
     func run() throws {

@@ -11,13 +11,17 @@ struct VMCommand: ParsableCommand {
 
     struct Build: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Build the test kernel from Debian's linux-source-6.12, or reuse the cached one.")
+            abstract: "Build a test kernel from Debian's linux-source-VERSION and the test module against it, or reuse the cached ones.")
+
+        @Option(help: "The kernel version: 6.12 (the default) or 6.1.", transform: kernelSource)
+        var source: KernelSource = .v6_12
 
         func run() throws {
             do {
-                let kernel = try TestKernelBuilder().build(progress: note)
+                let kernel = try TestKernelBuilder(source: source).build(progress: note)
                 print("bzImage: \(kernel.bzImage)")
                 print("vmlinux: \(kernel.vmlinux)")
+                print("test module: \(kernel.testModule)")
             } catch {
                 throw fail(error)
             }
@@ -62,14 +66,28 @@ struct GuestOptions: ParsableArguments {
         help: "Seconds the guest may take to boot and start the command before it is reported as hung (default 300).")
     var bootTimeout: Int?
 
+    @Option(help: "Which test kernel to boot: 6.12 (the default) or 6.1 (`kcovctl vm build --source`).", transform: kernelSource)
+    var source: KernelSource?
+
+    @Flag(help: "Boot with KASLR (a random kernel and module base); without it the runner passes nokaslr.")
+    var kaslr = false
+
     /// Whether any of these options was given (they apply only to commands run in a guest).
-    var given: Bool { kvm || bootTimeout != nil }
+    var given: Bool { kvm || bootTimeout != nil || source != nil || kaslr }
 
     func validate() throws {
         if let bootTimeout, !(1...86_400).contains(bootTimeout) {
             throw ValidationError("--boot-timeout must be between 1 and 86400 seconds, not \(bootTimeout)")
         }
     }
+}
+
+/// Reads `--source VERSION` (KernelSource lives in the TestKernel library, which has no argument parser).
+func kernelSource(_ argument: String) throws -> KernelSource {
+    guard let source = KernelSource(rawValue: argument) else {
+        throw ValidationError("--source must be one of \(KernelSource.allCases.map(\.rawValue).joined(separator: ", ")), not \(argument)")
+    }
+    return source
 }
 
 /// Builds or reuses the test kernel and runs one command in it.
@@ -81,11 +99,12 @@ struct GuestLauncher {
     }
 
     func run(_ command: [String]) throws -> GuestResult {
-        let builder = TestKernelBuilder()
+        let builder = TestKernelBuilder(source: options.source ?? .v6_12)
         let kernel = try builder.build(progress: note)
         let machine = VirtualMachine(
             kernelImage: kernel.bzImage, workDirectory: builder.cacheDirectory + "/vm",
-            accelerator: options.kvm ? .kvm : .tcg, bootTimeoutSeconds: Double(options.bootTimeout ?? 300))
+            accelerator: options.kvm ? .kvm : .tcg, bootTimeoutSeconds: Double(options.bootTimeout ?? 300),
+            randomizeBase: options.kaslr)
         return try machine.run(command)
     }
 
