@@ -30,6 +30,15 @@ public protocol CoverageBackend: Sendable {
     func probe()
     /// The driver protocol this backend implements.
     var driver: BackendDriver { get }
+    /// Where the running kernel's code is (its text base and loaded modules), read when a trace
+    /// ends so a report can map module PCs (Docs/modules.md); `nil` where the backend's PCs are
+    /// not kernel addresses or the kernel does not say.
+    func kernelLayout() -> KernelLayout?
+}
+
+extension CoverageBackend {
+    /// No layout: the default for backends whose kernels do not expose one here.
+    public func kernelLayout() -> KernelLayout? { nil }
 }
 
 /// The two shapes of kernel coverage interface.

@@ -68,9 +68,15 @@ package protocol KernelInterface: Sendable {
     /// once the thread has exited; the kernel's per-thread state, a kcov binding included, goes
     /// with the thread (its exit path runs). A model runs its simulated exit path for it.
     func runOnNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T
+    /// Whether this is the running system's kernel, whose procfs and sysfs describe where its
+    /// code is (a trace's ``KernelLayout``); a model has no such files.
+    var isRunningSystem: Bool { get }
 }
 
 extension KernelInterface {
+    /// A model, not the running system.
+    package var isRunningSystem: Bool { false }
+
     /// Without guard pages: a plain shared read-write mmap(2).
     package func mmapBetweenGuards(length: Int, fd: CInt, offset: Int) -> UnsafeMutableRawPointer? {
         mmap(length: length, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd: fd, offset: offset)

@@ -8,6 +8,8 @@ package import CoverageAPI
 
 /// The kernel itself: each call goes straight to libc or the C shim.
 package struct SystemKernel: KernelInterface {
+    package var isRunningSystem: Bool { true }
+
     package init() {}
 
     package func open(_ path: String, flags: CInt) -> CInt {

@@ -1,6 +1,6 @@
 public import CoverageAPI
 
-/// One kcovctl trace file: what `kcovctl trace` writes and `kcovctl report` reads, versions 1 and 2.
+/// One kcovctl trace file: what `kcovctl trace` writes and `kcovctl report` reads, versions 1 to 3.
 ///
 /// The JSON shape (PCs and operands are `0x%016x` hex strings, since kernel addresses do not fit
 /// a JSON double):
@@ -17,6 +17,8 @@ public import CoverageAPI
 ///   "probedFunctions": [{"name", "pc"}],            // unit function only: the report's denominator
 ///   "skippedFunctions": [{"name", "reason"}],       // unit function only
 ///   "untraced": [{"pid"?, "tid"?, "executable"?, "reason"}],   // version 2: tasks a whole run could not trace
+///   "kernel": {"release", "text"?, "unavailable"?,             // version 3: the kernel's layout (Docs/modules.md)
+///              "modules": [{"name", "base", "size", "sections": {".text": "0x…", …}, "buildID"?}]},
 ///   "tasks": [ { "pid"?, "tid"?, "parentPid"?, "executable"?, "order"?, "exit"?, "truncated": false,
 ///                "end"?, "endOrder"?, "withoutAgent"?, "agentTail"?,   // version 2 (whole runs, Docs/follow.md)
 ///                "pcs": ["0xffffffff81000010", …],          // units pc and synthetic-block in mode pc
@@ -25,8 +27,8 @@ public import CoverageAPI
 /// ```
 ///
 /// A file is written as version 1 unless it uses a version-2 field (``untraced`` or a task's
-/// ``Task/end``, ``Task/endOrder``, ``Task/withoutAgent``, ``Task/agentTail``), so readers that know
-/// only version 1 keep reading single-task traces.
+/// ``Task/end``, ``Task/endOrder``, ``Task/withoutAgent``, ``Task/agentTail``) or the version-3
+/// ``kernel`` layout, so readers that know only version 1 keep reading the traces they can use.
 ///
 /// Which lists a task holds follows from ``unit`` and ``mode``: exactly one of `pcs`,
 /// `comparisons` and `functions`, the others empty (and absent from the JSON). Writing a value
@@ -37,7 +39,7 @@ public struct TraceFile: Sendable, Hashable {
     /// The value of the `"format"` key.
     public static let formatName = "kcovctl-trace"
     /// The highest version this reader knows; ``writtenVersion`` is what a value is written as.
-    public static let currentVersion = 2
+    public static let currentVersion = 3
 
     /// The backend that recorded the trace (`linux`, `netbsd`, `gvisor`, `kprobe`, …); `unknown`
     /// when the input did not say (rawcover).
@@ -64,12 +66,16 @@ public struct TraceFile: Sendable, Hashable {
     public var tasks: [Task]
     /// Whole runs (version 2): threads and processes that were not traced, each with the reason.
     public var untraced: [UntracedTask]
+    /// Version 3: where the kernel's text and modules were when the trace ended, for mapping
+    /// module PCs (Docs/modules.md); `nil` when the backend did not say.
+    public var kernel: KernelLayout?
 
     public init(
         backend: String, unit: Unit, mode: CoverageMode, pcFormat: PCFormat? = nil, command: [String]? = nil, exit: Exit? = nil,
         bufferWords: Int? = nil, probedFunctions: [ProbedFunction]? = nil, skippedFunctions: [SkippedFunction] = [], tasks: [Task],
-        untraced: [UntracedTask] = []
+        untraced: [UntracedTask] = [], kernel: KernelLayout? = nil
     ) {
+        self.kernel = kernel
         self.backend = backend
         self.unit = unit
         self.mode = mode
@@ -83,9 +89,10 @@ public struct TraceFile: Sendable, Hashable {
         self.untraced = untraced
     }
 
-    /// 2 when a version-2 field is used, else 1.
+    /// 3 with a ``kernel`` layout, else 2 when a version-2 field is used, else 1.
     public var writtenVersion: Int {
-        untraced.isEmpty && tasks.allSatisfy { $0.end == nil && $0.endOrder == nil && $0.withoutAgent == nil && $0.agentTail == nil } ? 1 : 2
+        if kernel != nil { return 3 }
+        return untraced.isEmpty && tasks.allSatisfy { $0.end == nil && $0.endOrder == nil && $0.withoutAgent == nil && $0.agentTail == nil } ? 1 : 2
     }
 
     /// A thread or process a whole run saw but could not trace: `{"pid"?, "tid"?, "executable"?, "reason"}`.

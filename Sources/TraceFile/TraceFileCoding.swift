@@ -373,6 +373,8 @@ struct TaskCoding: Decodable {
 extension TraceFile: Codable {
     enum Key: String, CodingKey {
         case format, version, backend, unit, mode, pcFormat, command, exit, bufferWords, probedFunctions, skippedFunctions, tasks, untraced
+        // Version 3.
+        case kernel
         // Older kcovctl versions.
         case truncated, exitStatus, signal, granularity, comparisons, functions, skipped, pcs
     }
@@ -463,6 +465,7 @@ extension TraceFile: Codable {
         }
         self.tasks = tasks.map(\.task)
         untraced = try fields.list(.untraced, of: UntracedCoding.self, "a list of untraced tasks")?.map(\.task) ?? []
+        kernel = try fields.optional(.kernel, "a kernel layout object") { try $0.decode(KernelLayoutCoding.self, forKey: $1).layout }
     }
 
     /// `{"backend", "mode", "truncated", "count", "command", "pcFormat"?, "exitStatus" | "signal",
@@ -499,6 +502,7 @@ extension TraceFile: Codable {
         }
         bufferWords = nil
         untraced = []
+        kernel = nil
         let truncated = try fields.bool(.truncated) ?? false
         var task = Task(truncated: truncated)
         if unit == .function {
@@ -565,6 +569,7 @@ extension TraceFile: Codable {
                 try object.encode(task.reason, forKey: .reason)
             }
         }
+        try container.encodeIfPresent(kernel.map(KernelLayoutCoding.init), forKey: .kernel)
         var list = container.nestedUnkeyedContainer(forKey: .tasks)
         for task in tasks { try encode(task, into: list.nestedContainer(keyedBy: TaskCoding.TaskKey.self)) }
     }

@@ -65,6 +65,13 @@ extension TraceFile {
                 writer.append("}")
             }
         }
+        if let kernel {
+            do {
+                writer.append(",\n  \"kernel\": " + (try KernelLayoutCoding.json(kernel)))
+            } catch {
+                throw TraceFileError(source: "trace to write", "kernel: \(error)")
+            }
+        }
         writer.append(",\n  \"tasks\": [")
         for (index, task) in tasks.enumerated() {
             writer.append(index == 0 ? "\n    {" : ",\n    {")

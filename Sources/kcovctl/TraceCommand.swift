@@ -152,12 +152,14 @@ struct TraceCommand: ParsableCommand {
                     path: program, arguments: command, standardOutput: output == nil && format != .summary ? STDERR_FILENO : nil,
                     timeout: timeout.map { .milliseconds(Int64(($0 * 1000).rounded(.up))) }),
                 agentPath: agent, bufferWords: words, mode: mode.mode, linger: .milliseconds(Int64(linger * 1000))))
-            let report = WholeRunReport(file: result.traceFile, exit: result.exit, peakBuffers: result.peakBuffers)
+            var file = result.traceFile
+            file.kernel = chosen.kernelLayout()
+            let report = WholeRunReport(file: file, exit: result.exit, peakBuffers: result.peakBuffers)
             let text: String
             switch format {
             case .summary: text = report.summary()
-            case .rawcover: text = TraceReport.rawcover(result.traceFile.pcs)
-            case .json: text = String(decoding: try result.traceFile.jsonData(), as: UTF8.self)
+            case .rawcover: text = TraceReport.rawcover(file.pcs)
+            case .json: text = String(decoding: try file.jsonData(), as: UTF8.self)
             }
             try write(text)
         } catch {

@@ -18,6 +18,8 @@ struct TraceReport {
     var bufferWords: Int
     /// Function-level backends (kprobe): the functions entered, with hits, and those skipped.
     var functions: FunctionReport? = nil
+    /// Where the kernel's text and modules were when the command ended (kcov backends on a real kernel).
+    var kernel: KernelLayout? = nil
 
     /// PCs in trace order: the recorded PCs, or the comparison sites in CMP mode.
     var pcs: [UInt64] { trace.mode == .pc ? trace.pcs : trace.comparisons.map(\.pc) }
@@ -85,16 +87,18 @@ struct TraceReport {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// The trace as a version-1 trace file (`TraceFile`): one task, the command and its exit.
+    /// The trace as a trace file (`TraceFile`): one task, the command and its exit, and the kernel's layout when known.
     var traceFile: TraceFile {
         if let functions {
             return TraceFile(
                 backend: backend, functions: functions.hits, probedFunctions: functions.probed, skippedFunctions: functions.skipped,
                 command: command, exit: exit, truncated: trace.truncated)
         }
-        return TraceFile(
+        var file = TraceFile(
             backend: backend, trace: trace, pcFormat: syntheticFormat.flatMap(TraceFile.PCFormat.init(rawValue:)), command: command,
             exit: exit, bufferWords: bufferWords)
+        file.kernel = kernel
+        return file
     }
 
     /// The JSON of ``traceFile``.

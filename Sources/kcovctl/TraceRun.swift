@@ -50,6 +50,7 @@ struct TraceRun {
         return TraceReport(
             backend: chosen.name, command: command, exit: result.exit, trace: result.trace, bufferWords: collector.bufferWords ?? 0,
             functions: functionLevel
-                ? FunctionReport(probed: collector.probedFunctions, hits: result.trace.functions, skipped: collector.skippedFunctions) : nil)
+                ? FunctionReport(probed: collector.probedFunctions, hits: result.trace.functions, skipped: collector.skippedFunctions) : nil,
+            kernel: chosen.kernelLayout())
     }
 }

@@ -201,7 +201,7 @@ struct RealKernelCollectionTests {
             try session.enable()
         }
         let after = try processResources()
-        #expect(after.fds == before.fds)
+        #expect(after.kcovFDs == before.kcovFDs)
         #expect(after.kcovMappings == 0)
         // And the thread is free to enable again: the dropped session disabled itself.
         var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 12)

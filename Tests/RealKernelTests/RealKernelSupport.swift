@@ -34,12 +34,22 @@ func withDevice(_ backend: LinuxKcovBackend, _ body: (Int32) throws -> Void) thr
     try body(fd)
 }
 
-/// Open descriptors and kcov mappings of this process, for leak checks.
-func processResources() throws -> (fds: Int, kcovMappings: Int) {
-    let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
+/// This process's open kcov descriptors (links to the kcov file), perf event descriptors
+/// (kprobe sessions) and kcov mappings, for leak checks. Only these: the test runner and
+/// Foundation open and close other descriptors on their own threads (a `Process` of an earlier
+/// test has its pipes closed later), so a count of all descriptors moves under a test.
+func processResources() throws -> (kcovFDs: Int, perfFDs: Int, kcovMappings: Int) {
+    let folder = "/proc/self/fd"
+    var kcov = 0
+    var perf = 0
+    for entry in try FileManager.default.contentsOfDirectory(atPath: folder) {
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: folder + "/" + entry) else { continue }
+        if target.hasSuffix("/kcov") { kcov += 1 }
+        if target == "anon_inode:[perf_event]" { perf += 1 }
+    }
     let maps = try readProcFile("/proc/self/maps")
     precondition(maps.contains("[stack]"), "/proc/self/maps was not read")
-    return (fds, maps.split(separator: "\n").count { $0.hasSuffix("/kcov") })
+    return (kcov, perf, maps.split(separator: "\n").count { $0.hasSuffix("/kcov") })
 }
 
 /// Address ranges of the kernel's text symbols whose names contain `fragment`, from

@@ -17,9 +17,18 @@ struct ErrorTests {
 
     @Test("A later version names itself, the highest this reader knows, and says to upgrade")
     func futureVersion() {
-        let message = failure(#"{"format": "kcovctl-trace", "version": 3, "backend": "linux", "samples": []}"#)
-        #expect(message == "version: this file is version 3 of the kcovctl trace format, and this kcovctl reads versions up to 2: upgrade kcovctl")
-        #expect(failure(#"{"format": "kcovctl-trace", "version": 0}"#) == "version: expected a format version from 1 to 2, found 0")
+        let message = failure(#"{"format": "kcovctl-trace", "version": 4, "backend": "linux", "samples": []}"#)
+        #expect(message == "version: this file is version 4 of the kcovctl trace format, and this kcovctl reads versions up to 3: upgrade kcovctl")
+        #expect(failure(#"{"format": "kcovctl-trace", "version": 0}"#) == "version: expected a format version from 1 to 3, found 0")
+    }
+
+    @Test("A malformed kernel layout names the field")
+    func malformedKernelLayout() {
+        let base = #"{"format": "kcovctl-trace", "version": 3, "backend": "linux", "unit": "pc", "mode": "pc", "tasks": [], "kernel": "#
+        #expect(failure(base + #"{"modules": []}}"#)?.hasPrefix("kernel.release: expected the kernel release as a string") == true)
+        #expect(failure(base + #"{"release": "6.12", "text": 12}}"#)?.hasPrefix("kernel.text: expected a hex PC string") == true)
+        let module = #"{"release": "6.12", "modules": [{"name": "m", "base": "0xffffffffc0000000", "size": -1, "sections": {}}]}}"#
+        #expect(failure(base + module)?.hasPrefix("kernel.modules[0].size: expected the module's size in bytes") == true)
     }
 
     @Test("A file that is no trace at all: one clear error")

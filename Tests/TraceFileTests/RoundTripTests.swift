@@ -54,6 +54,34 @@ struct RoundTripTests {
         #expect(throws: TraceFileError.self) { try file.jsonData() }
     }
 
+    @Test("Version 3 with a kernel layout: every writer and reader agree, and the layout's absence keeps version 1")
+    func kernelLayoutRoundTrip() throws {
+        let layouts = [
+            KernelLayout(
+                release: "6.12.117", text: 0xffff_ffff_a340_0000,
+                modules: [
+                    .init(
+                        name: "kcov_test_module", base: 0xffff_ffff_c020_0000, size: 16_384,
+                        sections: [".text": 0xffff_ffff_c020_0000, ".init.text": 0xffff_ffff_c030_1000, ".exit.text": 0xffff_ffff_c020_0130],
+                        buildID: "8d0c1f2e3a4b5c6d7e8f90a1b2c3d4e5f6071829"),
+                    .init(name: "other", base: 0xffff_ffff_c040_0000, size: 8_192, sections: [:]),
+                ]),
+            KernelLayout(release: "6.1.0", text: nil, unavailable: "/proc/kallsyms: zero addresses"),
+        ]
+        for layout in layouts {
+            var file = TraceFile(backend: "linux", unit: .pc, mode: .pc, tasks: [.init(pid: 1, tid: 1, truncated: false, pcs: [0xffff_ffff_8100_0010])])
+            #expect(file.writtenVersion == 1)
+            file.kernel = layout
+            #expect(file.writtenVersion == 3)
+            let written = try file.jsonData()
+            #expect(String(decoding: written, as: UTF8.self).contains("\"version\": 3,"))
+            #expect(try TraceFile.decode(written, source: "v3") == file)
+            #expect(fast(written) == file)
+            #expect(try JSONDecoder().decode(TraceFile.self, from: written) == file)
+            #expect(try TraceFile.decode(JSONEncoder().encode(file), source: "v3 encoded") == file)
+        }
+    }
+
     @Test("The fast writer puts format and version first and one PC a line")
     func fastWriterLayout() throws {
         let file = TraceFile(
