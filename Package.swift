@@ -95,12 +95,15 @@ let package = Package(
         .target(name: "CoverageSignal", dependencies: ["CoverageAPI"], swiftSettings: swiftSettings),
         // elfutils (libelf, libdw) from Debian, found through pkg-config.
         .systemLibrary(name: "CElfutils", pkgConfig: "libdw", providers: [.apt(["libdw-dev"])]),
-        // A vmlinux read with libelf: sections, symbols, and the coverable PCs (call sites of the
-        // coverage callbacks), the denominator of every report.
-        .target(name: "KernelImage", dependencies: ["CElfutils"], swiftSettings: swiftSettings),
+        // A kernel module's .ko (ET_REL) laid out at fixed addresses with its relocations applied, so the
+        // scanner and the symbolizer read it as they read a vmlinux (Docs/modules.md).
+        .target(name: "RelocatableObject", dependencies: ["CElfutils"], swiftSettings: swiftSettings),
+        // A vmlinux (or a module's .ko) read with libelf: sections, symbols, and the coverable PCs (call
+        // sites of the coverage callbacks), the denominator of every report.
+        .target(name: "KernelImage", dependencies: ["CElfutils", "RelocatableObject"], swiftSettings: swiftSettings),
         // Kernel PC -> function, file, line, with inlined frames, from the vmlinux's DWARF: its own reader
         // (Docs/symbolizer.md), libelf for sections and symbols.
-        .target(name: "KernelSymbolizer", dependencies: ["CElfutils", "CoverageAPI"], swiftSettings: swiftSettings),
+        .target(name: "KernelSymbolizer", dependencies: ["CElfutils", "CoverageAPI", "RelocatableObject"], swiftSettings: swiftSettings),
         // The versioned trace file (JSON) kcovctl writes and reports read: one typed owner of the format.
         .target(name: "TraceFile", dependencies: ["CoverageAPI"], swiftSettings: swiftSettings),
         // Merged coverage files (traces or set files) -> per-file, per-function and per-line coverage;

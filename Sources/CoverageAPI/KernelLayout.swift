@@ -50,4 +50,31 @@ public struct KernelLayout: Sendable, Hashable {
     public func slide(vmlinuxText: UInt64) -> UInt64? {
         text.map { $0 &- vmlinuxText }
     }
+
+    /// The descriptor of the first `NT_GNU_BUILD_ID` (3) note named "GNU" in an ELF note section's
+    /// bytes (`.note.gnu.build-id`, `/sys/module/NAME/notes/.note.gnu.build-id`), as lowercase
+    /// hex; `nil` if there is none or the notes are malformed. The last note's padding may be cut off.
+    public static func gnuBuildID(notes bytes: [UInt8]) -> String? {
+        func word(_ at: Int) -> Int? {
+            guard at >= 0, at + 4 <= bytes.count else { return nil }
+            return Int(UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24)
+        }
+        let hexDigits = Array("0123456789abcdef".utf8)
+        var at = 0
+        while let nameSize = word(at), let descriptorSize = word(at + 4), let type = word(at + 8) {
+            let name = at + 12
+            let descriptor = name + (nameSize + 3) / 4 * 4
+            guard descriptor + descriptorSize <= bytes.count else { return nil }
+            if type == 3, nameSize == 4, bytes[name..<name + 3].elementsEqual("GNU".utf8) {
+                var text: [UInt8] = []
+                for byte in bytes[descriptor..<descriptor + descriptorSize] {
+                    text.append(hexDigits[Int(byte >> 4)])
+                    text.append(hexDigits[Int(byte & 0xf)])
+                }
+                return String(decoding: text, as: UTF8.self)
+            }
+            at = descriptor + (descriptorSize + 3) / 4 * 4
+        }
+        return nil
+    }
 }

@@ -30,6 +30,8 @@ public struct CoverageInput: Sendable {
     public var probedFunctions: [UInt64: String]?
     /// How often each PC was recorded, when the file gives counts rather than repeats.
     public var hits: [UInt64: Int]?
+    /// Where the traced kernel's text and modules were (trace format 3), for mapping module PCs.
+    public var kernel: KernelLayout?
 
     public init(
         path: String, mode: CoverageMode, pcs: [UInt64], truncated: Bool, probedFunctions: [UInt64: String]? = nil,
@@ -129,6 +131,7 @@ public struct CoverageInput: Sendable {
         case .pc:
             self.init(path: path, mode: file.mode, pcs: file.pcs, truncated: file.isTruncated)
         }
+        kernel = file.kernel
     }
 
     /// A PC in hexadecimal, `0x` optional, 1 to 16 digits, blanks around ignored; `nil` otherwise.

@@ -49,6 +49,31 @@ public struct KernelCoverageMap: FunctionDefining {
         self.init(pcs: pcs, stacks: entries, image: nil) { functions[$0] }
     }
 
+    /// One map of a vmlinux's and its modules' coverable PCs (Docs/modules.md): `first` (the
+    /// vmlinux's) keeps its build-relative paths, and the others' paths are made absolute (a
+    /// module is built in its own folder), so every file is found where it was built.
+    public init(_ first: KernelCoverageMap, adding others: [KernelCoverageMap]) {
+        image = first.image
+        buildDirectory = first.buildDirectory
+        var coverable = first.coverable
+        var definitions = first.definitions
+        var frames = first.frames
+        for other in others {
+            func absolute(_ path: String) -> String { path.hasPrefix("/") || path == "??" ? path : other.buildDirectory + path }
+            coverable += other.coverable.map { entry in
+                var source = entry.source
+                source.file = absolute(source.file)
+                return (entry.pc, source)
+            }
+            definitions += other.definitions.map { $0.map { FunctionDefinition(name: $0.name, file: absolute($0.file), line: $0.line) } }
+            frames += other.frames.map { $0.map { SourceFrame(function: $0.function, file: absolute($0.file), line: $0.line) } }
+        }
+        self.coverable = coverable
+        self.definitions = definitions
+        self.frames = frames
+        index = Dictionary(coverable.enumerated().map { ($1.pc, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
     /// The DWARF's name when `symbol` is a clone of it (the name, a dot, gcc's suffix); otherwise
     /// `symbol` (`nil` lets the caller fall back to it).
     static func cloneOrigin(symbol: String?, dwarf: String?) -> String? {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CElfutils
+import RelocatableObject
 
 /// Why a file cannot be read as a kernel image: what was wrong and what to do.
 public struct KernelImageError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -30,24 +31,41 @@ public struct ExecutableSection {
     public var bytes: UnsafeRawBufferPointer
 }
 
-/// A vmlinux opened with libelf (64-bit x86 ELF): its executable sections and function symbols.
+/// A vmlinux, or a kernel module's `.ko`, opened with libelf (64-bit x86 ELF): its executable
+/// sections and function symbols.
+///
+/// A `.ko` is relocatable (`ET_REL`): its sections are laid out from `moduleBase` and its
+/// relocations applied first (``RelocatedObject``, Docs/modules.md), so its calls to the kcov
+/// callbacks have targets — the callbacks, undefined in a module, appear as functions at their
+/// slots — and everything below reads it as it reads a vmlinux.
 ///
 /// Owns the descriptor and libelf's read-only mapping of the file, released once when it goes away.
 public final class KernelImage {
     public let path: String
     private let fd: Int32
     private let elf: OpaquePointer
+    /// For a `.ko`: its layout and relocated bytes (kept alive for ``executableSections``).
+    private let relocated: RelocatedObject?
     /// Executable sections with file contents (`SHT_PROGBITS`, `SHF_EXECINSTR`), by address.
     public let executableSections: [ExecutableSection]
     /// Functions (`STT_FUNC`) from `.symtab`, sorted by address; symbols whose size runs past
     /// the end of the address space are left out (and named in ``warnings``).
     public let functions: [FunctionSymbol]
+    /// Allocated sections (`SHF_ALLOC`) by name: address and size (a vmlinux's link addresses, a
+    /// `.ko`'s laid-out ones). The first section of a name wins.
+    public let allocatedSections: [String: (address: UInt64, size: UInt64)]
     /// What was wrong with the image but could be passed over, one sentence each.
     public let warnings: [String]
+    /// Whether this is a relocatable object (a module's `.ko`).
+    public var isRelocatable: Bool { relocated != nil }
+
+    /// Where a `.ko`'s first section goes when no base is given.
+    public static let defaultModuleBase: UInt64 = 0x1000_0000
 
     /// Opens `path`; fails unless it is a regular file holding a whole 64-bit x86 ELF with a
-    /// symbol table. A directory, a FIFO or a device is refused at once (never waited on).
-    public init(path: String) throws(KernelImageError) {
+    /// symbol table. A directory, a FIFO or a device is refused at once (never waited on). A
+    /// relocatable object is laid out from `moduleBase`; a corrupt relocation is an error.
+    public init(path: String, moduleBase: UInt64 = KernelImage.defaultModuleBase) throws(KernelImageError) {
         self.path = path
         guard elf_version(UInt32(EV_CURRENT)) != UInt32(EV_NONE) else {
             throw KernelImageError(path: path, "libelf refused this ELF version: \(Self.libelfMessage())")
@@ -68,10 +86,20 @@ public final class KernelImage {
             close(fd)
             throw KernelImageError(path: path, "libelf cannot read it: \(Self.libelfMessage())")
         }
-        do {
+        do throws(KernelImageError) {
             try Self.checkHeader(elf, path: path, fileSize: UInt64(clamping: status.st_size))
-            executableSections = try Self.readSections(elf, path: path)
-            (functions, warnings) = try Self.readFunctions(elf, path: path)
+            if RelocatedObject.isRelocatable(elf) {
+                do throws(RelocationError) {
+                    relocated = try RelocatedObject(elf: elf, base: moduleBase)
+                } catch {
+                    throw KernelImageError(path: path, "\(error.message); pass the module's .ko as built")
+                }
+            } else {
+                relocated = nil
+            }
+            executableSections = try Self.readSections(elf, path: path, relocated: relocated)
+            allocatedSections = Self.readAllocatedSections(elf, relocated: relocated)
+            (functions, warnings) = try Self.readFunctions(elf, path: path, relocated: relocated)
         } catch {
             elf_end(elf)
             close(fd)
@@ -84,6 +112,23 @@ public final class KernelImage {
     deinit {
         elf_end(elf)
         close(fd)
+    }
+
+    /// The file bytes of the first section named `name` (such as `.note.gnu.build-id`), if it has any.
+    public func contents(ofSection name: String) -> [UInt8]? {
+        var names = 0
+        guard elf_getshdrstrndx(elf, &names) == 0 else { return nil }
+        var section = elf_nextscn(elf, nil)
+        while let current = section {
+            section = elf_nextscn(elf, current)
+            var header = GElf_Shdr()
+            guard gelf_getshdr(current, &header) != nil, header.sh_type != UInt32(SHT_NOBITS),
+                  let raw = elf_strptr(elf, names, Int(header.sh_name)), String(cString: raw) == name,
+                  let data = elf_getdata(current, nil), let buffer = data.pointee.d_buf
+            else { continue }
+            return [UInt8](UnsafeRawBufferPointer(start: buffer, count: Int(data.pointee.d_size)))
+        }
+        return nil
     }
 
     /// The address of the function named `name`, if the symbol table has it.
@@ -138,7 +183,7 @@ public final class KernelImage {
         return String(cString: name)
     }
 
-    private static func readSections(_ elf: OpaquePointer, path: String) throws(KernelImageError) -> [ExecutableSection] {
+    private static func readSections(_ elf: OpaquePointer, path: String, relocated: RelocatedObject?) throws(KernelImageError) -> [ExecutableSection] {
         var sections: [ExecutableSection] = []
         var section = elf_nextscn(elf, nil)
         while let current = section {
@@ -146,11 +191,16 @@ public final class KernelImage {
             var header = GElf_Shdr()
             guard gelf_getshdr(current, &header) != nil else { continue }
             guard header.sh_type == UInt32(SHT_PROGBITS), header.sh_flags & UInt64(SHF_EXECINSTR) != 0, header.sh_size > 0 else { continue }
+            let index = elf_ndxscn(current)
+            if let relocated, let bytes = relocated.bytes(ofSection: index), let address = relocated.sectionAddresses[index] {
+                sections.append(ExecutableSection(name: sectionName(elf, header), address: address, bytes: bytes))
+                continue
+            }
             guard let data = elf_getdata(current, nil), let buffer = data.pointee.d_buf else {
                 throw KernelImageError(path: path, "cannot read section \(sectionName(elf, header)): \(libelfMessage())")
             }
             sections.append(ExecutableSection(
-                name: sectionName(elf, header), address: header.sh_addr,
+                name: sectionName(elf, header), address: relocated?.sectionAddresses[index] ?? header.sh_addr,
                 bytes: UnsafeRawBufferPointer(start: buffer, count: Int(data.pointee.d_size))))
         }
         guard !sections.isEmpty else {
@@ -159,7 +209,21 @@ public final class KernelImage {
         return sections.sorted { $0.address < $1.address }
     }
 
-    private static func readFunctions(_ elf: OpaquePointer, path: String) throws(KernelImageError) -> ([FunctionSymbol], [String]) {
+    private static func readAllocatedSections(_ elf: OpaquePointer, relocated: RelocatedObject?) -> [String: (address: UInt64, size: UInt64)] {
+        if let relocated { return relocated.sections.mapValues { ($0.address, $0.size) } }
+        var sections: [String: (address: UInt64, size: UInt64)] = [:]
+        var section = elf_nextscn(elf, nil)
+        while let current = section {
+            section = elf_nextscn(elf, current)
+            var header = GElf_Shdr()
+            guard gelf_getshdr(current, &header) != nil, header.sh_flags & UInt64(SHF_ALLOC) != 0 else { continue }
+            let name = sectionName(elf, header)
+            if sections[name] == nil { sections[name] = (header.sh_addr, header.sh_size) }
+        }
+        return sections
+    }
+
+    private static func readFunctions(_ elf: OpaquePointer, path: String, relocated: RelocatedObject?) throws(KernelImageError) -> ([FunctionSymbol], [String]) {
         var section = elf_nextscn(elf, nil)
         while let current = section {
             section = elf_nextscn(elf, current)
@@ -173,15 +237,21 @@ public final class KernelImage {
             functions.reserveCapacity(Int(count) / 2)
             for index in 0..<count {
                 var symbol = GElf_Sym()
-                guard gelf_getsym(data, index, &symbol) != nil, symbol.st_info & 0xf == UInt8(STT_FUNC), symbol.st_value != 0,
-                      let name = elf_strptr(elf, Int(header.sh_link), Int(symbol.st_name))
-                else { continue }
+                guard gelf_getsym(data, index, &symbol) != nil, symbol.st_info & 0xf == UInt8(STT_FUNC) else { continue }
+                if let relocated {
+                    // A .ko's symbol values are offsets into their sections.
+                    guard let base = relocated.sectionAddresses[Int(symbol.st_shndx)] else { continue }
+                    symbol.st_value = base &+ symbol.st_value
+                }
+                guard symbol.st_value != 0, let name = elf_strptr(elf, Int(header.sh_link), Int(symbol.st_name)) else { continue }
                 guard !symbol.st_value.addingReportingOverflow(symbol.st_size).overflow else {
                     oversized.append(String(cString: name))
                     continue
                 }
                 functions.append(FunctionSymbol(name: String(cString: name), address: symbol.st_value, size: symbol.st_size))
             }
+            // A module's calls to the kernel (the kcov callbacks among them) land on the slots of their undefined symbols.
+            for (name, slot) in relocated?.undefinedSymbols ?? [:] { functions.append(FunctionSymbol(name: name, address: slot, size: 0)) }
             let warnings = oversized.isEmpty ? [] : [
                 "\(path): \(oversized.count) function symbols have a size past the end of the address space and were ignored (first: \(oversized[0])); a corrupt symbol table?"
             ]

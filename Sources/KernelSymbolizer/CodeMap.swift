@@ -1,4 +1,5 @@
 import CElfutils
+import RelocatableObject
 
 /// What the ELF headers say about code: the executable sections (a PC outside them is no code of
 /// this image), and the symbols that name a function where the DWARF names none (assembly), picked
@@ -24,7 +25,8 @@ struct CodeMap {
     private var sections: [Section] = []
     private var symbols: [Symbol] = []
 
-    init(_ elf: OpaquePointer) {
+    /// Reads `elf`'s code sections and symbols; for a relocatable object, at `relocated`'s layout.
+    init(_ elf: OpaquePointer, relocated: RelocatedObject? = nil) {
         var symbolTable: (section: OpaquePointer, header: GElf_Shdr)?
         var section = elf_nextscn(elf, nil)
         while let current = section {
@@ -33,17 +35,18 @@ struct CodeMap {
             guard gelf_getshdr(current, &header) != nil else { continue }
             let code = UInt64(SHF_ALLOC | SHF_EXECINSTR)
             if header.sh_flags & code == code, header.sh_size > 0 {
-                sections.append(Section(start: header.sh_addr, end: saturatingEnd(header.sh_addr, header.sh_size), index: elf_ndxscn(current)))
+                let start = relocated?.sectionAddresses[elf_ndxscn(current)] ?? header.sh_addr
+                sections.append(Section(start: start, end: saturatingEnd(start, header.sh_size), index: elf_ndxscn(current)))
             }
             if header.sh_type == UInt32(SHT_SYMTAB) || (header.sh_type == UInt32(SHT_DYNSYM) && symbolTable == nil) {
                 symbolTable = (current, header)
             }
         }
         sections.sort { $0.start < $1.start }
-        if let (table, header) = symbolTable { readSymbols(elf, table, header) }
+        if let (table, header) = symbolTable { readSymbols(elf, table, header, relocated: relocated) }
     }
 
-    private mutating func readSymbols(_ elf: OpaquePointer, _ table: OpaquePointer, _ header: GElf_Shdr) {
+    private mutating func readSymbols(_ elf: OpaquePointer, _ table: OpaquePointer, _ header: GElf_Shdr, relocated: RelocatedObject?) {
         guard header.sh_entsize > 0, let data = elf_getdata(table, nil) else { return }
         let codeSections = Set(sections.map(\.index))
         // A symbol's file is the last STT_FILE before it, for a local symbol, or for a global one
@@ -68,8 +71,10 @@ struct CodeMap {
             let local = symbol.st_info >> 4 == UInt8(STB_LOCAL)
             if type == STT_NOTYPE, symbol.st_size == 0, local, Int32(symbol.st_other & 0x3) == STV_HIDDEN { continue }
             guard let name, name.pointee != 0 else { continue }
+            // A relocatable object's symbol values are offsets into their sections.
+            let address = relocated.map { ($0.sectionAddresses[Int(symbol.st_shndx)] ?? 0) &+ symbol.st_value } ?? symbol.st_value
             symbols.append(Symbol(
-                address: symbol.st_value, size: symbol.st_size, section: Int(symbol.st_shndx), isFunction: type == STT_FUNC,
+                address: address, size: symbol.st_size, section: Int(symbol.st_shndx), isFunction: type == STT_FUNC,
                 name: name, file: local || !fileAfterSymbol ? file : nil))
         }
         // Stable, so equal addresses keep symbol-table order.

@@ -1,4 +1,5 @@
 import CElfutils
+import RelocatableObject
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,8 +23,10 @@ struct DebugSections: @unchecked Sendable {
 
     /// Finds the sections of `elf` (opened with `ELF_C_READ_MMAP`: an uncompressed section's
     /// bytes are libelf's mapping of the file). Compressed sections (`SHF_COMPRESSED`, or GNU's
-    /// `.zdebug_*`) are decompressed by libelf; one it cannot decompress is an error.
-    init(elf: OpaquePointer) throws(DWARFError) {
+    /// `.zdebug_*`) are decompressed by libelf; one it cannot decompress is an error. For a
+    /// relocatable object (a module's `.ko`), the sections its relocations touch are read from
+    /// `relocated`'s copies, where the relocations are applied.
+    init(elf: OpaquePointer, relocated: RelocatedObject? = nil) throws(DWARFError) {
         var names = 0
         guard elf_getshdrstrndx(elf, &names) == 0 else { return }
         var section = elf_nextscn(elf, nil)
@@ -35,24 +38,31 @@ struct DebugSections: @unchecked Sendable {
             let gnuCompressed = name.hasPrefix(".zdebug_")
             if gnuCompressed { name = ".debug_" + name.dropFirst(".zdebug_".count) }
             guard let kind = DebugSection.allCases.first(where: { $0.name == name }), header.sh_type != UInt32(SHT_NOBITS), header.sh_size > 0 else { continue }
+            if let copy = relocated?.bytes(ofSection: elf_ndxscn(current)) {
+                set(SectionBytes(kind, base: copy.baseAddress, count: copy.count))
+                continue
+            }
             if gnuCompressed { _ = elf_compress_gnu(current, 0, 0) } else if header.sh_flags & UInt64(SHF_COMPRESSED) != 0 { _ = elf_compress(current, 0, 0) }
             guard let data = elf_getdata(current, nil), let buffer = data.pointee.d_buf else {
                 throw DWARFError(
                     section: kind, offset: 0,
                     problem: "libelf cannot read the section (\(elf_errmsg(-1).map { String(cString: $0) } ?? "unknown error")): the file is truncated or corrupt")
             }
-            let bytes = SectionBytes(kind, base: UnsafeRawPointer(buffer), count: Int(clamping: data.pointee.d_size))
-            switch kind {
-            case .info: info = bytes
-            case .abbrev: abbrev = bytes
-            case .line: line = bytes
-            case .str: str = bytes
-            case .lineStr: lineStr = bytes
-            case .strOffsets: strOffsets = bytes
-            case .addr: addr = bytes
-            case .ranges: ranges = bytes
-            case .rnglists: rnglists = bytes
-            }
+            set(SectionBytes(kind, base: UnsafeRawPointer(buffer), count: Int(clamping: data.pointee.d_size)))
+        }
+    }
+
+    private mutating func set(_ bytes: SectionBytes) {
+        switch bytes.section {
+        case .info: info = bytes
+        case .abbrev: abbrev = bytes
+        case .line: line = bytes
+        case .str: str = bytes
+        case .lineStr: lineStr = bytes
+        case .strOffsets: strOffsets = bytes
+        case .addr: addr = bytes
+        case .ranges: ranges = bytes
+        case .rnglists: rnglists = bytes
         }
     }
 }

@@ -1,4 +1,5 @@
 public import CoverageAPI
+import RelocatableObject
 import CElfutils
 import Dispatch
 import Synchronization
@@ -39,6 +40,8 @@ public final class KernelSymbolizer {
     public let path: String
     private let fd: Int32
     private let elf: OpaquePointer
+    /// For a module's `.ko`: its layout and the relocated DWARF the directory reads.
+    private let relocated: RelocatedObject?
     private let directory: UnitDirectory
     private let code: CodeMap
     /// Units read by ``frames(at:)``, most recent last.
@@ -47,12 +50,15 @@ public final class KernelSymbolizer {
     private let strings = StringCache()
     private static let recentLimit = 16
 
-    /// Opens `path`, an unstripped vmlinux (any little-endian ELF file with DWARF 2 to 5 works).
+    /// Opens `path`, an unstripped vmlinux (any little-endian ELF file with DWARF 2 to 5 works), or
+    /// a kernel module's `.ko`: a relocatable object is laid out from `moduleBase` with its
+    /// relocations applied (``RelocatedObject``, Docs/modules.md), the same layout ``KernelImage``
+    /// gives it, and its PCs are asked for at those addresses.
     ///
     /// Fails with a ``SymbolizerError`` that says what to do when the file cannot be read, is not
     /// an ELF file (a bzImage), has no DWARF (a stripped copy, or a kernel built without
     /// `CONFIG_DEBUG_INFO`), or its unit headers and unit DIEs are malformed (a truncated copy).
-    public init(vmlinux path: String) throws(SymbolizerError) {
+    public init(vmlinux path: String, moduleBase: UInt64 = 0x1000_0000) throws(SymbolizerError) {
         self.path = path
         // O_NONBLOCK: opening a FIFO would otherwise wait for a writer.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
@@ -67,8 +73,14 @@ public final class KernelSymbolizer {
                 throw SymbolizerError(.unreadable, path: path, "is \(kind), not a vmlinux; pass the vmlinux file of the kernel build tree")
             }
             elf = try Self.openELF(fd: fd, path: path)
+            do throws(RelocationError) {
+                relocated = RelocatedObject.isRelocatable(elf) ? try RelocatedObject(elf: elf, base: moduleBase) : nil
+            } catch {
+                elf_end(elf)
+                throw SymbolizerError(.badDebugInfo, path: path, "\(error.message); pass the module's .ko as built")
+            }
             do throws(DWARFError) {
-                directory = try UnitDirectory(sections: try DebugSections(elf: elf))
+                directory = try UnitDirectory(sections: try DebugSections(elf: elf, relocated: relocated))
             } catch {
                 elf_end(elf)
                 throw SymbolizerError(.badDebugInfo, path: path, error.message)
@@ -78,7 +90,7 @@ public final class KernelSymbolizer {
             throw error
         }
         self.fd = fd
-        code = CodeMap(elf)
+        code = CodeMap(elf, relocated: relocated)
     }
 
     deinit {

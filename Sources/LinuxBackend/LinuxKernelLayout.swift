@@ -62,7 +62,7 @@ public struct LinuxKernelLayout: Sendable {
             }
             modules.append(KernelLayout.Module(
                 name: name, base: base, size: size, sections: sections,
-                buildID: readFile("/sys/module/\(name)/notes/.note.gnu.build-id").flatMap(Self.gnuBuildID)))
+                buildID: readFile("/sys/module/\(name)/notes/.note.gnu.build-id").flatMap { KernelLayout.gnuBuildID(notes: [UInt8]($0)) }))
         }
         return KernelLayout(release: release, text: textBase, unavailable: unavailable, modules: modules.sorted { $0.name < $1.name })
     }
@@ -76,28 +76,6 @@ public struct LinuxKernelLayout: Sendable {
         var digits = text.trimmingCharacters(in: .whitespacesAndNewlines)[...]
         if digits.hasPrefix("0x") { digits = digits.dropFirst(2) }
         return UInt64(digits, radix: 16)
-    }
-
-    /// The descriptor of the first `NT_GNU_BUILD_ID` (3) note named "GNU" in an ELF note section's
-    /// bytes, as lowercase hex; `nil` if there is none or the notes are malformed.
-    static func gnuBuildID(_ notes: Data) -> String? {
-        let bytes = [UInt8](notes)
-        func word(_ at: Int) -> Int? {
-            guard at >= 0, at + 4 <= bytes.count else { return nil }
-            return Int(UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24)
-        }
-        var at = 0
-        while let nameSize = word(at), let descriptorSize = word(at + 4), let type = word(at + 8) {
-            let name = at + 12
-            let descriptor = name + (nameSize + 3) / 4 * 4
-            // The last note's padding may be cut off; its descriptor may not.
-            guard descriptor + descriptorSize <= bytes.count else { return nil }
-            if type == 3, nameSize == 4, bytes[name..<name + 3].elementsEqual("GNU".utf8) {
-                return bytes[descriptor..<descriptor + descriptorSize].map { String(format: "%02x", $0) }.joined()
-            }
-            at = descriptor + (descriptorSize + 3) / 4 * 4
-        }
-        return nil
     }
 }
 

@@ -41,7 +41,8 @@ struct DiffCommand: ParsableCommand {
         do {
             let baseInput = try CoverageInput.read(path: base)
             let newInput = try CoverageInput.read(path: new)
-            let map = try coverageMap(vmlinux: vmlinux, for: [baseInput, newInput])
+            var inputs = [baseInput, newInput]
+            let map = try coverageMap(vmlinux: vmlinux, for: &inputs)
             let diff = try CoverageDiff(base: [baseInput], new: [newInput], symbolizer: map, imageName: vmlinux, uncounted: map.isUncountedReturn)
             for warning in diff.base.warnings { note("warning: \(warning)") }
             for warning in diff.new.warnings { note("warning: \(warning)") }

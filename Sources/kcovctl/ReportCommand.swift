@@ -36,6 +36,12 @@ struct ReportCommand: ParsableCommand {
     @Option(help: "The kernel source tree, when it is not where the vmlinux was built.")
     var sourceDir: String?
 
+    @Option(name: .customLong("module"), help: "A loaded module's .ko, as NAME=PATH (repeatable): its PCs are mapped through the trace's kernel layout and reported at its source lines.")
+    var module: [String] = []
+
+    @Option(help: "A folder of .ko files (searched to any depth): every module the traces' kernels had loaded that is found there is reported.")
+    var modules: String?
+
     @Option(help: "Output: summary, lcov (a tracefile for genhtml), html (a directory of pages; needs --output DIR), json, cobertura (XML for GitLab, Jenkins, Azure), syz-jsonl, syz-func-csv or syz-file-csv (syzkaller's coverage exports).")
     var format: ReportFormat = .summary
 
@@ -87,6 +93,9 @@ struct ReportCommand: ParsableCommand {
                 throw ValidationError("--covered-by lists every record that covered the place: --task, --executable, --format and --group-by do not apply")
             }
         }
+        for entry in module where ModuleArguments.parse(entry) == nil {
+            throw ValidationError("--module takes NAME=PATH.ko (for example kcov_test_module=/lib/modules/6.12.0/extra/kcov_test_module.ko), not '\(entry)'")
+        }
         guard CoverageReport.isValidLCOVTestName(testName) else {
             throw ValidationError("--test-name '\(testName.debugDescription.dropFirst().dropLast())' may hold only letters, digits and _ (what lcov allows in TN:)")
         }
@@ -98,8 +107,8 @@ struct ReportCommand: ParsableCommand {
         }
         do {
             let selection = CoverageInput.TaskSelection(orders: Set(task), executables: Set(executable))
-            let inputs = try coverage.map { path throws(CoverageInputError) in try CoverageInput.read(path: path, tasks: selection) }
-            let map = try coverageMap(vmlinux: vmlinux, for: inputs)
+            var inputs = try coverage.map { path throws(CoverageInputError) in try CoverageInput.read(path: path, tasks: selection) }
+            let map = try coverageMap(vmlinux: vmlinux, modules: ModuleArguments(module: module, folder: modules), for: &inputs)
             let report = try CoverageReport(inputs: inputs, symbolizer: map, imageName: vmlinux, uncounted: map.isUncountedReturn)
             for warning in report.warnings { note("warning: \(warning)") }
             let sources = SourceLocator(sourceDirectory: sourceDir, buildDirectory: map.buildDirectory)
@@ -150,7 +159,7 @@ struct ReportCommand: ParsableCommand {
             traces.append((name, file))
             inputs.append(try CoverageInput(file, path: name))
         }
-        let map = try coverageMap(vmlinux: vmlinux, for: inputs)
+        let map = try coverageMap(vmlinux: vmlinux, modules: ModuleArguments(module: module, folder: modules), for: &inputs)
         let pcs = CoverageAttribution.pcs(at: location, in: map)
         guard !pcs.isEmpty else {
             throw CoverageInputError(
@@ -206,16 +215,58 @@ struct ReportCommand: ParsableCommand {
     }
 }
 
+/// `--module NAME=PATH` and `--modules DIR`.
+struct ModuleArguments {
+    var module: [String] = []
+    var folder: String?
+
+    static func parse(_ entry: String) -> (name: String, path: String)? {
+        guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex, entry.index(after: equals) != entry.endIndex else { return nil }
+        return (String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
+    }
+
+    /// Module name to `.ko` path: the `--module` entries, then those of the modules the traces'
+    /// kernels had loaded that `--modules` finds.
+    func paths(loaded: Set<String>) throws(CoverageInputError) -> [String: String] {
+        var paths: [String: String] = [:]
+        if let folder, !loaded.isEmpty {
+            paths = try ModuleCoverage.find(in: folder, names: loaded)
+        }
+        for entry in module.compactMap(ModuleArguments.parse) { paths[ModuleCoverage.canonicalName(entry.name)] = entry.path }
+        return paths
+    }
+}
+
 /// The coverable PCs of `vmlinux` for `inputs` (their probed functions, for kprobe traces),
-/// symbolized; the image's warnings are printed.
-func coverageMap(vmlinux: String, for inputs: [CoverageInput]) throws -> KernelCoverageMap {
+/// symbolized, and of the modules `modules` names (Docs/modules.md), whose PCs in `inputs` are
+/// moved to where the modules' images answer for them; the images' warnings are printed, and so
+/// is a count of PCs in loaded modules no `.ko` was given for.
+func coverageMap(vmlinux: String, modules: ModuleArguments = ModuleArguments(), for inputs: inout [CoverageInput]) throws -> KernelCoverageMap {
     let image = try KernelImage(path: vmlinux)
     for warning in image.warnings { note("warning: \(warning)") }
     let symbolizer = try KernelSymbolizer(vmlinux: vmlinux)
     if inputs[0].probedFunctions != nil {
+        guard modules.module.isEmpty, modules.folder == nil else {
+            throw CoverageError(.invalidArgument, "--module and --modules map kcov PCs; a function-level (kprobe) trace names its functions already")
+        }
         return try KernelCoverageMap(functions: try probedFunctions(inputs, in: image, vmlinux: vmlinux), symbolizer: symbolizer)
     }
-    return try KernelCoverageMap(image: image, symbolizer: symbolizer, mode: inputs[0].mode)
+    let core = try KernelCoverageMap(image: image, symbolizer: symbolizer, mode: inputs[0].mode)
+    let loaded = Set(inputs.flatMap { $0.kernel?.modules.map(\.name) ?? [] })
+    let given = try ModuleCoverage(paths: try modules.paths(loaded: loaded), vmlinux: image)
+    var unmapped: [String: Int] = [:]
+    for index in inputs.indices {
+        let (mapped, left) = try given.mapped(inputs[index])
+        inputs[index] = mapped
+        unmapped.merge(left, uniquingKeysWith: +)
+    }
+    for (name, count) in unmapped.sorted(by: { $0.key < $1.key }) {
+        note("warning: \(count) unique PCs are in module \(name), which no .ko was given for: pass --module \(name)=PATH.ko (or --modules DIR) to report them")
+    }
+    guard !given.modules.isEmpty else { return core }
+    for module in given.modules { for warning in module.image.warnings { note("warning: \(warning)") } }
+    let maps = try given.modules.map { try KernelCoverageMap(image: $0.image, symbolizer: $0.symbolizer, mode: inputs[0].mode) }
+    return KernelCoverageMap(core, adding: maps)
 }
 
 /// The functions the kprobe traces probed, each checked against this vmlinux's symbol at
