@@ -1,5 +1,8 @@
 public import CoverageAPI
 public import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reads a running Linux kernel's ``KernelLayout`` from procfs and sysfs (Docs/modules.md):
 /// `_text` from `/proc/kallsyms`, each module's core from `/proc/modules`, its section addresses
@@ -14,9 +17,26 @@ public struct LinuxKernelLayout: Sendable {
 
     /// The running system's files.
     public init() {
-        self.init(
-            readFile: { FileManager.default.contents(atPath: $0) },
-            listDirectory: { try? FileManager.default.contentsOfDirectory(atPath: $0) })
+        self.init(readFile: Self.readToEnd, listDirectory: { try? FileManager.default.contentsOfDirectory(atPath: $0) })
+    }
+
+    /// Reads to the end of file with read(2), not to the size `stat` gives, which procfs and sysfs
+    /// report as 0 or a page (`/proc/kallsyms` holds megabytes); `nil` if it cannot be opened or read.
+    @Sendable static func readToEnd(_ path: String) -> Data? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var data = Data()
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count == 0 { return data }
+            if count < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            data.append(contentsOf: chunk[0..<count])
+        }
     }
 
     public init(readFile: @escaping @Sendable (String) -> Data?, listDirectory: @escaping @Sendable (String) -> [String]?) {

@@ -65,8 +65,7 @@ public struct TestKernelBuilder: Sendable {
         return base + "/kernel-coverage"
     }
 
-    /// The cache key: the fragment, the test module's source, this recipe's version, and the
-    /// tarball's size and mtime.
+    /// The kernel's cache key: the fragment, this recipe's version, and the tarball's size and mtime.
     public func cacheKey() throws -> String {
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: sourceTarball) else {
             throw TestKernelError(description:
@@ -74,10 +73,18 @@ public struct TestKernelBuilder: Sendable {
         }
         let size = (attributes[.size] as? NSNumber)?.int64Value ?? 0
         let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        let module = try TestModule.files().map { "\($0.name)\n\($0.text)" }.joined(separator: "\n")
-        let identity = "recipe 2\n\(KernelConfig.fragment(for: source))\n\(module)\n\(size) \(Int64(modified))"
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
-        for byte in identity.utf8 {
+        return Self.hash("recipe 2\n\(KernelConfig.fragment(for: source))\n\(size) \(Int64(modified))")
+    }
+
+    /// The test module's key, within its kernel's folder: its files' names and text.
+    public func moduleKey() throws -> String {
+        Self.hash(try TestModule.files().map { "\($0.name)\n\($0.text)" }.joined(separator: "\n"))
+    }
+
+    /// FNV-1a of `text`, in hex.
+    private static func hash(_ text: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
         }
         return String(hash, radix: 16)
@@ -88,29 +95,39 @@ public struct TestKernelBuilder: Sendable {
         cacheDirectory + "/kernel-\(source.rawValue)-" + (try cacheKey())
     }
 
-    /// The cached kernel for the current key, if it was built completely.
+    /// The cached kernel for the current key with the test module for the current module source,
+    /// if both were built completely.
     public func cached() throws -> TestKernel? {
         let folder = try directory()
-        guard FileManager.default.fileExists(atPath: folder + "/complete") else { return nil }
-        return kernel(in: folder)
+        let moduleFolder = folder + "/module-" + (try moduleKey())
+        guard FileManager.default.fileExists(atPath: folder + "/complete"),
+              FileManager.default.fileExists(atPath: moduleFolder + "/" + TestModule.objectName)
+        else { return nil }
+        return kernel(in: folder, module: moduleFolder)
     }
 
-    private func kernel(in folder: String) -> TestKernel {
+    private func kernel(in folder: String, module: String) -> TestKernel {
         TestKernel(
             bzImage: folder + "/bzImage", vmlinux: folder + "/vmlinux", buildTree: folder + "/src",
-            testModule: folder + "/module/" + TestModule.objectName, source: source)
+            testModule: module + "/" + TestModule.objectName, source: source)
     }
 
     /// Returns the cached kernel, building it first if needed. `progress` receives a line now and
     /// then while the build runs (it takes minutes). Concurrent callers wait for one build.
     public func build(progress: @escaping @Sendable (String) -> Void) throws -> TestKernel {
         let folder = try directory()
+        // A built kernel is used without the lock, which a build of another version holds for minutes.
+        if let kernel = try cached() { return kernel }
         try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
         let lock = open(cacheDirectory + "/kernel.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard lock >= 0 else { throw TestKernelError(description: "cannot create a lock in \(cacheDirectory): errno \(errno)") }
         defer { close(lock) }
         flock(lock, LOCK_EX)
         if let kernel = try cached() { return kernel }
+        if FileManager.default.fileExists(atPath: folder + "/complete") {
+            // The kernel is current; only the test module's source changed.
+            return try buildModule(in: folder, progress: progress)
+        }
 
         let started = Date()
         try? FileManager.default.removeItem(atPath: folder)
@@ -145,21 +162,34 @@ public struct TestKernelBuilder: Sendable {
         try run(["make", "ARCH=x86_64", "-j\(jobs)", "bzImage", "modules"], in: tree, log: logHandle, progress: progress, countCompiles: true)
         try FileManager.default.copyItem(atPath: tree + "/arch/x86/boot/bzImage", toPath: folder + "/bzImage")
         try FileManager.default.copyItem(atPath: tree + "/vmlinux", toPath: folder + "/vmlinux")
+        _ = FileManager.default.createFile(atPath: folder + "/complete", contents: Data())
+        progress(String(format: "built in %.0f s", Date().timeIntervalSince(started)))
+        removeStaleKernels(keeping: folder)
+        return try buildModule(in: folder, progress: progress)
+    }
 
+    /// Builds the test module against the kernel in `folder` into `module-KEY` (replacing the
+    /// modules of other keys): seconds, not the kernel's minutes.
+    private func buildModule(in folder: String, progress: @escaping @Sendable (String) -> Void) throws -> TestKernel {
         progress("building the test module against it")
-        let module = folder + "/module"
+        let module = folder + "/module-" + (try moduleKey())
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where entry.hasPrefix("module") {
+            try? FileManager.default.removeItem(atPath: folder + "/" + entry)
+        }
         try FileManager.default.createDirectory(atPath: module, withIntermediateDirectories: true)
         for file in try TestModule.files() {
             try file.text.write(toFile: module + "/" + file.name, atomically: true, encoding: .utf8)
         }
+        let log = folder + "/module-build.log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        defer { try? logHandle.close() }
+        let tree = folder + "/src"
         try run(["make", "ARCH=x86_64", "-C", tree, "M=\(module)", "modules"], in: tree, log: logHandle, progress: progress)
         guard FileManager.default.fileExists(atPath: module + "/" + TestModule.objectName) else {
             throw TestKernelError(description: "the test module's build wrote no \(TestModule.objectName); see \(log)")
         }
-        _ = FileManager.default.createFile(atPath: folder + "/complete", contents: Data())
-        progress(String(format: "built in %.0f s", Date().timeIntervalSince(started)))
-        removeStaleKernels(keeping: folder)
-        return kernel(in: folder)
+        return kernel(in: folder, module: module)
     }
 
     /// Deletes this version's kernels built for other keys (each keeps a build tree of about

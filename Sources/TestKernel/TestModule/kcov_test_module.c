@@ -34,12 +34,13 @@ static ssize_t kcov_test_branch_write(struct file *file, const char __user *buff
 	if (copy_from_user(input, buffer, length))
 		return -EFAULT;
 	input[length] = 0;
+	/* WRITE_ONCE: a store the compiler keeps, so each branch stays in the code. */
 	if (input[0] == 'a')
-		kcov_test_last_branch = kcov_test_branch_a(length);
+		WRITE_ONCE(kcov_test_last_branch, kcov_test_branch_a(length));
 	else if (input[0] == 'b')
-		kcov_test_last_branch = kcov_test_branch_b(length);
+		WRITE_ONCE(kcov_test_last_branch, kcov_test_branch_b(length));
 	else
-		kcov_test_last_branch = -1;
+		WRITE_ONCE(kcov_test_last_branch, -1);
 	return count;
 }
 
