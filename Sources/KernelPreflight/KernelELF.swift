@@ -193,10 +193,9 @@ struct PayloadELF {
             let raw = UnsafeRawBufferPointer(bytes)
             do throws(PreflightError) {
                 let kernel = try KernelELF(elf, raw: raw, path: image.path)
-                // A payload whose section table hides .rodata is searched whole.
-                let ranges = kernel.allocatedRanges.isEmpty ? [0..<raw.count] : kernel.allocatedRanges
+                // Searched whole: the payload has no debug information to skip.
                 let configuration = try KernelConfiguration.embedded(
-                    in: raw, ranges: ranges, source: "the configuration embedded in \(image.path)", path: image.path)
+                    in: raw, ranges: [0..<raw.count], source: "the configuration embedded in \(image.path)", path: image.path)
                 return .success((kernel, configuration))
             } catch {
                 return .failure(error)
