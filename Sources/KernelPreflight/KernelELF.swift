@@ -39,12 +39,13 @@ struct KernelELF {
             section = elf_nextscn(elf, current)
             var sectionHeader = GElf_Shdr()
             guard gelf_getshdr(current, &sectionHeader) != nil else { continue }
-            switch Int32(sectionHeader.sh_type) {
-            case SHT_SYMTAB:
+            // sh_type is any 32-bit value in a bad file: compared as read, never narrowed.
+            switch sectionHeader.sh_type {
+            case UInt32(SHT_SYMTAB):
                 symbolTable = (current, sectionHeader)
-            case SHT_NOTE where buildID == nil:
+            case UInt32(SHT_NOTE) where buildID == nil:
                 buildID = Self.buildID(in: current)
-            case SHT_PROGBITS where sectionHeader.sh_flags & UInt64(SHF_ALLOC) != 0:
+            case UInt32(SHT_PROGBITS) where sectionHeader.sh_flags & UInt64(SHF_ALLOC) != 0:
                 let (end, overflow) = sectionHeader.sh_offset.addingReportingOverflow(sectionHeader.sh_size)
                 if !overflow, end <= UInt64(raw.count) {
                     allocatedRanges.append(Int(sectionHeader.sh_offset)..<Int(end))
@@ -176,7 +177,7 @@ struct PayloadELF {
     var configuration: KernelConfiguration?
 
     /// Throws ``PreflightError/Code/notKernelPayload`` when the payload is not an ELF file.
-    init(_ payload: [UInt8], image: BootImage) throws(PreflightError) {
+    init(_ payload: consuming [UInt8], image: BootImage) throws(PreflightError) {
         guard payload.has([0x7f, 0x45, 0x4c, 0x46], at: 0) else {
             throw PreflightError(.notKernelPayload, path: image.path,
                 "its payload decompressed (\(image.compression.rawValue)) but is not an ELF file: not an x86 Linux kernel")
@@ -184,13 +185,14 @@ struct PayloadELF {
         guard elf_version(UInt32(EV_CURRENT)) != UInt32(EV_NONE) else {
             throw PreflightError(.notKernelPayload, path: image.path, "libelf refused its ELF version: \(KernelELF.libelfMessage())")
         }
-        var copy = payload
-        let result = copy.withUnsafeMutableBytes { bytes -> Result<(KernelELF, KernelConfiguration?), PreflightError> in
-            guard let elf = elf_memory(bytes.baseAddress!.assumingMemoryBound(to: CChar.self), bytes.count) else {
+        // libelf takes a mutable pointer (it does not write when reading); the payload is moved, not copied.
+        var bytes = payload
+        let result = bytes.withUnsafeMutableBytes { buffer -> Result<(KernelELF, KernelConfiguration?), PreflightError> in
+            guard let elf = elf_memory(buffer.baseAddress!.assumingMemoryBound(to: CChar.self), buffer.count) else {
                 return .failure(PreflightError(.notKernelPayload, path: image.path, "libelf cannot read its payload: \(KernelELF.libelfMessage())"))
             }
             defer { elf_end(elf) }
-            let raw = UnsafeRawBufferPointer(bytes)
+            let raw = UnsafeRawBufferPointer(buffer)
             do throws(PreflightError) {
                 let kernel = try KernelELF(elf, raw: raw, path: image.path)
                 // Searched whole: the payload has no debug information to skip.
