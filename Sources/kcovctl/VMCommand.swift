@@ -31,7 +31,7 @@ struct VMCommand: ParsableCommand {
 
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run a command in the test kernel (host root shared read-only) and exit with its status.")
+            abstract: "Run a command in the test kernel, or in a --kernel image, with the host root shared read-only; exit with its status.")
 
         @OptionGroup var guest: GuestOptions
 
