@@ -8,9 +8,6 @@ public struct PreflightReport: Sendable {
     /// How the vmlinux was matched to the bzImage ("build id 8c1f…", "linux_banner"); nil
     /// without a vmlinux.
     public var vmlinuxMatch: String?
-    /// What the check passed over, one sentence each (a given .config not read because the kernel
-    /// embeds its own; a vmlinux that could not be compared).
-    public var notes: [String]
 }
 
 /// Whether a user's kernel can run a guest command, decided in seconds before it is booted: a
@@ -22,7 +19,10 @@ public struct PreflightReport: Sendable {
 /// given `.config`. A vmlinux must be the same build: equal build ids, or, when either has none,
 /// a `linux_banner` that agrees with the header's `kernel_version`.
 public enum Preflight {
-    /// Checks `kernel` (a bzImage), with `vmlinux` and a `.config` file if given.
+    /// Checks `kernel` (a bzImage), with `vmlinux` and a `.config` file if given. `note` receives
+    /// what the check passed over, one sentence each, as it goes (so a refusal comes with them): a
+    /// decompressor not installed when a vmlinux or .config can stand in, a given .config not read
+    /// because the kernel embeds its own, a vmlinux that could not be compared.
     ///
     /// Throws ``PreflightError``: any of its codes for a bad bzImage, vmlinux or `.config`;
     /// ``PreflightError/Code/mismatch`` for a vmlinux of another build;
@@ -31,30 +31,29 @@ public enum Preflight {
     /// kernel lacks or has as a module.
     public static func check(
         kernel: String, vmlinux vmlinuxPath: String? = nil, configuration configurationPath: String? = nil,
-        requirements: GuestRequirements
+        requirements: GuestRequirements, note: (String) -> Void = { _ in }
     ) throws(PreflightError) -> PreflightReport {
         let image = try BootImage(path: kernel)
         var vmlinux: Vmlinux?
         if let vmlinuxPath { vmlinux = try Vmlinux(path: vmlinuxPath) }
-        var notes: [String] = []
         var payload: PayloadELF?
         do {
             payload = try PayloadELF(try image.decompressedPayload(), image: image)
         } catch where error.code == .toolMissing && (vmlinux != nil || configurationPath != nil) {
-            notes.append("\(error.message); checked without the payload")
+            note("\(error.message); checked without the payload")
         }
 
         var match: String?
         if let vmlinux {
             match = try matchVmlinux(vmlinux, image: image, payload: payload)
             if match == nil {
-                notes.append("\(vmlinux.path) could not be compared with \(kernel): the bzImage has neither a readable payload build id nor a kernel_version string")
+                note("\(vmlinux.path) could not be compared with \(kernel): the bzImage has neither a readable payload build id nor a kernel_version string")
             }
         }
 
         let embedded = payload?.configuration ?? vmlinux?.configuration
         if embedded != nil, let configurationPath {
-            notes.append("\(configurationPath) was not read: the kernel embeds its own configuration")
+            note("\(configurationPath) was not read: the kernel embeds its own configuration")
         }
         var given: KernelConfiguration?
         if embedded == nil, let configurationPath { given = try KernelConfiguration(contentsOf: configurationPath) }
@@ -70,7 +69,7 @@ public enum Preflight {
                 "cannot \(requirements.purpose) in the guest: it lacks \(missing.count == 1 ? "an option" : "\(missing.count) options") the runner needs (read from \(configuration.source)):\n\(list)\nrebuild it with each set to y (Docs/guest-kernels.md says why each is needed)",
                 missing: missing)
         }
-        return PreflightReport(image: image, configurationSource: configuration.source, vmlinuxMatch: match, notes: notes)
+        return PreflightReport(image: image, configurationSource: configuration.source, vmlinuxMatch: match)
     }
 
     /// How `vmlinux` matches `image` ("build id …" or "linux_banner"), nil when nothing could be

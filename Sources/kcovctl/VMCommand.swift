@@ -159,14 +159,14 @@ struct GuestLauncher {
         let absolute = URL(fileURLWithPath: kernel).standardizedFileURL.path
         let report: PreflightReport
         do {
-            report = try Preflight.check(kernel: kernel, vmlinux: options.vmlinux, configuration: options.kernelConfig, requirements: needs)
+            report = try Preflight.check(
+                kernel: kernel, vmlinux: options.vmlinux, configuration: options.kernelConfig, requirements: needs) { note("note: \($0)") }
         } catch {
             // The library names no flags: say which one gives a configuration.
             var described = error
             if error.code == .noConfiguration { described.message += "; give the .config with --kernel-config FILE" }
             throw described
         }
-        for line in report.notes { note("note: \(line)") }
         let version = report.image.kernelVersion.map { "\($0), " } ?? ""
         let match = report.vmlinuxMatch.map { "; --vmlinux matches it by \($0)" } ?? ""
         note(String(format: "checked %@ (%@%@-compressed, boot protocol %@) in %.1f s: it can %@ (config: %@%@)",

@@ -34,12 +34,13 @@ struct StockKernel {
     func testKernelPasses() throws {
         let kernel = try TestKernelBuilder().build { print("test kernel: \($0)") }
         for requirements in [GuestRequirements.command, .kcov, .kprobe] {
-            let report = try Preflight.check(kernel: kernel.bzImage, vmlinux: kernel.vmlinux, requirements: requirements)
+            var notes: [String] = []
+            let report = try Preflight.check(kernel: kernel.bzImage, vmlinux: kernel.vmlinux, requirements: requirements) { notes.append($0) }
             #expect(report.configurationSource == "the configuration embedded in \(kernel.bzImage)")
             #expect(report.vmlinuxMatch?.hasPrefix("build id ") == true, "\(String(describing: report.vmlinuxMatch))")
             #expect(report.image.compression == .xz, "tinyconfig's default compression")
             #expect(report.image.kernelVersion?.hasPrefix(kernel.source.rawValue + ".") == true)
-            #expect(report.notes.isEmpty, "\(report.notes)")
+            #expect(notes.isEmpty, "\(notes)")
         }
         // The banner agrees with the header as well (the fallback when a build id is missing).
         let vmlinux = try Vmlinux(path: kernel.vmlinux)
@@ -86,6 +87,22 @@ struct StockKernel {
         let text = try #require(preflightError { _ = try Vmlinux(path: stock.config) })
         #expect(text.code == .notELF && text.message.contains("is not an ELF file"), "\(text)")
 
+        // A payload without a build id: the vmlinux's linux_banner is compared with the header's
+        // kernel_version instead, and must name the same release, builder and build.
+        let scratch0 = try Scratch()
+        let unnoted = try scratch0.file("program", [UInt8](try Data(contentsOf: URL(fileURLWithPath: "/bin/true"))))
+        _ = try runTool("/usr/bin/objcopy", ["--remove-section", ".note.gnu.build-id", unnoted])
+        let anonymous = [UInt8](try Data(contentsOf: URL(fileURLWithPath: unnoted)))
+            + Array("IKCFG_ST".utf8) + (try scratch0.compress(Array(configText(allBuiltIn(.command)).utf8), .gzip)) + Array("IKCFG_ED".utf8)
+        var sameBuild = SyntheticImage(payload: try scratch0.compress(anonymous, .gzip))
+        sameBuild.kernelVersion = try BootImage(path: kernel.bzImage).kernelVersion
+        let matched = try Preflight.check(kernel: try scratch0.file("same", sameBuild.bytes), vmlinux: kernel.vmlinux, requirements: .command)
+        #expect(matched.vmlinuxMatch == "linux_banner")
+        let otherBuild = try scratch0.file("other", SyntheticImage(payload: try scratch0.compress(anonymous, .gzip)).bytes)
+        let banner = try #require(preflightError { _ = try Preflight.check(kernel: otherBuild, vmlinux: kernel.vmlinux, requirements: .command) })
+        #expect(banner.code == .mismatch && banner.message.contains("its banner is \"Linux version \(kernel.source.rawValue)."), "\(banner)")
+        #expect(banner.message.contains("the bzImage's header says \"6.99.0-synthetic (tester@host)"), "\(banner)")
+
         // The bzImage's payload is the kernel without its symbols: refused as a vmlinux.
         let scratch = try Scratch()
         let stripped = try scratch.file("vmlinux.bin", try BootImage(path: kernel.bzImage).decompressedPayload())
@@ -114,6 +131,19 @@ struct StockKernel {
         }
         let noConfig = try runKcovctl(["vm", "run", "--kernel", stock.bzImage, "--", "true"], timeLimit: 300)
         #expect(noConfig.status == 1 && noConfig.errors.contains("embeds no configuration") && noConfig.errors.contains("--kernel-config FILE"), "\(noConfig.errors)")
+    }
+
+    @Test("Without the payload's decompressor: an error naming the package, or, with a .config, the check goes on without the payload")
+    func missingDecompressor() throws {
+        let stock = try StockKernel.find()
+        let kcovctl = try builtKcovctl()
+        let bare = try runProgram(["/usr/bin/env", "PATH=/nonexistent", kcovctl, "vm", "run", "--kernel", stock.bzImage, "--", "true"])
+        #expect(bare.status == 1)
+        #expect(bare.errors.contains("its payload is lz4-compressed and `lz4` is not installed: run Scripts/setup.sh (apt-get install lz4)"), "\(bare.errors)")
+        let configured = try runProgram(["/usr/bin/env", "PATH=/nonexistent", kcovctl, "vm", "run", "--kernel", stock.bzImage, "--kernel-config", stock.config, "--", "true"])
+        #expect(configured.status == 1)
+        #expect(configured.errors.contains("kcovctl: note: its payload is lz4-compressed and `lz4` is not installed: run Scripts/setup.sh (apt-get install lz4); checked without the payload"), "\(configured.errors)")
+        #expect(configured.errors.contains("CONFIG_9P_FS is not set"), "\(configured.errors)")
     }
 
     @Test(arguments: [

@@ -60,6 +60,12 @@ import Testing
         let config = try scratch.file("config", Array(configText(allBuiltIn(.command)).utf8))
         let report = try Preflight.check(kernel: path, configuration: config, requirements: .command)
         #expect(report.configurationSource == config)
+        // With an embedded configuration, a given one is not read, and the note says so.
+        let embedding = try scratch.file("embedding", SyntheticImage(payload: try scratch.compress(try kernelLikePayload(scratch, configuration: configText(allBuiltIn(.command))), .gzip)).bytes)
+        var notes: [String] = []
+        let embedded = try Preflight.check(kernel: embedding, configuration: config, requirements: .command) { notes.append($0) }
+        #expect(embedded.configurationSource == "the configuration embedded in \(embedding)")
+        #expect(notes == ["\(config) was not read: the kernel embeds its own configuration"])
         let notConfig = try scratch.file("notes.txt", Array("just some notes\nnothing = here\n".utf8))
         let refused = try #require(preflightError { _ = try Preflight.check(kernel: path, configuration: notConfig, requirements: .command) })
         #expect(refused.code == .notConfiguration && refused.path == notConfig && refused.message.contains("not a kernel .config"))
