@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "KernelSymbolizer", targets: ["KernelSymbolizer"]),
         .library(name: "TraceFile", targets: ["TraceFile"]),
         .library(name: "CoverageReport", targets: ["CoverageReport"]),
+        .library(name: "KernelPreflight", targets: ["KernelPreflight"]),
         .executable(name: "kcovctl", targets: ["kcovctl"]),
         // The agent `kcovctl trace --follow` injects with LD_PRELOAD (Docs/follow.md).
         .library(name: "KcovFollowAgent", type: .dynamic, targets: ["KcovFollowAgent"]),
@@ -115,6 +116,9 @@ let package = Package(
         .target(name: "Conformance", dependencies: ["CoverageAPI", "KernelSeam"], swiftSettings: swiftSettings),
         // Builds and caches the project's kcov test kernels (Debian's linux-source-6.12 and 6.1) and its test module.
         .target(name: "TestKernel", resources: [.copy("TestModule")], swiftSettings: swiftSettings),
+        // Whether a user's kernel can run the guest, checked in seconds before booting it (Docs/guest-kernels.md):
+        // the bzImage's x86 boot header and payload, its embedded config (or a .config), the vmlinux that matches it.
+        .target(name: "KernelPreflight", dependencies: ["CElfutils"], swiftSettings: swiftSettings),
         // Boots a kernel under QEMU with the host root over 9p and runs one command in the guest.
         .target(name: "VirtualMachine", swiftSettings: swiftSettings),
         // For tests only (no product): the built kcovctl, programs run with their output captured, and
@@ -134,7 +138,7 @@ let package = Package(
             dependencies: [
                 "CoverageAPI", "BackendSelection", "LinuxBackend", "NetBSDBackend", "FreeBSDBackend", "OpenBSDBackend", "GVisorBackend", "KprobeBackend",
                 "Conformance", "NetBSDConformance", "FreeBSDConformance", "OpenBSDConformance", "KprobeConformance", "ReferenceModels", "TestKernel", "VirtualMachine",
-                "KernelImage", "KernelSymbolizer", "CoverageReport", "TraceFile", "CoverageSignal", "WholeRun",
+                "KernelPreflight", "KernelImage", "KernelSymbolizer", "CoverageReport", "TraceFile", "CoverageSignal", "WholeRun",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -167,7 +171,7 @@ let package = Package(
         .testTarget(name: "KCovCtlTests", dependencies: ["kcovctl", "CoverageAPI", "GVisorBackend", "TraceFile", "TestSupport", "TestKernel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GuestSuiteTests",
-            dependencies: ["TestKernel", "VirtualMachine", "Conformance", "LinuxBackend", "ReferenceModels", "TestSupport", "TraceFile", "KernelImage"],
+            dependencies: ["TestKernel", "VirtualMachine", "Conformance", "LinuxBackend", "ReferenceModels", "TestSupport", "TraceFile", "KernelImage", "kcovctl"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -207,6 +211,10 @@ let package = Package(
             name: "CoverageReportTests", dependencies: ["CoverageReport", "KernelImage", "KernelSymbolizer", "TestKernel", "kcovctl", "TraceFile", "TestSupport"],
             // Fixtures/coverage-04.dtd: Cobertura's DTD, which the Cobertura XML is validated against.
             exclude: ["Fixtures"], swiftSettings: swiftSettings),
+        // The preflight on real kernels (the test kernel passes; Debian's stock cloud kernel is refused
+        // naming what it lacks) and on synthetic bzImages, vmlinuxes and configs built to be wrong.
+        .testTarget(
+            name: "KernelPreflightTests", dependencies: ["KernelPreflight", "TestKernel", "TestSupport", "kcovctl"], swiftSettings: swiftSettings),
         // Round trips, every older `kcovctl trace` JSON shape, rawcover, and malformed files' messages.
         .testTarget(name: "TraceFileTests", dependencies: ["TraceFile", "CoverageAPI"], swiftSettings: swiftSettings),
         // Fault injection at the seam: every (call, n, errno) of each collector, backend, session,

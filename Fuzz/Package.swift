@@ -32,6 +32,9 @@ let package = Package(
                 "CFuzzerDriver", .product(name: "KprobeBackend", package: "KernelCoverage"), .product(name: "SimulatedKernels", package: "KernelCoverage"),
                 .product(name: "CoverageAPI", package: "KernelCoverage"),
             ]),
+        // `--kernel`'s preflight: a bzImage's boot header, a vmlinux (build id, banner, embedded config), a .config.
+        .executableTarget(
+            name: "FuzzKernelPreflight", dependencies: ["CFuzzerDriver", .product(name: "KernelPreflight", package: "KernelCoverage")]),
         // The kernel's MAINTAINERS file (CoverageReport's Maintainers) and lookups in it.
         .executableTarget(
             name: "FuzzMaintainers", dependencies: ["CFuzzerDriver", .product(name: "CoverageReport", package: "KernelCoverage")]),

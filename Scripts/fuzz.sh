@@ -6,7 +6,7 @@
 #   Scripts/fuzz.sh [SECONDS] [PARSER...]   each harness for SECONDS (default 60)
 #   FUZZ_RUNS=1000000 Scripts/fuzz.sh 0     each harness for exactly that many executions
 #
-# Parsers: trace signal-set gvisor-symbolize kernel-image kprobe-text maintainers (default: all).
+# Parsers: trace signal-set gvisor-symbolize kernel-image kernel-preflight kprobe-text maintainers (default: all).
 # A thrown typed error is the harnesses' right answer; a trap, a crash, a timeout (-timeout=10 s
 # per input) or more than 2 GB of memory is a finding: the input is saved under
 # Fuzz/.build/findings/ and the script fails. Prints each harness's libFuzzer figures.
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
-all=(trace signal-set gvisor-symbolize kernel-image kprobe-text maintainers)
+all=(trace signal-set gvisor-symbolize kernel-image kernel-preflight kprobe-text maintainers)
 [ "$#" -gt 0 ] && parsers=("$@") || parsers=("${all[@]}")
 
 flags=(-c release -Xswiftc -sanitize=fuzzer -Xswiftc -enable-testing)
@@ -27,6 +27,7 @@ target() {
     signal-set) echo FuzzSignalSet ;;
     gvisor-symbolize) echo FuzzGVisorSymbolize ;;
     kernel-image) echo FuzzKernelImage ;;
+    kernel-preflight) echo FuzzKernelPreflight ;;
     kprobe-text) echo FuzzKprobeText ;;
     maintainers) echo FuzzMaintainers ;;
     *) echo "fuzz.sh: no harness for '$1'; parsers: ${all[*]}" >&2; return 1 ;;
@@ -43,7 +44,7 @@ for parser in "${parsers[@]}"; do
     mkdir -p "$work"
     # ELF seeds are up to 20 KB; text formats need no more than 4 KB to reach every branch.
     maxlen=4096
-    [ "$parser" = kernel-image ] && maxlen=20480
+    [ "$parser" = kernel-image ] || [ "$parser" = kernel-preflight ] && maxlen=20480
     limit=(-max_total_time="$seconds")
     [ -n "${FUZZ_RUNS:-}" ] && limit=(-runs="$FUZZ_RUNS")
     start=$(date +%s.%N)

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what KernelCoverage needs, skipping what is already there: from Debian, QEMU, the
 # kernel source and its build tools (for the test kernel), gVisor's runsc, elfutils' libraries,
-# binutils, lcov, chromium and stress-ng; from PyPI, junitparser (the JUnit XML consumer the tests
-# check `kcovctl conformance --format junit` with) and pycobertura with lxml (the Cobertura XML
-# consumer, and the DTD validator, the tests check `report --format cobertura` with).
+# binutils, lcov, chromium, stress-ng and every decompressor a bzImage's payload may need; Debian's
+# stock cloud kernel, unpacked into the kernel cache (Scripts/stock-kernel.sh); from PyPI,
+# junitparser (the JUnit XML consumer the tests check `kcovctl conformance --format junit` with)
+# and pycobertura with lxml (the Cobertura XML consumer, and the DTD validator, the tests check
+# `report --format cobertura` with).
 set -euo pipefail
 
 packages=(
@@ -20,6 +22,7 @@ packages=(
   lcov                     # genhtml: what the LCOV output is checked with
   chromium                 # headless: renders the HTML report to a screenshot in the tests
   stress-ng                # a real forking, threading workload traced whole by `kcovctl trace --follow` in the guest
+  gzip bzip2 lz4 lzop zstd # with xz-utils: a bzImage payload's decompressors (`--kernel`'s preflight reads its config)
 )
 
 missing=()
@@ -37,6 +40,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+./Scripts/stock-kernel.sh
 
 if ! python3 -c "import junitparser" 2>/dev/null; then
   echo "setup: installing junitparser from PyPI"

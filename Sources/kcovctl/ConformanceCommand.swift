@@ -65,7 +65,7 @@ struct ConformanceCommand: ParsableCommand {
             throw ValidationError("unknown backend '\(backend)': use one of \(Self.backendNames.joined(separator: ", "))")
         }
         if vm && model { throw ValidationError("--vm runs the real device; --model needs no VM") }
-        if guest.given && !vm { throw ValidationError("--kvm, --boot-timeout, --source and --kaslr only apply with --vm") }
+        if guest.given && !vm { throw ValidationError(GuestOptions.onlyWithVM) }
     }
 
     func run() throws {
@@ -114,7 +114,7 @@ struct ConformanceCommand: ParsableCommand {
         var arguments = ["conformance", "--format", format.rawValue]
         arguments += all ? ["--all"] : ["--backend", backend!]
         do {
-            let result = try GuestLauncher(guest).run([try GuestLauncher.selfPath()] + arguments)
+            let result = try GuestLauncher(guest, needs: GuestLauncher.needs(backend: all ? nil : backend)).run([try GuestLauncher.selfPath()] + arguments)
             StandardStream.writeError(result.standardError)
             try StandardStream.writeOutput(result.standardOutput)
             if result.exitStatus != 0 { throw ExitCode(result.exitStatus) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KernelPreflight
 import TestKernel
 import VirtualMachine
 
@@ -30,7 +31,7 @@ struct VMCommand: ParsableCommand {
 
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run a command in the test kernel (host root shared read-only) and exit with its status.")
+            abstract: "Run a command in the test kernel, or in a --kernel image, with the host root shared read-only; exit with its status.")
 
         @OptionGroup var guest: GuestOptions
 
@@ -44,7 +45,7 @@ struct VMCommand: ParsableCommand {
         func run() throws {
             let result: GuestResult
             do {
-                result = try GuestLauncher(guest).run(command)
+                result = try GuestLauncher(guest, needs: .command).run(command)
             } catch {
                 throw fail(error)
             }
@@ -72,12 +73,38 @@ struct GuestOptions: ParsableArguments {
     @Flag(help: "Boot with KASLR (a random kernel and module base); without it the runner passes nokaslr.")
     var kaslr = false
 
+    @Option(
+        name: .customLong("kernel"),
+        help: ArgumentHelp(
+            "Boot this x86_64 bzImage instead of the test kernel, after checking in seconds that it has what the guest needs (Docs/guest-kernels.md).",
+            valueName: "bzImage"))
+    var kernel: String?
+
+    @Option(help: ArgumentHelp("With --kernel: its unstripped vmlinux, which must be the same build.", valueName: "vmlinux"))
+    var vmlinux: String?
+
+    @Option(
+        name: .customLong("kernel-config"),
+        help: ArgumentHelp(
+            "With --kernel: its .config (a distribution kernel's /boot/config-RELEASE), read when the kernel does not embed its own (CONFIG_IKCONFIG).",
+            valueName: "file"))
+    var kernelConfig: String?
+
     /// Whether any of these options was given (they apply only to commands run in a guest).
-    var given: Bool { kvm || bootTimeout != nil || source != nil || kaslr }
+    var given: Bool { kvm || bootTimeout != nil || source != nil || kaslr || kernel != nil || vmlinux != nil || kernelConfig != nil }
+
+    /// The usage error for guest options given without `--vm`.
+    static let onlyWithVM = "--kvm, --boot-timeout, --source, --kaslr, --kernel, --vmlinux and --kernel-config only apply with --vm"
 
     func validate() throws {
         if let bootTimeout, !(1...86_400).contains(bootTimeout) {
             throw ValidationError("--boot-timeout must be between 1 and 86400 seconds, not \(bootTimeout)")
+        }
+        if kernel != nil && source != nil {
+            throw ValidationError("--source picks one of the project's test kernels and --kernel boots your own: give one of them")
+        }
+        if kernel == nil, let flag = vmlinux != nil ? "--vmlinux" : kernelConfig != nil ? "--kernel-config" : nil {
+            throw ValidationError("\(flag) describes the kernel --kernel BZIMAGE boots; the test kernel needs neither")
         }
     }
 }
@@ -90,22 +117,62 @@ func kernelSource(_ argument: String) throws -> KernelSource {
     return source
 }
 
-/// Builds or reuses the test kernel and runs one command in it.
+/// Builds or reuses the test kernel, or checks the user's `--kernel`, and runs one command in it.
 struct GuestLauncher {
     var options: GuestOptions
+    /// What the command needs of a user's kernel; the test kernels have all of it.
+    var needs: GuestRequirements
 
-    init(_ options: GuestOptions = GuestOptions()) {
+    init(_ options: GuestOptions = GuestOptions(), needs: GuestRequirements = .kcov) {
         self.options = options
+        self.needs = needs
+    }
+
+    /// What a guest run with `backend` needs: kcov for the linux backend and `auto` (which picks it
+    /// where the kernel has it), kprobes for the kprobe backend, and only a kernel that runs the
+    /// command for anything else (`--all`, whose unavailable backends the guest run skips).
+    static func needs(backend: String?) -> GuestRequirements {
+        switch backend {
+        case "linux", "auto": .kcov
+        case "kprobe": .kprobe
+        default: .command
+        }
     }
 
     func run(_ command: [String]) throws -> GuestResult {
-        let builder = TestKernelBuilder(source: options.source ?? .v6_12)
-        let kernel = try builder.build(progress: note)
+        let kernelImage: String
+        if let kernel = options.kernel {
+            kernelImage = try checkedKernel(kernel)
+        } else {
+            kernelImage = try TestKernelBuilder(source: options.source ?? .v6_12).build(progress: note).bzImage
+        }
         let machine = VirtualMachine(
-            kernelImage: kernel.bzImage, workDirectory: builder.cacheDirectory + "/vm",
+            kernelImage: kernelImage, workDirectory: TestKernelBuilder.defaultCacheDirectory + "/vm",
             accelerator: options.kvm ? .kvm : .tcg, bootTimeoutSeconds: Double(options.bootTimeout ?? 300),
             randomizeBase: options.kaslr)
         return try machine.run(command)
+    }
+
+    /// Runs the preflight on `--kernel` (Docs/guest-kernels.md) and returns the kernel's absolute path.
+    private func checkedKernel(_ kernel: String) throws -> String {
+        let started = Date()
+        let absolute = URL(fileURLWithPath: kernel).standardizedFileURL.path
+        let report: PreflightReport
+        do {
+            report = try Preflight.check(
+                kernel: kernel, vmlinux: options.vmlinux, configuration: options.kernelConfig, requirements: needs) { note("note: \($0)") }
+        } catch {
+            // The library names no flags: say which one gives a configuration.
+            var described = error
+            if error.code == .noConfiguration { described.message += "; give the .config with --kernel-config FILE" }
+            throw described
+        }
+        let version = report.image.kernelVersion.map { "\($0), " } ?? ""
+        let match = report.vmlinuxMatch.map { "; --vmlinux matches it by \($0)" } ?? ""
+        note(String(format: "checked %@ (%@%@-compressed, boot protocol %@) in %.1f s: it can %@ (config: %@%@)",
+            kernel, version, report.image.compression.rawValue, report.image.protocolText, Date().timeIntervalSince(started),
+            needs.purpose, report.configurationSource, match))
+        return absolute
     }
 
     /// This executable's absolute path, which the guest sees too through the shared root.
