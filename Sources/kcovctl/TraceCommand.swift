@@ -88,7 +88,7 @@ struct TraceCommand: ParsableCommand {
         guard words >= 2 else { throw ValidationError("--buffer-words must be at least 2 (one count word and one entry)") }
         if follow && !selection.isEmpty { throw ValidationError("--follow records every block of every task: --functions and --functions-file do not apply") }
         guard linger >= 0 && linger <= 3600 else { throw ValidationError("--linger must be 0 to 3600 seconds, not \(linger)") }
-        if guest.given && !vm { throw ValidationError("--kvm, --boot-timeout, --source and --kaslr only apply with --vm") }
+        if guest.given && !vm { throw ValidationError(GuestOptions.onlyWithVM) }
         if let timeout, !(timeout > 0 && timeout <= 86_400) {
             throw ValidationError("--timeout must be a number of seconds above 0 and at most 86400, not \(timeout)")
         }
@@ -121,7 +121,7 @@ struct TraceCommand: ParsableCommand {
         arguments.append("--")
         arguments += command
         do {
-            let result = try GuestLauncher(guest).run([try GuestLauncher.selfPath()] + arguments)
+            let result = try GuestLauncher(guest, needs: GuestLauncher.needs(backend: backend)).run([try GuestLauncher.selfPath()] + arguments)
             StandardStream.writeError(result.standardError)
             guard result.exitStatus == 0 else { throw ExitCode(result.exitStatus) }
             try write(String(decoding: result.standardOutput, as: UTF8.self))
