@@ -1,3 +1,10 @@
+// Every backend reads the coverage buffer as 64-bit words and sends the request numbers of a 64-bit
+// process. A 32-bit build would send KCOV_INIT_TRACE as 0x80046301 (ENOTTY under a 64-bit kernel)
+// and misread its 8-byte words (Docs/kcov-linux.md, "32-bit userland"): it is refused when compiled.
+#if !(arch(x86_64) || arch(arm64))
+#error("KernelCoverage runs as a 64-bit process only (x86_64 or arm64): kcov's buffer words are the kernel's unsigned long; see Docs/kcov-linux.md, 32-bit userland")
+#endif
+
 public import Synchronization
 
 /// The shared coverage buffer as the kernel sees it: word 0 is the entry count, entries follow.
