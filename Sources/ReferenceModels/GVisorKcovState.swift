@@ -410,10 +410,23 @@ final class GVisorSentry {
             freeIfUnreferenced(mapping.memory)
         }
         mappings = [:]
-        for file in descriptors.values { dropMemory(file.instance) }
+        for file in descriptors.values {
+            dropMemory(file.instance)
+            file.instance.owner = nil
+        }
+        // A task and the Kcov it enabled point at each other (Task.kcov, task work ↔ owningTask):
+        // both links go, or neither object is ever freed.
         for task in tasks.values {
-            if let instance = task.kcov { dropMemory(instance) }
-            for instance in task.work { dropMemory(instance) }
+            if let instance = task.kcov {
+                dropMemory(instance)
+                instance.owner = nil
+            }
+            for instance in task.work {
+                dropMemory(instance)
+                instance.owner = nil
+            }
+            task.kcov = nil
+            task.work = []
         }
         descriptors = [:]
         tasks = [:]
