@@ -4,7 +4,6 @@ import LinuxBackend
 import ReferenceModels
 import TestKernel
 import TestSupport
-import Synchronization
 import Testing
 import VirtualMachine
 
@@ -19,23 +18,17 @@ import VirtualMachine
         "RealKernelSignalTests", "RealKernelProtectionTests", "RealKernelForkServerTests", "RealKernelStressTests",
     ]
 
-    /// One guest at a time: each takes both cores under TCG, and the times printed are what CI
-    /// spends per kernel. (`.serialized` alone was seen to let this suite's two parameterized
-    /// tests boot guests side by side.)
-    static let oneGuestAtATime = Mutex(())
-
-    /// Builds (or reuses) the test kernel of `source` and runs `command` in a fresh guest of it,
-    /// after any other guest of this suite has ended.
+    /// Builds (or reuses) the test kernel of `source` and runs `command` in a fresh guest of it.
     static func runInGuest(
         _ source: KernelSource, _ command: [String], environment: [String: String] = [:]
     ) throws -> GuestResult {
         let builder = TestKernelBuilder(source: source)
         let kernel = try builder.build { print("test kernel \(source.rawValue): \($0)") }
         let machine = VirtualMachine(kernelImage: kernel.bzImage, workDirectory: builder.cacheDirectory + "/vm")
-        return try oneGuestAtATime.withLock { _ in try machine.run(command, environment: environment) }
+        return try machine.run(command, environment: environment)
     }
 
-    @Test(.timeLimit(.minutes(30)), .serialized, arguments: KernelSource.allCases)
+    @Test(.timeLimit(.minutes(30)), arguments: KernelSource.allCases)
     func realKernelSuitesPassInTheTestKernel(source: KernelSource) throws {
         // This process's test binary, visible to the guest through the read-only 9p root.
         let binary = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
@@ -59,7 +52,7 @@ import VirtualMachine
     /// The Linux model is worth what its fidelity is: the conformance suite on the real kernel (in
     /// the guest) and on the model configured for that kernel's release must give identical
     /// per-check statuses.
-    @Test(.timeLimit(.minutes(30)), .serialized, arguments: KernelSource.allCases)
+    @Test(.timeLimit(.minutes(30)), arguments: KernelSource.allCases)
     func realKernelAndLinuxModelGiveIdenticalConformanceResults(source: KernelSource) throws {
         let version = try #require(LinuxKcovModel.KernelVersion(release: source.rawValue), "the Linux model has no data for \(source.rawValue)")
         let kcovctl = try builtKcovctl()
