@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 ./Scripts/setup.sh
 swift build --build-tests
 .build/debug/kcovctl vm build
+# The second kernel version: GuestSuiteTests runs the real-kernel and conformance suites on both.
+.build/debug/kcovctl vm build --source 6.1
 # The RealKernel* suites need the real device: GuestSuiteTests runs them inside the test kernel.
 swift test --disable-xctest --skip RealKernel
 

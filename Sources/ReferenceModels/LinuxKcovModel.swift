@@ -6,7 +6,7 @@ import Musl
 import KernelSeam
 import Synchronization
 
-/// A simulated Linux 6.12 kcov driver behind the seam, written from
+/// A simulated Linux kcov driver (6.12 by default, or 6.1: ``KernelVersion``) behind the seam, written from
 /// `Docs/kcov-linux.md`: the test double for the Linux backend and for
 /// `CoverageCollector` on hosts without kcov, and the model the conformance suite compares with the
 /// real kernel check by check.
@@ -83,23 +83,27 @@ package final class LinuxKcovModel: KernelInterface, @unchecked Sendable {
     package let accessAllowed: Bool
     /// Kernel lockdown of debugfs (EPERM at open, Docs/kcov-linux.md#device-and-open).
     package let lockedDown: Bool
+    /// Which release's kcov it follows where releases differ (``KernelVersion``).
+    package let version: KernelVersion
 
     private let kernel: Mutex<KcovKernel>
 
     /// A kernel with kcov at `devicePath`; the knobs simulate the ways it can be missing (ENOENT),
-    /// forbidden (EACCES, EPERM) or built without comparisons (ENABLE(1) gives 524).
+    /// forbidden (EACCES, EPERM) or built without comparisons (ENABLE(1) gives 524), and `version`
+    /// the release whose behaviour it follows where 6.1 and 6.12 differ.
     package init(
         devicePath: String = "/sys/kernel/debug/kcov", comparisonsBuiltIn: Bool = true,
         debugfsMounted: Bool = true, deviceExists: Bool = true, accessAllowed: Bool = true,
-        lockedDown: Bool = false
+        lockedDown: Bool = false, version: KernelVersion = .v6_12
     ) {
+        self.version = version
         self.devicePath = devicePath
         self.comparisonsBuiltIn = comparisonsBuiltIn
         self.debugfsMounted = debugfsMounted
         self.deviceExists = deviceExists
         self.accessAllowed = accessAllowed
         self.lockedDown = lockedDown
-        kernel = Mutex(KcovKernel(comparisonsBuiltIn: comparisonsBuiltIn))
+        kernel = Mutex(KcovKernel(comparisonsBuiltIn: comparisonsBuiltIn, version: version))
     }
 
     /// Frees every buffer still allocated: pointers from ``mmap(length:protection:flags:fd:offset:)``

@@ -53,25 +53,36 @@ final class KcovArea {
         self[Int(position)] = pc
     }
 
-    /// `write_comp_data`: `count >= max_pos / 32` returns at once (the 6.12.117 stable fix), and
-    /// the record is written only if `(1 + 4 * count + 4) * 8 <= max_pos`; the count first (Docs/kcov-linux.md#cmp-mode).
-    /// The arithmetic wraps as the kernel's u64 arithmetic does: without the early return, a
-    /// user-written count such as 2^61 would pass the bound and write outside the buffer.
-    func recordComparison(_ record: LinuxKcovModel.Comparison) {
+    /// `write_comp_data`: with `boundsCount` (6.12.117 and later, ``LinuxKcovModel/KernelVersion``),
+    /// `count >= max_pos / 32` returns at once. Then the record is written only if
+    /// `(1 + 4 * count + 4) * 8 <= max_pos`, the count first (Docs/kcov-linux.md#cmp-mode). The
+    /// arithmetic wraps as the kernel's u64 arithmetic does, and so does the address
+    /// `&area[1 + 4 * count]`: without the early return a user-written count of 2^61 passes the
+    /// bound (it wraps to 40) and the record lands at word 1, the count going on from 2^61 + 1.
+    /// A count of `UInt64.max` (or 2^59 − 1) puts the record three words before the buffer, which
+    /// a real kernel writes into whatever lies there; the model drops those three words and
+    /// keeps the one that lands in word 0 (the PC).
+    func recordComparison(_ record: LinuxKcovModel.Comparison, boundsCount: Bool) {
         let maxPosition = UInt64(words) * 8
         let count = self[0]
-        guard count < maxPosition / 32 else { return }
+        if boundsCount {
+            guard count < maxPosition / 32 else { return }
+        }
         let start = 1 &+ 4 &* count
         guard (start &+ 4) &* 8 <= maxPosition else { return }
-        self[0] = count + 1
-        for (offset, word) in record.words.enumerated() { self[Int(start) + offset] = word }
+        self[0] = count &+ 1
+        for (offset, word) in record.words.enumerated() {
+            // A byte address wraps at 2^64, so a word index wraps at 2^61.
+            let index = (start &+ UInt64(offset)) & (UInt64.max >> 3)
+            if index < UInt64(words) { self[Int(index)] = word }
+        }
     }
 
     /// Records `path` the way a task in `mode` would.
-    func record(_ path: LinuxKcovModel.KernelPath, mode: LinuxKcovModel.Mode) {
+    func record(_ path: LinuxKcovModel.KernelPath, mode: LinuxKcovModel.Mode, version: LinuxKcovModel.KernelVersion) {
         switch mode {
         case .tracePC: path.pcs.forEach(recordPC)
-        case .traceCMP: path.comparisons.forEach(recordComparison)
+        case .traceCMP: path.comparisons.forEach { recordComparison($0, boundsCount: version.boundsComparisonCount) }
         case .disabled, .initialized: break
         }
     }
@@ -161,6 +172,7 @@ struct KcovSection {
 /// The whole simulated kernel: fd table, mappings, tasks, remote handles.
 final class KcovKernel {
     let comparisonsBuiltIn: Bool
+    let version: LinuxKcovModel.KernelVersion
     let pageSize: Int
     var descriptors: [CInt: KcovFile] = [:]
     var mappings: [UInt: KcovMapping] = [:]
@@ -175,8 +187,9 @@ final class KcovKernel {
 
     static let firstDescriptor: CInt = 1000
 
-    init(comparisonsBuiltIn: Bool) {
+    init(comparisonsBuiltIn: Bool, version: LinuxKcovModel.KernelVersion) {
         self.comparisonsBuiltIn = comparisonsBuiltIn
+        self.version = version
         pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
@@ -185,7 +198,7 @@ final class KcovKernel {
     /// Records `path` for `tid` if its task mode is TRACE_PC or TRACE_CMP (`check_kcov_mode`).
     func record(_ path: LinuxKcovModel.KernelPath, for tid: CInt) {
         guard let task = tasks[tid], let mode = task.recordingMode, let area = task.kcov?.area else { return }
-        area.record(path, mode: mode)
+        area.record(path, mode: mode, version: version)
     }
 
     /// `kcov_disable` (Docs/kcov-linux.md#kcov_disable): task reset, then remote reset (handles unregistered) or kcov reset.

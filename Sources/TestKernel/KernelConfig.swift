@@ -75,10 +75,27 @@ public enum KernelConfig {
         """
 
     /// Options one kernel version needs on top of ``common``, with why.
+    ///
+    /// - 6.1: `9P_FS` depends on `INET && NET_9P` there (`fs/9p/Kconfig`; 6.12 needs only
+    ///   `NET_9P`), so without `CONFIG_INET` olddefconfig drops the root filesystem. IPv6, which
+    ///   `INET` would turn on by default, stays off: nothing here uses it, and it is a large
+    ///   instrumented subsystem to compile.
     static func versionOptions(for source: KernelSource) -> String {
         switch source {
         case .v6_12: ""
-        case .v6_1: ""
+        case .v6_1: """
+            CONFIG_INET=y
+            # CONFIG_IPV6 is not set
+
+            """
+        }
+    }
+
+    /// Options of ``versionOptions(for:)`` the built `.config` must keep, beyond ``required(for:)``'s common ones.
+    static func versionRequired(for source: KernelSource) -> [String] {
+        switch source {
+        case .v6_12: []
+        case .v6_1: ["CONFIG_INET=y"]
         }
     }
 
@@ -93,6 +110,6 @@ public enum KernelConfig {
          "CONFIG_NET_9P_VIRTIO=y", "CONFIG_KPROBES=y", "CONFIG_KPROBE_EVENTS=y", "CONFIG_PERF_EVENTS=y",
          "CONFIG_X86_INTEL_MEMORY_PROTECTION_KEYS=y",
          "CONFIG_DEBUG_INFO=y", "CONFIG_DEBUG_INFO_REDUCED=y", "CONFIG_MODULES=y", "CONFIG_MODULE_UNLOAD=y",
-         "CONFIG_RANDOMIZE_BASE=y", "CONFIG_IKCONFIG=y"]
+         "CONFIG_RANDOMIZE_BASE=y", "CONFIG_IKCONFIG=y"] + versionRequired(for: source)
     }
 }

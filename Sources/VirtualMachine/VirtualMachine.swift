@@ -195,14 +195,20 @@ public struct VirtualMachine: Sendable {
         case .kvm: arguments += ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]
         }
         let rootFlags = "trans=virtio,version=9p2000.L,msize=262144"
+        // The root share's tag is a plain word, and `root=` names it as is. Both test kernels
+        // then hand 9p the same tag: for a `root=` that is no block device, `prepare_namespace`
+        // (init/do_mounts.c) mounts the name as the source of a nodev filesystem, but 6.1 first
+        // strips a leading `/dev/` from it and 6.12 does not, so the customary `/dev/root` tag
+        // would match on 6.12 only.
+        let rootTag = "root"
         arguments += [
             "-nographic", "-no-reboot", "-display", "none", "-monitor", "none",
             "-serial", "file:\(jobPath)/console.log",
             "-kernel", kernelImage,
-            "-append", "console=ttyS0 root=/dev/root rootfstype=9p rootflags=\(rootFlags) ro init=\(jobPath)/init panic=-1 quiet loglevel=3"
+            "-append", "console=ttyS0 root=\(rootTag) rootfstype=9p rootflags=\(rootFlags) ro init=\(jobPath)/init panic=-1 quiet loglevel=3"
                 + (randomizeBase ? "" : " nokaslr"),
             "-fsdev", "local,id=root,path=/,readonly=on,security_model=none,multidevs=remap",
-            "-device", "virtio-9p-pci,fsdev=root,mount_tag=/dev/root",
+            "-device", "virtio-9p-pci,fsdev=root,mount_tag=\(rootTag)",
             "-fsdev", "local,id=job,path=\(jobPath),security_model=none",
             "-device", "virtio-9p-pci,fsdev=job,mount_tag=kcovjob",
         ]

@@ -2,6 +2,7 @@ import CoverageAPI
 import Foundation
 import KernelSeam
 import LinuxBackend
+import ReferenceModels
 import Synchronization
 import Testing
 
@@ -135,6 +136,25 @@ struct RealKernelCollectionTests {
         #expect(trace.comparisons.count == (512 - 1) / 4)
     }
 
+    /// The one kcov difference between the two test kernels (Docs/kcov-linux.md#version-differences):
+    /// this kernel treats a user-written comparison count of 2^61 as the Linux model of its own
+    /// release does. The model's tests pin what each release does; this ties the data to the kernel.
+    /// (2^61 is safe on both: 6.1 wraps the record into the buffer; a count that would make 6.1
+    /// write before the buffer is never tried here.)
+    @Test func forgedComparisonCountIsHandledAsTheModelOfThisReleaseDoes() throws {
+        var name = utsname()
+        try #require(uname(&name) == 0)
+        let release = withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let version = try #require(LinuxKcovModel.KernelVersion(release: release), "the Linux model has no data for kernel \(release)")
+        // GuestSuiteTests names the kernel it booted: the guest must be running that one.
+        if let booted = ProcessInfo.processInfo.environment["KCOV_TEST_KERNEL"] {
+            #expect(version.release == booted, "booted \(booted), running \(release)")
+        }
+        let kernel = try forgedComparisonCount(on: backend)
+        let model = try forgedComparisonCount(on: LinuxKcovBackend(kernel: LinuxKcovModel(version: version)))
+        #expect(kernel == model, "kernel \(release): \(kernel); the \(version) model: \(model)")
+    }
+
     @Test func sixtyFourWordBufferCannotBeMapped() throws {
         // INIT_TRACE accepts 64 words, but mmap needs whole pages: the kernel refuses the mapping.
         try withDevice(backend) { fd in
@@ -208,4 +228,51 @@ struct RealKernelCollectionTests {
         try session.enable()
         try session.disable()
     }
+}
+
+/// What a kernel does with a comparison count of 2^61 written by the user (Docs/kcov-linux.md#cmp-mode).
+enum ForgedCountOutcome: Equatable, CustomStringConvertible {
+    /// The count is kept and nothing is recorded (6.12's early return).
+    case ignored
+    /// Records go on at word 1 while the count goes on from 2^61 (6.1's wrapped offset).
+    case wrappedToStart
+    case other(String)
+
+    var description: String {
+        switch self {
+        case .ignored: "count kept, nothing recorded"
+        case .wrappedToStart: "records written from word 1, count going on from 2^61"
+        case .other(let what): what
+        }
+    }
+}
+
+/// Enables comparison mode on a one-page buffer, stores 2^61 as the count, makes the probe
+/// syscall, and classifies what the kernel did.
+func forgedComparisonCount(on backend: LinuxKcovBackend) throws -> ForgedCountOutcome {
+    let words = 512
+    let forged: UInt64 = 1 << 61
+    var outcome = ForgedCountOutcome.other("not run")
+    try withDevice(backend) { fd in
+        try backend.initialize(fd, words: words)
+        let address = try backend.mapBuffer(fd, words: words)
+        defer { backend.unmapBuffer(address, words: words) }
+        let slots = address.assumingMemoryBound(to: Atomic<UInt64>.self)
+        try backend.enable(fd, mode: .comparisons)
+        slots[0].store(forged, ordering: .relaxed)
+        backend.probe()
+        let count = slots[0].load(ordering: .relaxed)
+        let first = ComparisonRecord(
+            type: slots[1].load(ordering: .relaxed), first: slots[2].load(ordering: .relaxed),
+            second: slots[3].load(ordering: .relaxed), pc: slots[4].load(ordering: .relaxed))
+        try backend.disable(fd)
+        if count == forged {
+            outcome = .ignored
+        } else if count > forged, count - forged <= UInt64((words - 1) / 4), first.isWellFormed, first.pc >= kernelTextStart {
+            outcome = .wrappedToStart
+        } else {
+            outcome = .other("count 2^61 + \(count &- forged), word 1 type \(first.type), PC 0x\(String(first.pc, radix: 16))")
+        }
+    }
+    return outcome
 }

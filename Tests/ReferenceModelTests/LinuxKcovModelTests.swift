@@ -440,6 +440,71 @@ private let headPCs = Model.ioctlEntryPath.pcs
         #expect(words.slice(1..<17) == Model.probeComparisons.flatMap(\.words))
     }
 
+    /// What a user-written CMP count past the buffer does, per release (Docs/kcov-linux.md#cmp-mode,
+    /// Docs/kcov-linux.md#version-differences): the expectations are written out here, not read
+    /// from ``LinuxKcovModel/KernelVersion``, so wrong version data fails this test.
+    @Test("a CMP count of 2^61 is ignored by 6.12's early return and wraps to word 1 on 6.1",
+          arguments: [(Model.KernelVersion.v6_12, false), (Model.KernelVersion.v6_1, true)])
+    func comparisonCountPastCapacity(version: LinuxKcovModel.KernelVersion, wraps: Bool) {
+        let model = Model(version: version)
+        let (fd, words) = model.mapped(words: pageWords)
+        let run = model.runOnNewThread { () -> (count: UInt64, before: [UInt64], after: [UInt64])? in
+            guard model.enable(fd, 1) == 0 else { return nil }
+            words.count = 1 << 61
+            let before = words.slice(1..<17)
+            model.probeSyscall()
+            return (words.count, before, words.slice(1..<17))
+        }
+        guard let run else {
+            Issue.record("ENABLE(cmp) failed")
+            return
+        }
+        let probe = Model.probeComparisons.flatMap(\.words)
+        #expect(probe.count == 16)
+        if wraps {
+            // (1 + 4 * 2^61 + 4) * 8 wraps to 40 <= 4096, and &area[1 + 2^63] wraps to &area[1].
+            #expect(run.count == (1 << 61) + 4)
+            #expect(run.after == probe)
+        } else {
+            #expect(run.count == 1 << 61)
+            #expect(run.after == run.before)
+        }
+    }
+
+    @Test("a CMP count of 2^64 - 1: 6.12 returns early; 6.1 wraps the count to 0 and its first record's PC lands in word 0",
+          arguments: [(Model.KernelVersion.v6_12, false), (Model.KernelVersion.v6_1, true)])
+    func comparisonCountAtMaximum(version: LinuxKcovModel.KernelVersion, wraps: Bool) {
+        let model = Model(version: version)
+        let (fd, words) = model.mapped(words: pageWords)
+        let run = model.runOnNewThread { () -> (count: UInt64, before: [UInt64], after: [UInt64])? in
+            guard model.enable(fd, 1) == 0 else { return nil }
+            words.count = .max
+            let before = words.slice(1..<pageWords)
+            model.probeSyscall()
+            return (words.count, before, words.slice(1..<pageWords))
+        }
+        guard let run else {
+            Issue.record("ENABLE(cmp) failed")
+            return
+        }
+        // The record's other three words fall before the buffer (beyond the model); the PC, then
+        // read as the count, puts every later record far past the end.
+        #expect(run.count == (wraps ? Model.probeComparisons[0].pc : .max))
+        #expect(run.after == run.before)
+    }
+
+    @Test("version data: each test kernel's release string finds its row, other releases none")
+    func kernelVersionLookup() {
+        #expect(Model.KernelVersion(release: "6.1") == .v6_1)
+        #expect(Model.KernelVersion(release: "6.1.192") == .v6_1)
+        #expect(Model.KernelVersion(release: "6.12.117") == .v6_12)
+        #expect(Model.KernelVersion(release: "6.12.0-28-amd64") == .v6_12)
+        #expect(Model.KernelVersion(release: "6.10") == nil)
+        #expect(Model.KernelVersion(release: "6") == nil)
+        #expect(Model.KernelVersion(release: "") == nil)
+        #expect(Model().version == .v6_12)
+    }
+
     @Test("another thread's syscalls never reach this thread's buffer")
     func perThreadIsolation() {
         let model = Model()
