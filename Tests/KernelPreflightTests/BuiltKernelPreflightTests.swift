@@ -29,7 +29,7 @@ struct StockKernel {
 /// The preflight on real kernels: the project's test kernel passes it; Debian's stock cloud kernel
 /// (no 9p, no kcov, virtio PCI as a module, no embedded config) is refused naming what it lacks;
 /// real files of the wrong kind are refused as such.
-@Suite struct RealKernelPreflightTests {
+@Suite struct BuiltKernelPreflightTests {
     @Test("The test kernel passes for every guest use, its vmlinux matching by build id and its config read from the bzImage")
     func testKernelPasses() throws {
         let kernel = try TestKernelBuilder().build { print("test kernel: \($0)") }
