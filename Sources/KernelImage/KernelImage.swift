@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import CElfutils
-import RelocatableObject
+public import RelocatableObject
 
 /// Why a file cannot be read as a kernel image: what was wrong and what to do.
 public struct KernelImageError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -59,13 +59,10 @@ public final class KernelImage {
     /// Whether this is a relocatable object (a module's `.ko`).
     public var isRelocatable: Bool { relocated != nil }
 
-    /// Where a `.ko`'s first section goes when no base is given.
-    public static let defaultModuleBase: UInt64 = 0x1000_0000
-
     /// Opens `path`; fails unless it is a regular file holding a whole 64-bit x86 ELF with a
     /// symbol table. A directory, a FIFO or a device is refused at once (never waited on). A
     /// relocatable object is laid out from `moduleBase`; a corrupt relocation is an error.
-    public init(path: String, moduleBase: UInt64 = KernelImage.defaultModuleBase) throws(KernelImageError) {
+    public init(path: String, moduleBase: UInt64 = RelocatedObject.defaultBase) throws(KernelImageError) {
         self.path = path
         guard elf_version(UInt32(EV_CURRENT)) != UInt32(EV_NONE) else {
             throw KernelImageError(path: path, "libelf refused this ELF version: \(Self.libelfMessage())")

@@ -134,6 +134,12 @@ package struct SystemKernel: KernelInterface {
     /// Reads to the end of file rather than to the size `stat` reports, which is 0 for procfs and
     /// sysfs files (`/proc/mounts`, `/proc/kallsyms`); `nil` with `errno` if it cannot be read.
     package func readTextFile(_ path: String) -> String? {
+        readFile(path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// A file's bytes, read to its end as ``readTextFile(_:)`` reads (binary sysfs files such as
+    /// `/sys/module/NAME/notes/.note.gnu.build-id` too); `nil` with `errno` if it cannot be read.
+    package func readFile(_ path: String) -> [UInt8]? {
         guard let file = fopen(path, "r") else { return nil }
         defer { fclose(file) }
         var bytes: [UInt8] = []
@@ -144,6 +150,6 @@ package struct SystemKernel: KernelInterface {
             if count < chunk.count { break }
         }
         if ferror(file) != 0 { return nil }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 }

@@ -1,5 +1,5 @@
 public import CoverageAPI
-import RelocatableObject
+public import RelocatableObject
 import CElfutils
 import Dispatch
 import Synchronization
@@ -58,7 +58,7 @@ public final class KernelSymbolizer {
     /// Fails with a ``SymbolizerError`` that says what to do when the file cannot be read, is not
     /// an ELF file (a bzImage), has no DWARF (a stripped copy, or a kernel built without
     /// `CONFIG_DEBUG_INFO`), or its unit headers and unit DIEs are malformed (a truncated copy).
-    public init(vmlinux path: String, moduleBase: UInt64 = 0x1000_0000) throws(SymbolizerError) {
+    public init(vmlinux path: String, moduleBase: UInt64 = RelocatedObject.defaultBase) throws(SymbolizerError) {
         self.path = path
         // O_NONBLOCK: opening a FIFO would otherwise wait for a writer.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)

@@ -1,8 +1,6 @@
 public import CoverageAPI
 public import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
+import KernelSeam
 
 /// Reads a running Linux kernel's ``KernelLayout`` from procfs and sysfs (Docs/modules.md):
 /// `_text` from `/proc/kallsyms`, each module's core from `/proc/modules`, its section addresses
@@ -15,28 +13,11 @@ public struct LinuxKernelLayout: Sendable {
     /// A directory's entries (hidden ones included), `nil` when it cannot be listed.
     public var listDirectory: @Sendable (String) -> [String]?
 
-    /// The running system's files.
+    /// The running system's files, read to their end (procfs reports a size of 0) by the seam's reader.
     public init() {
-        self.init(readFile: Self.readToEnd, listDirectory: { try? FileManager.default.contentsOfDirectory(atPath: $0) })
-    }
-
-    /// Reads to the end of file with read(2), not to the size `stat` gives, which procfs and sysfs
-    /// report as 0 or a page (`/proc/kallsyms` holds megabytes); `nil` if it cannot be opened or read.
-    @Sendable static func readToEnd(_ path: String) -> Data? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var data = Data()
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count == 0 { return data }
-            if count < 0 {
-                if errno == EINTR { continue }
-                return nil
-            }
-            data.append(contentsOf: chunk[0..<count])
-        }
+        self.init(
+            readFile: { SystemKernel().readFile($0).map { Data($0) } },
+            listDirectory: { try? FileManager.default.contentsOfDirectory(atPath: $0) })
     }
 
     public init(readFile: @escaping @Sendable (String) -> Data?, listDirectory: @escaping @Sendable (String) -> [String]?) {

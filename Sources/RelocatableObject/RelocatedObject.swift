@@ -29,6 +29,9 @@ public struct RelocationError: Error, Sendable, Hashable, CustomStringConvertibl
 /// ``skippedRelocations``. Owns the copies, released once when it goes away; the ELF handle stays
 /// the caller's and must outlive it only while ``bytes(ofSection:)`` results are used.
 public final class RelocatedObject {
+    /// Where a `.ko`'s first section goes when the caller names no base: clear of address 0, which
+    /// symbol tables use for "no address".
+    public static let defaultBase: UInt64 = 0x1000_0000
     /// Where the first allocated section starts.
     public let base: UInt64
     /// Section index to its address (allocated sections only).
