@@ -8,6 +8,8 @@ import PackageDescription
 //   swift run -c release --package-path Benchmarks kcov-benchmarks --trace-file    (trace files: our reader/writer against Foundation's JSON)
 //   kcovctl vm run -- "$(swift build -c release --package-path Benchmarks --show-bin-path)/kcov-benchmarks" loop
 //                                                                                   (the per-syscall loop against its C twin, in the test kernel)
+//   kcovctl vm run -- "$(swift build -c release --package-path Benchmarks --show-bin-path)/kcov-benchmarks" kprobe
+//                                                                                   (a probed function's cost against a tracefs kprobe event, and the largest probe set, in the test kernel)
 //   kcovctl vm run -- "$(swift build -c release --package-path Benchmarks --show-bin-path)/kcov-benchmarks" follow "$PWD/.build/debug/kcovctl" [KSELFTEST-RUNNER]
 //                                                                                   (whole-run tracing against untraced and main-thread-only, in the test kernel)
 let package = Package(
@@ -25,6 +27,7 @@ let package = Package(
                 .product(name: "CoverageSignal", package: "KernelCoverage"),
                 "Baselines",
                 .product(name: "LinuxBackend", package: "KernelCoverage"),
+                .product(name: "KprobeBackend", package: "KernelCoverage"),
                 .product(name: "TraceFile", package: "KernelCoverage"),
                 .product(name: "CoverageAPI", package: "KernelCoverage"),
             ],

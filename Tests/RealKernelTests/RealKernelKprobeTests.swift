@@ -28,13 +28,6 @@ struct RealKernelKprobeTests {
         try readProcFile("/sys/kernel/tracing/kprobe_events")
     }
 
-    /// Seconds `body` takes.
-    func seconds(_ body: () -> Void) -> Double {
-        let start = DispatchTime.now().uptimeNanoseconds
-        body()
-        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    }
-
     @Test func theBackendIsAvailable() {
         let availability = backend.availability()
         #expect(availability.available, "\(availability.reason)")
@@ -136,99 +129,6 @@ struct RealKernelKprobeTests {
         #expect(result.trace.hits("vfs_read") >= 2)
         #expect(result.trace.hits("vfs_write") >= 1)
         #expect(result.trace.hits("__x64_sys_execve") == 0, "counting starts once execve is done")
-    }
-
-    /// The alternative the backend did not take, measured for the record: a tracefs kprobe event
-    /// on ksys_read, filtered to this thread's pid, writing to the trace buffer.
-    @Test func tracefsKprobeEventCostForComparison() throws {
-        let tracing = "/sys/kernel/tracing"
-        func write(_ path: String, _ text: String, append: Bool = false) -> Bool {
-            let fd = open(path, O_WRONLY | (append ? O_APPEND : O_TRUNC))
-            guard fd >= 0 else { return false }
-            defer { close(fd) }
-            return text.withCString { Glibc.write(fd, $0, strlen($0)) } == strlen(text)
-        }
-        try #require(write("\(tracing)/kprobe_events", "p:kcovcompare/ksys_read ksys_read\n", append: true))
-        defer {
-            _ = write("\(tracing)/events/kcovcompare/ksys_read/enable", "0")
-            _ = write("\(tracing)/kprobe_events", "-:kcovcompare/ksys_read\n", append: true)
-            _ = write("\(tracing)/trace", "")
-        }
-        let iterations = 20000
-        let bare = seconds { for _ in 0..<iterations { backend.probe() } } / Double(iterations) * 1e9
-        #expect(write("\(tracing)/events/kcovcompare/ksys_read/filter", "common_pid == \(backend.currentThreadID())"))
-        #expect(write("\(tracing)/events/kcovcompare/ksys_read/enable", "1"))
-        let traced = seconds { for _ in 0..<iterations { backend.probe() } } / Double(iterations) * 1e9
-        #expect(write("\(tracing)/events/kcovcompare/ksys_read/filter", "common_pid == 1"))
-        let filteredOut = seconds { for _ in 0..<iterations { backend.probe() } } / Double(iterations) * 1e9
-        _ = write("\(tracing)/events/kcovcompare/ksys_read/enable", "0")
-        let profile = try readProcFile("\(tracing)/kprobe_profile")
-        print(String(
-            format: "tracefs kprobe event: read(-1) %.0f ns bare, %.0f ns with the event recorded for this pid, %.0f ns filtered out (profile: %@)",
-            bare, traced, filteredOut, profile.trimmingCharacters(in: .whitespacesAndNewlines)))
-        #expect(profile.contains("ksys_read"))
-        _ = write("\(tracing)/kprobe_events", "-:kcovcompare/ksys_read\n", append: true)
-        #expect(try readProcFile("\(tracing)/kprobe_events").isEmpty)
-    }
-
-    @Test func costPerProbedFunctionAndLargestProbeSet() throws {
-        let iterations = 20000
-        func perCall(_ body: () -> Void) -> Double { seconds(body) / Double(iterations) * 1e9 }
-        let bare = perCall { for _ in 0..<iterations { backend.probe() } }
-        var one = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["ksys_read"]))
-        var oneCost = 0.0
-        _ = try one.collect { oneCost = perCall { for _ in 0..<iterations { backend.probe() } } }
-        _ = consume one
-        var two = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["ksys_read", "__x64_sys_read"]))
-        var twoCost = 0.0
-        let twoCoverage = try two.collect { twoCost = perCall { for _ in 0..<iterations { backend.probe() } } }
-        #expect(twoCoverage.hits("ksys_read") == UInt64(iterations))
-        _ = consume two
-        // Probes on functions the syscall does not enter.
-        var idle = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: ["__x64_sys_*"]))
-        let idleCount = idle.probedFunctions.count - 2
-        var idleCost = 0.0
-        _ = try idle.collect { idleCost = perCall { for _ in 0..<iterations { backend.probe() } } }
-        _ = consume idle
-        print(String(
-            format: "kprobe cost: read(-1) %.0f ns bare, %.0f ns with 1 probe hit, %.0f ns with 2 (%.0f ns per probed function per syscall); %d probes incl. 2 hit: %.0f ns",
-            bare, oneCost, twoCost, (twoCost - bare) / 2, idleCount + 2, idleCost))
-
-        // The largest set: widening globs, until one fails or takes over 60 s.
-        var limit = rlimit()
-        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        let saved = limit
-        limit.rlim_cur = limit.rlim_max
-        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        defer {
-            var restore = saved
-            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &restore)
-        }
-        let kprobesBefore = try registeredKprobes()
-        var globs = ["__x64_sys_*", "vfs_*"]
-        var largest = 0
-        for more in [["tcp_*", "udp_*", "sock_*", "inet_*"], ["security_*", "ext4_*", "blk_*", "bio_*"], ["pci_*", "acpi_*", "ip6_*", "xfrm_*", "netlink_*", "nf_*"]] {
-            globs += more
-            var opened = 0
-            var coverage = Trace(backend: nil, functions: [])
-            let took = seconds {
-                do {
-                    var session = try CoverageCollector(backend: backend, functions: FunctionSelection(patterns: globs))
-                    opened = session.probedFunctions.count
-                    coverage = try session.collect { backend.probe() }
-                    _ = consume session
-                } catch {
-                    print("kprobe: \(globs) failed: \(error)")
-                }
-            }
-            print(String(format: "kprobe: %d probes (limit %d fds) opened, used and closed in %.1f s", opened, Int(limit.rlim_cur), took))
-            guard opened > 0 else { break }
-            #expect(coverage.hits("__x64_sys_read") == 1)
-            largest = opened
-            if took > 60 { break }
-        }
-        #expect(try registeredKprobes() == kprobesBefore)
-        print("kprobe: largest probe set that worked: \(largest)")
     }
 }
 

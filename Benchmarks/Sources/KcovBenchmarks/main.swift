@@ -345,6 +345,7 @@ func main() throws {
         return try followBenchmark(kcovctl: arguments[arguments.startIndex + 1], runner: arguments.count >= 3 ? arguments[arguments.startIndex + 2] : nil)
     }
     if arguments == ["loop"] { return try loopBenchmark() }
+    if arguments == ["kprobe"] { return try kprobeBenchmark() }
     if arguments == ["signal"] { return try signalBenchmarks() }
     if arguments == ["--trace-file"] { return try traceFileBenchmarks() }
     if arguments.first == "symbolize-child", arguments.count == 2, let vmlinux = arguments.last { return try symbolizeChild(vmlinux: vmlinux) }
