@@ -17,6 +17,8 @@ shift || true
 all=(trace signal-set gvisor-symbolize kernel-image kernel-preflight kprobe-text maintainers)
 [ "$#" -gt 0 ] && parsers=("$@") || parsers=("${all[@]}")
 
+# The Swift runtime's backtracer would take a trap's SIGILL before libFuzzer, which then saves no input.
+export SWIFT_BACKTRACE=enable=no
 flags=(-c release -Xswiftc -sanitize=fuzzer -Xswiftc -enable-testing)
 swift build --package-path Fuzz "${flags[@]}"
 bin="$(swift build --package-path Fuzz "${flags[@]}" --show-bin-path)"

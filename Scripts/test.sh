@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every test: set up, build the test kernel (or reuse the cache), run the host tests and the
-# real-kernel suites inside QEMU, and build and run the downstream example package in the guest.
+# real-kernel suites inside QEMU, fuzz every parser of outside data for a minute each from the
+# committed corpus, run the C shims under UBSan, and build and run the downstream example package
+# in the guest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./Scripts/setup.sh
@@ -10,6 +12,11 @@ swift build --build-tests
 .build/debug/kcovctl vm build --source 6.1
 # The RealKernel* suites need the real device: GuestSuiteTests runs them inside the test kernel.
 swift test --disable-xctest --skip RealKernel
+
+echo "== Fuzzing: each parser's libFuzzer harness for 60 s (Scripts/fuzz.sh; a finding fails CI)"
+./Scripts/fuzz.sh 60
+echo "== The C shims under UndefinedBehaviorSanitizer (Scripts/sanitize.sh undefined)"
+./Scripts/sanitize.sh undefined
 
 echo "== Examples/TraceOneSyscall: a downstream package importing the library products"
 swift build --package-path Examples/TraceOneSyscall

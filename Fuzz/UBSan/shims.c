@@ -123,7 +123,7 @@ static void kernel_shim(void) {
     }
 
     // perf: a PMU type no kernel has; a counter read from a pipe holding one value, and an empty one.
-    CHECK(kcs_perf_kprobe_open(0xfffffff0u, "ksys_read", 0, -1, KCS_KPROBE_START_DISABLED | KCS_KPROBE_INHERIT) == -1);
+    CHECK(kcs_perf_kprobe_open(0xfffffff0u, "ksys_read", 0, -1, -1, KCS_KPROBE_START_DISABLED | KCS_KPROBE_INHERIT) == -1);
     int pipe_fds[2];
     CHECK(pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) == 0);
     uint64_t written = 0x1122334455667788ull, read_value = 0;

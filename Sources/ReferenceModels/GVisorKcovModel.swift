@@ -98,6 +98,10 @@ package final class GVisorKcovModel: KernelInterface, @unchecked Sendable {
 
     private let sentry: Mutex<GVisorSentry>
 
+    /// The sentry's tasks and Kcov instances still alive. Hold it past the model's end: 0 then
+    /// shows the teardown freed them all.
+    package let liveObjects: GVisorObjectCount
+
     /// A sandbox whose kcov file is at `devicePath`; the knobs simulate the ways it can be missing
     /// (ENOENT) or forbidden (EACCES), and the PC format of older gVisor releases.
     package init(
@@ -109,7 +113,9 @@ package final class GVisorKcovModel: KernelInterface, @unchecked Sendable {
         self.coverageReportConfigured = coverageReportConfigured
         self.accessAllowed = accessAllowed
         self.legacyPCs = legacyPCs
-        sentry = Mutex(GVisorSentry(coverageBuild: coverageBuild, legacyPCs: legacyPCs))
+        let objects = GVisorObjectCount()
+        liveObjects = objects
+        sentry = Mutex(GVisorSentry(coverageBuild: coverageBuild, legacyPCs: legacyPCs, objects: objects))
     }
 
     /// Unmaps every mapping and frees every buffer still allocated: pointers from

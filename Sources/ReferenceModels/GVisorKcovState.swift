@@ -110,8 +110,22 @@ final class GVisorKcovMemory {
     }
 }
 
+/// How many of one model's tasks and Kcov instances are alive: each counts itself in when made
+/// and out when freed. A task and the Kcov it enabled refer to each other (`Task.kcov`, the task
+/// work, `owningTask`), so only a teardown that breaks those links brings this back to 0.
+package final class GVisorObjectCount: Sendable {
+    private let count = Atomic<Int>(0)
+
+    /// Tasks and Kcov instances alive now.
+    package var live: Int { count.load(ordering: .acquiring) }
+
+    func made() { count.add(1, ordering: .relaxed) }
+    func freed() { count.subtract(1, ordering: .releasing) }
+}
+
 /// `kernel.Kcov` (Docs/kcov-gvisor.md#state-machine): one per open of the device.
 final class GVisorKcovInstance {
+    private let objects: GVisorObjectCount
     var mode: GVisorKcovModel.Mode = .disabled
     /// Buffer size in words, set by INIT_TRACE.
     var sizeWords: UInt64 = 0
@@ -119,15 +133,23 @@ final class GVisorKcovInstance {
     var owner: GVisorTask?
     /// `mappable`: nil until the first mmap in INIT, and again after DISABLE or close.
     var memory: GVisorKcovMemory?
+
+    init(objects: GVisorObjectCount) {
+        self.objects = objects
+        objects.made()
+    }
+
+    deinit { objects.freed() }
 }
 
 /// An open file description of the device.
 final class GVisorKcovFile {
-    let instance = GVisorKcovInstance()
+    let instance: GVisorKcovInstance
     let readable: Bool
     let writable: Bool
 
-    init(flags: CInt) {
+    init(flags: CInt, objects: GVisorObjectCount) {
+        instance = GVisorKcovInstance(objects: objects)
         let access = flags & O_ACCMODE
         readable = access == O_RDONLY || access == O_RDWR
         writable = access == O_WRONLY || access == O_RDWR
@@ -145,8 +167,15 @@ final class GVisorTask {
     /// space, writes while its Kcov is in TRACE_PC and re-registers; otherwise it is dropped.
     var work: [GVisorKcovInstance] = []
     var exited = false
+    private let objects: GVisorObjectCount
 
-    init(tid: CInt) { self.tid = tid }
+    init(tid: CInt, objects: GVisorObjectCount) {
+        self.tid = tid
+        self.objects = objects
+        objects.made()
+    }
+
+    deinit { objects.freed() }
 }
 
 /// One user mapping of a buffer.
@@ -169,12 +198,14 @@ final class GVisorSentry {
     var liveBuffers = 0
     var nextPid: CInt = 200_000
     var finishedChildren: [CInt: ExitStatus] = [:]
+    let objects: GVisorObjectCount
 
     static let firstDescriptor: CInt = 3000
 
-    init(coverageBuild: Bool, legacyPCs: Bool) {
+    init(coverageBuild: Bool, legacyPCs: Bool, objects: GVisorObjectCount) {
         self.coverageBuild = coverageBuild
         self.legacyPCs = legacyPCs
+        self.objects = objects
         pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
@@ -203,7 +234,7 @@ final class GVisorSentry {
     /// The task for the calling thread, created at its first syscall.
     func task(_ tid: CInt) -> GVisorTask {
         if let task = tasks[tid] { return task }
-        let task = GVisorTask(tid: tid)
+        let task = GVisorTask(tid: tid, objects: objects)
         tasks[tid] = task
         return task
     }
@@ -254,7 +285,7 @@ final class GVisorSentry {
     func open(flags: CInt) -> CInt {
         var fd = Self.firstDescriptor
         while descriptors[fd] != nil { fd += 1 }
-        descriptors[fd] = GVisorKcovFile(flags: flags)
+        descriptors[fd] = GVisorKcovFile(flags: flags, objects: objects)
         return fd
     }
 

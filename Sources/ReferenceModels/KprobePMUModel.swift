@@ -146,7 +146,7 @@ package final class KprobePMUModel: KprobeKernel, @unchecked Sendable {
         let list = state.withLock { $0.files["/sys/kernel/debug/kprobes/blacklist"] } ?? ""
         return list.split(separator: "\n").contains { line in
             let bounds = line.split(separator: "\t").first?.split(separator: "-").compactMap { UInt64($0.dropFirst(2), radix: 16) } ?? []
-            return bounds.count == 2 && (bounds[0]..<bounds[1]).contains(address)
+            return bounds.count == 2 && bounds[0] <= address && address < bounds[1]
         }
     }
 

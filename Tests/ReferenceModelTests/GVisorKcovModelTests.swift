@@ -773,6 +773,32 @@ private final class Worker: @unchecked Sendable {
         #expect(model.close(failed) == 0)
         #expect(model.isClean)
     }
+
+    @Test("the model's end frees every task and Kcov, though a task and the Kcov it enabled refer to each other")
+    func objectsAreFreed() {
+        var model: Model? = Model()
+        let objects = model!.liveObjects
+        do {
+            let model = model!
+            // This thread enables one Kcov and keeps it enabled (Task.kcov and owningTask).
+            let (fd, _) = model.tracing()
+            model.probeSyscall()
+            // A second thread enables another and disables it (its Task.kcov stays until it exits).
+            let other = Worker()
+            let (second, _) = model.mapped()
+            #expect(other.run { model.enable(second) } == 0)
+            #expect(other.run { model.disable(second) } == 0)
+            // A third enables a third Kcov and exits, its task gone with it.
+            let (third, _) = model.mapped()
+            _ = model.runOnNewThread { model.enable(third) }
+            #expect(model.descriptorState(fd)?.owner == model.tid)
+            // Three Kcov instances, and this thread's and the second thread's tasks at least.
+            #expect(objects.live >= 5, "the count sees the model's objects")
+            other.exit(model)
+        }
+        model = nil
+        #expect(objects.live == 0, "\(objects.live) tasks and Kcov instances outlived the model")
+    }
 }
 
 private func spawn(_ model: Model, _ path: String, fd: CInt, counter: UnsafeMutableRawPointer, mode: UInt = 0) -> SpawnOutcome {
