@@ -118,7 +118,7 @@ let package = Package(
         .target(name: "TestKernel", resources: [.copy("TestModule")], swiftSettings: swiftSettings),
         // Whether a user's kernel can run the guest, checked in seconds before booting it (Docs/guest-kernels.md):
         // the bzImage's x86 boot header and payload, its embedded config (or a .config), the vmlinux that matches it.
-        .target(name: "KernelPreflight", dependencies: ["CElfutils"], swiftSettings: swiftSettings),
+        .target(name: "KernelPreflight", dependencies: ["CoverageAPI", "CElfutils"], swiftSettings: swiftSettings),
         // Boots a kernel under QEMU with the host root over 9p and runs one command in the guest.
         .target(name: "VirtualMachine", swiftSettings: swiftSettings),
         // For tests only (no product): the built kcovctl, programs run with their output captured, and
@@ -214,7 +214,7 @@ let package = Package(
         // The preflight on real kernels (the test kernel passes; Debian's stock cloud kernel is refused
         // naming what it lacks) and on synthetic bzImages, vmlinuxes and configs built to be wrong.
         .testTarget(
-            name: "KernelPreflightTests", dependencies: ["KernelPreflight", "TestKernel", "TestSupport", "kcovctl"], swiftSettings: swiftSettings),
+            name: "KernelPreflightTests", dependencies: ["KernelPreflight", "LinuxBackend", "KprobeBackend", "TestKernel", "TestSupport", "kcovctl"], swiftSettings: swiftSettings),
         // Round trips, every older `kcovctl trace` JSON shape, rawcover, and malformed files' messages.
         .testTarget(name: "TraceFileTests", dependencies: ["TraceFile", "CoverageAPI"], swiftSettings: swiftSettings),
         // Fault injection at the seam: every (call, n, errno) of each collector, backend, session,

@@ -54,6 +54,11 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
     /// Whole runs (`kcovctl trace --follow`, Docs/follow.md): the follow agent speaks this
     /// backend's device and ABI, so every task of a command can enable a buffer of its own.
     public var wholeRunAgent: Bool
+    /// The Linux kernel configuration options the backend's device or events need, each with why
+    /// (what `kcovctl --vm --kernel` checks a user's kernel for before booting it,
+    /// Docs/guest-kernels.md); empty for a backend whose kernel is not configured with Kconfig
+    /// (the BSDs) or that needs nothing of it (gVisor's kcov is the sandbox's own).
+    public var kernelOptions: [KernelOption]
 
     /// What one entry of this backend's traces stands for.
     public var unit: CoverageUnit {
@@ -64,9 +69,10 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
         supportedModes: Set<CoverageMode>, pcKind: PCKind, granularity: Granularity, perThread: Bool,
         orderedTrace: Bool, remote: Set<RemoteKind>, requiresMapBeforeEnable: Bool, remapAfterDisable: Bool,
         mapLengthMustMatch: Bool, oneEnabledInstancePerThread: Bool, collectsAfterClose: Bool,
-        buffer: BufferRules?, remapAfterRemoteAttach: Bool = false, wholeRunAgent: Bool = false
+        buffer: BufferRules?, remapAfterRemoteAttach: Bool = false, wholeRunAgent: Bool = false, kernelOptions: [KernelOption] = []
     ) {
         self.wholeRunAgent = wholeRunAgent
+        self.kernelOptions = kernelOptions
         self.supportedModes = supportedModes
         self.pcKind = pcKind
         self.granularity = granularity
@@ -84,10 +90,11 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case supportedModes, pcKind, granularity, perThread, orderedTrace, remote, requiresMapBeforeEnable,
-             remapAfterDisable, mapLengthMustMatch, remapAfterRemoteAttach, oneEnabledInstancePerThread, collectsAfterClose, buffer, wholeRunAgent
+             remapAfterDisable, mapLengthMustMatch, remapAfterRemoteAttach, oneEnabledInstancePerThread, collectsAfterClose, buffer, wholeRunAgent, kernelOptions
     }
 
-    /// Reads what ``encode(to:)`` writes; `wholeRunAgent` is absent from older JSON (false).
+    /// Reads what ``encode(to:)`` writes; `wholeRunAgent` and `kernelOptions` are absent from
+    /// older JSON (false, none).
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
@@ -100,7 +107,8 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
             oneEnabledInstancePerThread: try container.decode(Bool.self, forKey: .oneEnabledInstancePerThread),
             collectsAfterClose: try container.decode(Bool.self, forKey: .collectsAfterClose), buffer: try container.decodeIfPresent(BufferRules.self, forKey: .buffer),
             remapAfterRemoteAttach: try container.decode(Bool.self, forKey: .remapAfterRemoteAttach),
-            wholeRunAgent: try container.decodeIfPresent(Bool.self, forKey: .wholeRunAgent) ?? false)
+            wholeRunAgent: try container.decodeIfPresent(Bool.self, forKey: .wholeRunAgent) ?? false,
+            kernelOptions: try container.decodeIfPresent([KernelOption].self, forKey: .kernelOptions) ?? [])
     }
 
     /// Encodes sets sorted, so the same capabilities always print the same JSON.
@@ -120,6 +128,20 @@ public struct BackendCapabilities: Sendable, Hashable, Codable {
         try container.encode(collectsAfterClose, forKey: .collectsAfterClose)
         try container.encode(buffer, forKey: .buffer)
         try container.encode(wholeRunAgent, forKey: .wholeRunAgent)
+        try container.encode(kernelOptions, forKey: .kernelOptions)
+    }
+}
+
+/// A Linux kernel configuration option a backend needs, and why.
+public struct KernelOption: Sendable, Hashable, Codable {
+    /// The option without its `CONFIG_` prefix, as Kconfig names it: `KCOV`.
+    public var name: String
+    /// What the backend does with it, one phrase.
+    public var reason: String
+
+    public init(_ name: String, _ reason: String) {
+        self.name = name
+        self.reason = reason
     }
 }
 

@@ -1,3 +1,5 @@
+public import CoverageAPI
+
 /// A kernel option a guest needs built in (`CONFIG_OPTION=y`), and why.
 public struct KernelRequirement: Sendable, Hashable {
     /// The option without its `CONFIG_` prefix, as Kconfig names it: `9P_FS`.
@@ -15,7 +17,7 @@ public struct KernelRequirement: Sendable, Hashable {
 /// (VirtualMachine: QEMU's q35 machine, the host's root over virtio-9p, a shell-script init, the
 /// console on the first serial port, no initramfs). Docs/guest-kernels.md explains each option.
 public struct GuestRequirements: Sendable, Hashable {
-    /// What these requirements allow, for messages: "run a command", "trace with kcov".
+    /// What these requirements allow, for messages: "run a command", "trace with the linux backend".
     public var purpose: String
     public var options: [KernelRequirement]
 
@@ -43,21 +45,13 @@ public struct GuestRequirements: Sendable, Hashable {
         KernelRequirement("TMPFS", "the init mounts a writable /dev/shm, the guest's HOME and TMPDIR"),
     ])
 
-    /// kcov inside the guest (`trace --vm`, `conformance --vm` with the linux backend): the
-    /// coverage device is `/sys/kernel/debug/kcov`.
-    public static let kcov = GuestRequirements(purpose: "collect coverage with kcov", options: command.options + [
-        KernelRequirement("DEBUG_FS", "the kcov device is /sys/kernel/debug/kcov"),
-        KernelRequirement("KCOV", "the coverage device itself"),
-    ])
-
-    /// The kprobe backend inside the guest: counting kprobes through the kprobe PMU, functions
-    /// named from `/proc/kallsyms`.
-    public static let kprobe = GuestRequirements(purpose: "count function calls with kprobes", options: command.options + [
-        KernelRequirement("KALLSYMS", "functions are named from /proc/kallsyms"),
-        KernelRequirement("PERF_EVENTS", "counting probes are perf events"),
-        KernelRequirement("KPROBES", "the probes themselves"),
-        KernelRequirement("KPROBE_EVENTS", "the kprobe PMU perf_event_open takes"),
-    ])
+    /// A guest run with a backend (`trace --vm`, `conformance --vm`): ``command`` and the kernel
+    /// options the backend's capabilities name (``BackendCapabilities/kernelOptions``); only
+    /// ``command`` for a backend that names none.
+    public init(backend name: String, capabilities: BackendCapabilities) {
+        let own = capabilities.kernelOptions.map { KernelRequirement($0.name, $0.reason) }
+        self.init(purpose: own.isEmpty ? Self.command.purpose : "trace with the \(name) backend", options: Self.command.options + own)
+    }
 
     /// The options `configuration` lacks, in this list's order; empty when it has them all.
     public func missing(in configuration: KernelConfiguration) -> [MissingOption] {

@@ -35,7 +35,13 @@ public struct KprobeBackend: FunctionCounterDriver {
             supportedModes: [.pc], pcKind: .kernelAddress, granularity: .function, perThread: true,
             orderedTrace: false, remote: [], requiresMapBeforeEnable: false, remapAfterDisable: false,
             mapLengthMustMatch: false, oneEnabledInstancePerThread: false, collectsAfterClose: false,
-            buffer: nil)
+            buffer: nil,
+            kernelOptions: [
+                KernelOption("KALLSYMS", "functions are named from /proc/kallsyms"),
+                KernelOption("PERF_EVENTS", "counting probes are perf events"),
+                KernelOption("KPROBES", "the probes themselves"),
+                KernelOption("KPROBE_EVENTS", "the kprobe PMU perf_event_open takes"),
+            ])
     }
 
     /// The kprobe PMU's perf type, or why there is none.

@@ -33,7 +33,11 @@ public struct LinuxKcovBackend: KcovDriver {
             perThread: true, orderedTrace: true, remote: [.commonHandle, .usbBus],
             requiresMapBeforeEnable: false, remapAfterDisable: false, mapLengthMustMatch: true,
             oneEnabledInstancePerThread: true, collectsAfterClose: true,
-            buffer: BufferRules(words: LinuxKcovABI.bufferWords, wordMultiple: Self.pageSize / 8, wordSize: 8), wholeRunAgent: true)
+            buffer: BufferRules(words: LinuxKcovABI.bufferWords, wordMultiple: Self.pageSize / 8, wordSize: 8), wholeRunAgent: true,
+            kernelOptions: [
+                KernelOption("DEBUG_FS", "the kcov device is /sys/kernel/debug/kcov"),
+                KernelOption("KCOV", "the coverage device itself"),
+            ])
     }
 
     static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))

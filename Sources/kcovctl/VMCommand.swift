@@ -1,4 +1,5 @@
 import ArgumentParser
+import BackendSelection
 import Foundation
 import KernelPreflight
 import TestKernel
@@ -123,20 +124,20 @@ struct GuestLauncher {
     /// What the command needs of a user's kernel; the test kernels have all of it.
     var needs: GuestRequirements
 
-    init(_ options: GuestOptions = GuestOptions(), needs: GuestRequirements = .kcov) {
+    init(_ options: GuestOptions = GuestOptions(), needs: GuestRequirements = GuestLauncher.needs(backend: BackendSelection.auto)) {
         self.options = options
         self.needs = needs
     }
 
-    /// What a guest run with `backend` needs: kcov for the linux backend and `auto` (which picks it
-    /// where the kernel has it), kprobes for the kprobe backend, and only a kernel that runs the
-    /// command for anything else (`--all`, whose unavailable backends the guest run skips).
+    /// What a guest run with `backend` needs, from its capabilities' kernel options: for `auto`,
+    /// those of the first backend it tries on a Linux kernel (kcov, where the kernel has it);
+    /// only a kernel that runs the command for no backend (`--all`, whose unavailable backends
+    /// the guest run skips) or an unknown name (which the guest run then refuses).
     static func needs(backend: String?) -> GuestRequirements {
-        switch backend {
-        case "linux", "auto": .kcov
-        case "kprobe": .kprobe
-        default: .command
-        }
+        let candidates = BackendSelection.system.candidates
+        let chosen = backend == BackendSelection.auto ? candidates.first { $0.systemName == "Linux" } : candidates.first { $0.backend.name == backend }
+        guard let chosen else { return .command }
+        return GuestRequirements(backend: chosen.backend.name, capabilities: chosen.backend.capabilities)
     }
 
     func run(_ command: [String]) throws -> GuestResult {

@@ -35,7 +35,7 @@ import Testing
         #expect(error.message.contains("CONFIG_KCOV is not set (the coverage device itself)"))
         #expect(error.message.contains("CONFIG_NET_9P_VIRTIO is not set"))
         #expect(error.message.contains("CONFIG_SERIAL_8250=\"yes\", not y"))
-        #expect(error.message.contains("cannot collect coverage with kcov in the guest: it lacks 4 options"))
+        #expect(error.message.contains("cannot trace with the linux backend in the guest: it lacks 4 options"))
         // The same kernel runs a plain command once its root file system is there: kcov is only for kcov.
         options["KCOV"] = "n"
         options["9P_FS"] = "y"

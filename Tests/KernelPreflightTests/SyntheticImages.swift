@@ -1,3 +1,5 @@
+import KprobeBackend
+import LinuxBackend
 import Foundation
 @testable import KernelPreflight
 import TestSupport
@@ -119,4 +121,11 @@ func preflightError(_ body: () throws -> Void) -> PreflightError? {
 /// A tool the tests need that is missing or failed.
 struct ToolFailure: Error, CustomStringConvertible {
     var description: String
+}
+
+extension GuestRequirements {
+    /// What `trace --vm` needs with the linux backend, from the backend's own capabilities.
+    static let kcov = GuestRequirements(backend: "linux", capabilities: LinuxKcovBackend().capabilities)
+    /// What `trace --vm --backend kprobe` needs, from the backend's own capabilities.
+    static let kprobe = GuestRequirements(backend: "kprobe", capabilities: KprobeBackend().capabilities)
 }
