@@ -159,13 +159,25 @@ struct ReportCommand: ParsableCommand {
             traces.append((name, file))
             inputs.append(try CoverageInput(file, path: name))
         }
+        let recorded = inputs.map(\.pcs)
         let map = try coverageMap(vmlinux: vmlinux, modules: ModuleArguments(module: module, folder: modules), for: &inputs)
-        let pcs = CoverageAttribution.pcs(at: location, in: map)
+        // A module PC moved to where its .ko answers (Docs/modules.md): a PC asked for as a trace
+        // recorded it is looked up where it moved, and each trace's records are matched on the PCs
+        // it recorded.
+        var place = location
+        if case .pc(let pc) = location, let index = inputs.indices.first(where: { recorded[$0].contains(pc) }), let at = recorded[index].firstIndex(of: pc) {
+            place = .pc(inputs[index].pcs[at])
+        }
+        let pcs = CoverageAttribution.pcs(at: place, in: map)
         guard !pcs.isEmpty else {
             throw CoverageInputError(
                 path: vmlinux, "has no coverable PC at \(location): give a PC a trace holds, or a FILE:LINE with code (the report's LCOV or HTML shows which lines have)")
         }
-        let records = CoverageAttribution.records(covering: pcs, in: traces)
+        var records: [CoverageAttribution.Record] = []
+        for (index, trace) in traces.enumerated() {
+            let asRecorded = Set(zip(recorded[index], inputs[index].pcs).compactMap { pcs.contains($0.1) ? $0.0 : nil })
+            records += CoverageAttribution.records(covering: asRecorded, in: [trace])
+        }
         var text = ""
         for record in records {
             let task = record.task
@@ -260,13 +272,18 @@ func coverageMap(vmlinux: String, modules: ModuleArguments = ModuleArguments(), 
         inputs[index] = mapped
         unmapped.merge(left, uniquingKeysWith: +)
     }
-    for (name, count) in unmapped.sorted(by: { $0.key < $1.key }) {
-        note("warning: \(count) unique PCs are in module \(name), which no .ko was given for: pass --module \(name)=PATH.ko (or --modules DIR) to report them")
-    }
+    noteUnmappedModules(unmapped)
     guard !given.modules.isEmpty else { return core }
     for module in given.modules { for warning in module.image.warnings { note("warning: \(warning)") } }
     let maps = try given.modules.map { try KernelCoverageMap(image: $0.image, symbolizer: $0.symbolizer, mode: inputs[0].mode) }
     return KernelCoverageMap(core, adding: maps)
+}
+
+/// Warns of the PCs, counted by module, in loaded modules no `.ko` was given for.
+func noteUnmappedModules(_ unmapped: [String: Int]) {
+    for (name, count) in unmapped.sorted(by: { $0.key < $1.key }) {
+        note("warning: \(count) unique PCs are in module \(name), which no .ko was given for: pass --module \(name)=PATH.ko (or --modules DIR) to place them")
+    }
 }
 
 /// The functions the kprobe traces probed, each checked against this vmlinux's symbol at

@@ -3,6 +3,7 @@ import CoverageAPI
 import CoverageReport
 import TraceFile
 import Foundation
+import KernelImage
 import KernelSymbolizer
 
 /// `kcovctl symbolize`: kernel PCs to function, file and line, inlined frames included, like
@@ -16,7 +17,9 @@ struct SymbolizeCommand: ParsableCommand {
             one indented `(inlined by) function file:line` line for each function it was inlined \
             into, the one it was compiled into last: what `addr2line -afi` reports. PCs the vmlinux \
             has no code or no debug information for print `?? ??:0` and are counted in a warning. \
-            All PCs are symbolized in one batch that reads each compilation unit once.
+            All PCs are symbolized in one batch that reads each compilation unit once. A trace file \
+            read from standard input places its module PCs through its kernel layout \
+            (Docs/modules.md): give each module's .ko with --module or --modules.
             """)
 
     @Option(help: "The unstripped vmlinux of the kernel the PCs came from.")
@@ -25,11 +28,23 @@ struct SymbolizeCommand: ParsableCommand {
     @Flag(help: "The PCs are return addresses, as kcov records them: symbolize the call before each (PC - 1) and print the PC as given.")
     var returnAddresses = false
 
-    @Argument(help: "PCs in hexadecimal (0x optional), or - to read them from standard input, one a line (a rawcover file).")
+    @Option(name: .customLong("module"), help: "A loaded module's .ko, as NAME=PATH (repeatable): the module PCs of the trace read from standard input are symbolized in it.")
+    var module: [String] = []
+
+    @Option(help: "A folder of .ko files (searched to any depth): the modules the trace read from standard input had loaded are looked up there.")
+    var modules: String?
+
+    @Argument(help: "PCs in hexadecimal (0x optional), or - to read them from standard input: one a line (a rawcover file), or a `kcovctl trace --format json` file.")
     var pcs: [String] = []
 
     func validate() throws {
         guard !pcs.isEmpty else { throw ValidationError("give PCs in hexadecimal, or - to read them from standard input") }
+        if !module.isEmpty || modules != nil, pcs != ["-"] {
+            throw ValidationError("--module and --modules place module PCs through a trace's kernel layout: pipe a `kcovctl trace --format json` file in with -")
+        }
+        for entry in module where ModuleArguments.parse(entry) == nil {
+            throw ValidationError("--module takes NAME=PATH.ko (for example kcov_test_module=/lib/modules/6.12.0/extra/kcov_test_module.ko), not '\(entry)'")
+        }
         if pcs.contains("-") {
             guard pcs.count == 1 else { throw ValidationError("- (read standard input) cannot be mixed with PCs on the command line") }
             return
@@ -38,16 +53,31 @@ struct SymbolizeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let addresses = pcs == ["-"] ? try readStandardInput() : pcs.map { CoverageInput.parsePC($0)! }
-        let symbolizer: KernelSymbolizer
-        do {
-            symbolizer = try KernelSymbolizer(vmlinux: vmlinux)
-        } catch {
-            throw fail(error)
-        }
+        let input = pcs == ["-"] ? try readStandardInput() : nil
+        let addresses = input?.pcs ?? pcs.map { CoverageInput.parsePC($0)! }
         let frames: [[SymbolFrame]]
         do {
-            frames = try symbolizer.checkedFrames(for: returnAddresses ? addresses.map { $0 &- 1 } : addresses)
+            let symbolizer = try KernelSymbolizer(vmlinux: vmlinux)
+            // Module PCs move to where their .ko's symbolizer answers (Docs/modules.md); others stay.
+            var lookups = addresses
+            var given: [ModuleCoverage.Module] = []
+            let asked = !module.isEmpty || modules != nil
+            if asked, input?.kernel == nil {
+                throw CoverageInputError(
+                    path: "standard input",
+                    "has no kernel layout (rawcover, or a trace from a kcovctl before trace format 3), so its module PCs cannot be placed: trace again with `kcovctl trace --format json`")
+            }
+            if let input, let layout = input.kernel, asked || !layout.modules.isEmpty {
+                let placed = try ModuleCoverage(
+                    paths: try ModuleArguments(module: module, folder: modules).paths(loaded: Set(layout.modules.map(\.name))),
+                    vmlinux: try KernelImage(path: vmlinux))
+                let (mapped, unmapped) = try placed.mapped(input)
+                lookups = mapped.pcs
+                given = placed.modules
+                noteUnmappedModules(unmapped)
+            }
+            if returnAddresses { lookups = lookups.map { $0 &- 1 } }
+            frames = try Self.frames(of: lookups, vmlinux: symbolizer, modules: given)
         } catch {
             throw fail(error)
         }
@@ -77,9 +107,26 @@ struct SymbolizeCommand: ParsableCommand {
         }
     }
 
-    /// PCs from standard input: rawcover, or the JSON of `trace`. A malformed line is a usage error.
-    /// The PCs on standard input: unreadable is a failure (exit 1), malformed a usage error (64).
-    private func readStandardInput() throws -> [UInt64] {
+    /// Each PC's frames, from the module whose space (``ModuleCoverage/Module/base`` and the
+    /// 4 GiB after it) holds it, else from the vmlinux: one batch per symbolizer.
+    private static func frames(of pcs: [UInt64], vmlinux: KernelSymbolizer, modules: [ModuleCoverage.Module]) throws(SymbolizerError) -> [[SymbolFrame]] {
+        var owner = [Int](repeating: -1, count: pcs.count)
+        for (index, module) in modules.enumerated() {
+            for (position, pc) in pcs.enumerated() where pc >= module.base && pc - module.base < 1 << 32 { owner[position] = index }
+        }
+        var frames = [[SymbolFrame]](repeating: [], count: pcs.count)
+        for index in -1..<modules.count {
+            let positions = owner.indices.filter { owner[$0] == index }
+            guard !positions.isEmpty else { continue }
+            let answers = try (index < 0 ? vmlinux : modules[index].symbolizer).checkedFrames(for: positions.map { pcs[$0] })
+            for (position, answer) in zip(positions, answers) { frames[position] = answer }
+        }
+        return frames
+    }
+
+    /// The PCs on standard input (rawcover, or the JSON of `trace`, with its kernel layout):
+    /// unreadable is a failure (exit 1), malformed a usage error (64).
+    private func readStandardInput() throws -> CoverageInput {
         let bytes: [UInt8]
         do {
             bytes = try TraceFile.readBytes(path: "-", kind: "PCs")
@@ -87,7 +134,7 @@ struct SymbolizeCommand: ParsableCommand {
             throw fail(CoverageError(.system, error.description))
         }
         do {
-            return try CoverageInput(TraceFile.decode(bytes: bytes, source: "standard input"), path: "standard input").pcs
+            return try CoverageInput(TraceFile.decode(bytes: bytes, source: "standard input"), path: "standard input")
         } catch {
             StandardStream.writeError(Data("kcovctl: error: \(error)\n".utf8))
             throw ExitStatus.usage

@@ -107,6 +107,60 @@ import TraceFile
         #expect(without.errors.contains("1 unique PCs are in module kcov_test_module, which no .ko was given for: pass --module kcov_test_module=PATH.ko"), "\(without.errors)")
     }
 
+    @Test("symbolize places a trace's module PCs through its layout, like report; without the .ko it names the module")
+    func symbolizeWithAModule() throws {
+        let fixture = try Self.fixture()
+        defer { try? FileManager.default.removeItem(atPath: fixture.folder) }
+        let trace = try String(contentsOfFile: try fixture.write(fixture.layout(), pcs: [fixture.modulePC, fixture.corePC]), encoding: .utf8)
+        func symbolize(_ extra: [String]) throws -> ProgramResult {
+            try runKcovctl(["symbolize", "--vmlinux", fixture.kernel.vmlinux, "--return-addresses"] + extra + ["-"], input: trace)
+        }
+        let core = try runKcovctl(["symbolize", "--vmlinux", fixture.kernel.vmlinux, "--return-addresses", String(fixture.corePC, radix: 16)])
+        #expect(core.status == 0, "\(core.errors)")
+
+        let placed = try symbolize(["--module", "\(Self.name)=\(fixture.kernel.testModule)"])
+        #expect(placed.status == 0, "\(placed.errors)")
+        let lines = placed.output.split(separator: "\n").map(String.init)
+        #expect(lines.first?.hasPrefix(String(format: "0x%016llx ", fixture.modulePC)) == true, "the PC is printed as recorded: \(lines)")
+        #expect(lines.first?.hasSuffix("/kcov_test_module.c:\(fixture.moduleLine)") == true, "branch a's line: \(lines)")
+        #expect(placed.output.hasSuffix(core.output), "the core PC is answered from the vmlinux as on its own")
+
+        let found = try symbolize(["--modules", URL(fileURLWithPath: fixture.kernel.testModule).deletingLastPathComponent().path])
+        #expect(found.status == 0 && found.output == placed.output, "\(found.errors)")
+
+        let without = try symbolize([])
+        #expect(without.status == 0)
+        #expect(without.output.hasPrefix(String(format: "0x%016llx ?? ??:0\n", fixture.modulePC)), "\(without.output)")
+        #expect(without.errors.contains("1 unique PCs are in module kcov_test_module, which no .ko was given for: pass --module kcov_test_module=PATH.ko"), "\(without.errors)")
+
+        let rawcover = try runKcovctl(
+            ["symbolize", "--vmlinux", fixture.kernel.vmlinux, "--module", "\(Self.name)=\(fixture.kernel.testModule)", "-"], input: String(fixture.modulePC, radix: 16) + "\n")
+        #expect(rawcover.status == 1 && rawcover.errors.contains("has no kernel layout"), "\(rawcover.errors)")
+        let onTheCommandLine = try runKcovctl(["symbolize", "--vmlinux", fixture.kernel.vmlinux, "--module", "\(Self.name)=\(fixture.kernel.testModule)", "0x10"])
+        #expect(onTheCommandLine.status == 64 && onTheCommandLine.errors.contains("pipe a `kcovctl trace --format json` file in with -"), "\(onTheCommandLine.errors)")
+    }
+
+    @Test("report --covered-by names the records that covered a module line, asked by FILE:LINE or by the PC as recorded")
+    func coveredByAModuleLine() throws {
+        let fixture = try Self.fixture()
+        defer { try? FileManager.default.removeItem(atPath: fixture.folder) }
+        var file = TraceFile(backend: "linux", unit: .pc, mode: .pc, tasks: [
+            .init(pid: 10, tid: 10, executable: "/bin/sh", order: 0, pcs: [fixture.corePC]),
+            .init(pid: 11, tid: 11, executable: "/usr/bin/printf", order: 1, pcs: [fixture.corePC, fixture.modulePC]),
+        ])
+        file.kernel = fixture.layout()
+        let path = fixture.folder + "/whole-run.json"
+        try file.jsonData().write(to: URL(fileURLWithPath: path))
+        let module = ["--module", "\(Self.name)=\(fixture.kernel.testModule)"]
+        for place in ["kcov_test_module.c:\(fixture.moduleLine)", "0x" + String(fixture.modulePC, radix: 16)] {
+            let result = try runKcovctl(["report", "--vmlinux", fixture.kernel.vmlinux] + module + ["--covered-by", place, path])
+            #expect(result.status == 0, "\(place): \(result.errors)")
+            #expect(result.output.contains("task 1 pid 11 tid 11 /usr/bin/printf: 1 of"), "\(place): \(result.output)")
+            #expect(!result.output.contains("/bin/sh"), "\(place): the shell never ran the module's code: \(result.output)")
+            #expect(result.output.contains("1 records covered \(place)"), "\(place): \(result.output)")
+        }
+    }
+
     @Test func everyMappingThatCannotBeDoneIsRefusedWithTheReason() throws {
         let fixture = try Self.fixture()
         defer { try? FileManager.default.removeItem(atPath: fixture.folder) }
