@@ -93,6 +93,8 @@ static void add_event(int tid, int kind, uint64_t position, const char *path) {
     __atomic_store_n(&event->kind, kind, __ATOMIC_RELEASE);
 }
 
+static const char *executable_name(void);
+
 /// Opens, sizes and maps a kcov for the calling task, hands the fd to the collector, enables it
 /// and drops ENABLE's return path. The task has no kcov before this, so nothing here is traced.
 static int start_task(struct kf_task *task) {
@@ -108,7 +110,8 @@ static int start_task(struct kf_task *task) {
         void *area = mmap(NULL, words * 8, PROT_READ | PROT_WRITE, MAP_SHARED, task->fd, 0);
         if (area != MAP_FAILED) {
             task->area = area;
-            message(KFP_TASK, task->tid, 0, NULL, task->fd);
+            // The image is named here: the collector may read this after the task's exec loaded the next one.
+            message(KFP_TASK, task->tid, 0, executable_name(), task->fd);
             step = "KCOV_ENABLE";
             if (ioctl(task->fd, KF_ENABLE, trace_mode) == 0) {
                 set_count(task, 0);

@@ -55,9 +55,6 @@ struct ControlPage {
         return events
     }
 
-    /// The path of the newest image that loaded the agent.
-    var lastLoadedPath: String? { events.last { $0.kind == Int32(KFP_EVENT_LOADED.rawValue) }?.path }
-
     /// Task `tid` exec'd and so became the process's main task (`pid`).
     func execTid(_ tid: Int32, becomes pid: Int32) -> Bool {
         segments(of: TaskEntry(tid: tid, fd: -1, order: 0, executable: ""), pid: pid, entries: 0).last?.tid == pid

@@ -265,7 +265,9 @@ struct Run {
             }
         case Int(KFP_TASK.rawValue):
             guard fd >= 0 else { return }
-            let executable = ControlPage(processes[index].control).lastLoadedPath ?? processes[index].executable
+            // The image the task registered in, as the agent names it: not the page's newest image,
+            // which a task that exec'd before the collector read this message has already replaced.
+            let executable = text.isEmpty ? processes[index].executable : text
             processes[index].tasks.append(TaskEntry(tid: message.tid, fd: fd, order: nextOrder, executable: executable))
             nextOrder += 1
             liveBuffers += 1

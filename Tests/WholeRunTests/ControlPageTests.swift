@@ -1,6 +1,9 @@
 import CKcovFollowProtocol
 import CoverageAPI
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 @testable import WholeRun
 
@@ -61,6 +64,29 @@ import Testing
             #expect(page.view.execTid(9, becomes: 7))
             #expect(!page.view.execTid(8, becomes: 7), "another thread did not exec")
         }
+    }
+
+    @Test("A task is named by the image it registered in, though the collector reads its message after the task's exec loaded the next image")
+    func taskRegisteredBeforeAnExec() throws {
+        // A fork child of /bin/sh registered its task, then exec'd /bin/true, which loaded the agent,
+        // all before the collector got to the TASK message (a loaded machine).
+        let page = Page(pid: 7, events: [(7, KFP_EVENT_EXECING, 40, "/bin/true"), (7, KFP_EVENT_LOADED, 60, "/bin/true")])
+        var run = try Run(request: WholeRunRequest(command: Command(path: "/bin/sh", arguments: ["sh"], environment: []), agentPath: "/agent.so"))
+        defer { Glibc.close(run.listener) }
+        run.processes.append(ProcessEntry(connection: -1, pid: 7, parentPid: 6, executable: "/bin/sh", control: page.base))
+        var message = kfp_message()
+        message.kind = UInt32(KFP_TASK.rawValue)
+        message.pid = 7
+        message.tid = 7
+        withUnsafeMutableBytes(of: &message.text) { bytes in for (at, byte) in "/bin/sh".utf8.enumerated() { bytes[at] = byte } }
+        let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        run.handle(message, fd: fd, process: 0)
+        let task = try #require(run.processes[0].tasks.first)
+        defer { Glibc.close(task.fd) }
+        #expect(task.executable == "/bin/sh", "the image it registered in, not the page's newest")
+        let segments = withExtendedLifetime(page) { page.view.segments(of: task, pid: 7, entries: 100) }
+        #expect(segments.map(\.executable) == ["/bin/sh", "/bin/true"], "one record per image, /bin/true once")
+        #expect(segments.map(\.range) == [0..<40, 40..<100])
     }
 
     @Test("An exec that no image answered ran without the agent; a static file is named static")

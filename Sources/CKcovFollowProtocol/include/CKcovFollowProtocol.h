@@ -21,7 +21,8 @@
 enum kfp_kind {
     /// A process connected: pid, ppid, text = its executable; carries the control page's fd.
     KFP_HELLO = 1,
-    /// A task is set up and about to enable: pid, tid; carries its kcov fd.
+    /// A task is set up and about to enable: pid, tid, text = the image it runs (AT_EXECFN);
+    /// carries its kcov fd.
     KFP_TASK = 2,
     /// A thread disabled its kcov and is ending: pid, tid. Its buffer is final.
     KFP_DONE = 3,
