@@ -34,7 +34,11 @@ let package = Package(
             ]),
         // `--kernel`'s preflight: a bzImage's boot header, a vmlinux (build id, banner, embedded config), a .config.
         .executableTarget(
-            name: "FuzzKernelPreflight", dependencies: ["CFuzzerDriver", .product(name: "KernelPreflight", package: "KernelCoverage")]),
+            name: "FuzzKernelPreflight",
+            dependencies: [
+                "CFuzzerDriver", .product(name: "KernelPreflight", package: "KernelCoverage"),
+                .product(name: "LinuxBackend", package: "KernelCoverage"), .product(name: "KprobeBackend", package: "KernelCoverage"),
+            ]),
         // The kernel's MAINTAINERS file (CoverageReport's Maintainers) and lookups in it.
         .executableTarget(
             name: "FuzzMaintainers", dependencies: ["CFuzzerDriver", .product(name: "CoverageReport", package: "KernelCoverage")]),

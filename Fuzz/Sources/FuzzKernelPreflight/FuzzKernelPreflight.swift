@@ -6,6 +6,12 @@
 // memory is a finding. The payload is not decompressed here (that runs a system tool per input).
 import Glibc
 @testable import KernelPreflight
+import KprobeBackend
+import LinuxBackend
+
+/// What the two Linux backends need of a guest kernel, from their capabilities.
+private let kcov = GuestRequirements(backend: "linux", capabilities: LinuxKcovBackend().capabilities)
+private let kprobe = GuestRequirements(backend: "kprobe", capabilities: KprobeBackend().capabilities)
 
 let inputFD: Int32 = {
     let path = "/dev/shm/kcov-fuzz-preflight-\(getpid())"
@@ -45,7 +51,7 @@ public func fuzzKernelPreflight(_ data: UnsafePointer<UInt8>?, _ size: Int) -> C
         let vmlinux = try Vmlinux(path: path)
         precondition(vmlinux.banner.hasPrefix("Linux version "), "a vmlinux accepted without a banner")
         if let configuration = vmlinux.configuration {
-            _ = GuestRequirements.kcov.missing(in: configuration)
+            _ = kcov.missing(in: configuration)
         }
     } catch {
         precondition(!error.message.isEmpty, "an empty error message")
@@ -53,7 +59,7 @@ public func fuzzKernelPreflight(_ data: UnsafePointer<UInt8>?, _ size: Int) -> C
     let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
     do {
         let configuration = try KernelConfiguration(text: text, source: "input")
-        for missing in GuestRequirements.kprobe.missing(in: configuration) {
+        for missing in kprobe.missing(in: configuration) {
             precondition(configuration.setting(missing.requirement.option) != .builtIn, "a built-in option named missing")
         }
     } catch {
