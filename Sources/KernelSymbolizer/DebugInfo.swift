@@ -158,7 +158,7 @@ func readForm(_ form: UInt64, implicitConst: Int64, _ reader: inout ByteReader, 
 /// One entry of an abbreviation table (DWARF 5 §7.5.3).
 struct Abbreviation {
     enum Kind: UInt8 {
-        /// A function or an inlined subroutine: a scope with code.
+        /// A function or an inlined subroutine with an address attribute: a scope with code.
         case scope
         /// Looked through: what it holds is inlined into the enclosing scope.
         case lexicalBlock
@@ -216,9 +216,12 @@ struct AbbreviationTable {
                 if fixedSize >= 0, let size { fixedSize += size } else { fixedSize = -1 }
                 specifications.append(AttributeSpecification(name: name, form: form, implicitConst: implicitConst, size: size ?? -1))
             }
+            // A declaration or an abstract instance has no address attribute: no code, nothing
+            // inlined in it, so its subtree is skipped like any other.
+            let hasCode = specifications[first...].contains { [Attribute.lowPC, Attribute.highPC, Attribute.ranges].contains($0.name) }
             let kind: Abbreviation.Kind =
                 switch tag {
-                case Tag.subprogram, Tag.inlinedSubroutine: .scope
+                case Tag.subprogram, Tag.inlinedSubroutine: hasCode ? .scope : .other
                 case Tag.lexicalBlock: .lexicalBlock
                 default: .other
                 }

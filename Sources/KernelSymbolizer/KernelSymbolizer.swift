@@ -285,8 +285,13 @@ public final class KernelSymbolizer {
                 let unit = work[item]
                 let positions = grouped[counts[unit]..<counts[unit + 1]]
                 do throws(DWARFError) {
-                    var symbols = try UnitSymbols(directory: symbolizer.directory, unit: unit, batch: positions.map { pcs[$0] }.sorted(), strings: strings)
-                    for position in positions { output[position] = try symbolizer.frames(at: pcs[position], in: &symbols) }
+                    // The unit's PCs sorted, each with its place in the batch.
+                    let order = positions.sorted { pcs[$0] < pcs[$1] }
+                    let sorted = order.map { pcs[$0] }
+                    var symbols = try UnitSymbols(directory: symbolizer.directory, unit: unit, batch: sorted, strings: strings)
+                    try symbols.frames(ofBatch: sorted) { index, frames in
+                        output[order[index]] = symbolizer.completed(frames, at: sorted[index])
+                    }
                 } catch {
                     if errors[worker] == nil { errors[worker] = error }
                     if strict { return }
@@ -309,7 +314,13 @@ public final class KernelSymbolizer {
     /// addr2line does for assembly. A PC outside the executable sections has none.
     private func frames(at pc: UInt64, in unit: inout UnitSymbols) throws(DWARFError) -> [SymbolFrame] {
         guard code.isCode(pc) else { return [] }
-        var frames = try unit.frames(at: pc)
+        return completed(try unit.frames(at: pc), at: pc)
+    }
+
+    /// A unit's frames of a PC of code, with the symbol table's function where the DWARF names
+    /// none.
+    private func completed(_ unitFrames: [SymbolFrame], at pc: UInt64) -> [SymbolFrame] {
+        var frames = unitFrames
         if frames.isEmpty { return symbolTableFrames(at: pc) }
         if frames[0].function == nil { frames[0].function = code.function(at: pc)?.name }
         return frames
