@@ -197,6 +197,10 @@ struct AbbreviationTable {
             throw DWARFError(section: .abbrev, offset: Int(clamping: offset), problem: "a unit's abbreviation table offset past the end of the section (\(abbrev.count) bytes)")
         }
         var reader = abbrev.reader(at: Int(offset))
+        // Room for a unit's usual table (gcc's: a few hundred entries), grown past it.
+        entries.reserveCapacity(256)
+        specifications.reserveCapacity(1024)
+        byCode.reserveCapacity(256)
         while true {
             let codeOffset = reader.offset
             let code = try reader.uleb()
@@ -206,19 +210,20 @@ struct AbbreviationTable {
             let first = specifications.count
             var fixedSize = 0
             var sibling = -1
+            // A declaration or an abstract instance has no address attribute: no code, nothing
+            // inlined in it, so its subtree is skipped like any other.
+            var hasCode = false
             while true {
                 let name = try reader.uleb()
                 let form = try reader.uleb()
                 let implicitConst = form == Form.implicitConst ? try reader.sleb() : 0
                 if name == 0 && form == 0 { break }
                 if name == Attribute.sibling { sibling = specifications.count - first }
+                if name == Attribute.lowPC || name == Attribute.highPC || name == Attribute.ranges { hasCode = true }
                 let size = format.fixedSize(form)
                 if fixedSize >= 0, let size { fixedSize += size } else { fixedSize = -1 }
                 specifications.append(AttributeSpecification(name: name, form: form, implicitConst: implicitConst, size: size ?? -1))
             }
-            // A declaration or an abstract instance has no address attribute: no code, nothing
-            // inlined in it, so its subtree is skipped like any other.
-            let hasCode = specifications[first...].contains { [Attribute.lowPC, Attribute.highPC, Attribute.ranges].contains($0.name) }
             let kind: Abbreviation.Kind =
                 switch tag {
                 case Tag.subprogram, Tag.inlinedSubroutine: hasCode ? .scope : .other
@@ -228,7 +233,7 @@ struct AbbreviationTable {
             let index = Int32(entries.count + 1)
             entries.append(Abbreviation(tag: tag, kind: kind, hasChildren: hasChildren, attributes: first..<specifications.count, fixedSize: fixedSize, sibling: sibling))
             if code < 1 << 16 {
-                if Int(code) >= byCode.count { byCode.append(contentsOf: repeatElement(0, count: Int(code) + 1 - byCode.count)) }
+                while Int(code) >= byCode.count { byCode.append(0) }
                 guard byCode[Int(code)] == 0 else { throw reader.error("abbreviation code \(code) defined twice", at: codeOffset) }
                 byCode[Int(code)] = index
             } else {

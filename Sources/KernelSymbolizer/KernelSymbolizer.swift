@@ -230,8 +230,9 @@ public final class KernelSymbolizer {
         let unitCount = directory.units.count
         var unitOf = [Int32](repeating: -1, count: pcs.count)
         var counts = [Int](repeating: 0, count: unitCount + 1)
+        var segment = 0
         for (position, pc) in pcs.enumerated() where code.isCode(pc) {
-            guard let unit = directory.unit(at: pc) else { continue }
+            guard let unit = directory.unit(at: pc, hint: &segment) else { continue }
             unitOf[position] = Int32(unit)
             counts[unit + 1] += 1
         }

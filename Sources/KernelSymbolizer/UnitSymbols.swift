@@ -9,16 +9,19 @@ final class StringCache {
         var compilationDirectory: UnsafePointer<CChar>?
     }
 
-    // One per thread: no access can overlap another.
-    @exclusivity(unchecked) private var strings = IntegerMap<String>(capacity: 4096)
+    // One per thread: no access can overlap another. The map holds indexes into `made`, so
+    // that growing it moves no strings.
+    @exclusivity(unchecked) private var strings = IntegerMap<Int32>(capacity: 4096)
+    @exclusivity(unchecked) private var made: [String] = []
     @exclusivity(unchecked) private var files: [FileKey: String] = [:]
 
     func string(_ text: UnsafePointer<CChar>) -> String {
         let key = Int(bitPattern: UInt(bitPattern: text))
-        if let known = strings[key] { return known }
-        let made = String(cString: text)
-        strings[key] = made
-        return made
+        if let known = strings[key] { return made[Int(known)] }
+        let string = String(cString: text)
+        strings[key] = Int32(made.count)
+        made.append(string)
+        return string
     }
 
     /// `directory/name` (the name alone when absolute or its directory unknown), joined with the
@@ -73,9 +76,6 @@ struct UnitSymbols {
     /// What a scope's frames say, by scope, once read (`described`): its name and declaration.
     private var descriptions: [Description] = []
     private var described: [Bool] = []
-    /// For an inlined scope, the frame of its call in its parent, once built.
-    private var calls: [SymbolFrame] = []
-    private var callsMade: [Bool] = []
     private var rangeStarts: [UInt64] = []
     private var rangeEnds: [UInt64] = []
     /// The ranges of every function (the scopes a lookup starts from), sorted by start, and the
@@ -105,8 +105,6 @@ struct UnitSymbols {
         try collectScopes(batch: batch)
         descriptions = Array(repeating: Description(), count: scopes.count)
         described = Array(repeating: false, count: scopes.count)
-        calls = Array(repeating: SymbolFrame(function: nil, file: "??", line: 0), count: scopes.count)
-        callsMade = Array(repeating: false, count: scopes.count)
         resolved = IntegerMap(capacity: scopes.count)
         functionRanges.sort { $0.start < $1.start }
         var farthest: UInt64 = 0
@@ -138,51 +136,44 @@ struct UnitSymbols {
 
     private mutating func frames(scope: Int32?, row: LineRow?) throws(DWARFError) -> [SymbolFrame] {
         guard row != nil || scope != nil else { return [] }
-        // What the frames take from the DWARF is read first; the frames are then made in place,
-        // each string copied once.
+        // What the frames name is read first; the frames are then made in place, each string
+        // copied once.
         var depth = 1
         if let scope {
             try describe(scope)
             var callee = scope
             while scopes[Int(callee)].parent >= 0 {
-                try makeCall(of: callee)
-                depth += 1
                 callee = scopes[Int(callee)].parent
+                try describe(callee)
+                depth += 1
             }
-        }
-        var innermost = SymbolFrame(function: nil, file: row.flatMap { fileName(Int($0.file)) } ?? "??", line: 0)
-        if let scope {
-            innermost.function = descriptions[Int(scope)].name
-            innermost.functionFile = descriptions[Int(scope)].file
-            innermost.functionLine = descriptions[Int(scope)].line
-        }
-        if let row {
-            innermost.line = Int(Int32(bitPattern: row.line))
-            innermost.column = Int(Int32(bitPattern: row.column))
-            innermost.discriminator = Int(row.discriminator)
         }
         var frames: [SymbolFrame] = []
         frames.reserveCapacity(depth)
-        frames.append(innermost)
+        let file = row.flatMap { fileName(Int($0.file)) } ?? "??"
+        let line = row.map { Int(Int32(bitPattern: $0.line)) } ?? 0
+        let column = row.map { Int(Int32(bitPattern: $0.column)) } ?? 0
+        let discriminator = row.map { Int($0.discriminator) } ?? 0
+        if let scope {
+            frames.append(SymbolFrame(
+                function: descriptions[Int(scope)].name, file: file, line: line, column: column, discriminator: discriminator,
+                functionFile: descriptions[Int(scope)].file, functionLine: descriptions[Int(scope)].line))
+        } else {
+            frames.append(SymbolFrame(function: nil, file: file, line: line, column: column, discriminator: discriminator))
+        }
+        // Each inlined scope's call, in the function it is inlined into: `DW_AT_call_file`,
+        // `DW_AT_call_line` and `DW_AT_call_column`.
         var callee = scope ?? -1
-        while callee >= 0, scopes[Int(callee)].parent >= 0 {
-            frames.append(calls[Int(callee)])
-            callee = scopes[Int(callee)].parent
+        while callee >= 0 {
+            let inlined = scopes[Int(callee)]
+            guard inlined.parent >= 0 else { break }
+            let caller = Int(inlined.parent)
+            frames.append(SymbolFrame(
+                function: descriptions[caller].name, file: inlined.callFile.flatMap { fileName(Int(clamping: $0)) } ?? "??",
+                line: inlined.callLine, column: inlined.callColumn, functionFile: descriptions[caller].file, functionLine: descriptions[caller].line))
+            callee = inlined.parent
         }
         return frames
-    }
-
-    /// Makes the frame of an inlined scope's call, once: the function it is inlined into, at the
-    /// call's `DW_AT_call_file`, `DW_AT_call_line` and `DW_AT_call_column`.
-    private mutating func makeCall(of scope: Int32) throws(DWARFError) {
-        guard !callsMade[Int(scope)] else { return }
-        let inlined = scopes[Int(scope)]
-        try describe(inlined.parent)
-        let described = descriptions[Int(inlined.parent)]
-        calls[Int(scope)] = SymbolFrame(
-            function: described.name, file: inlined.callFile.flatMap { fileName(Int(clamping: $0)) } ?? "??",
-            line: inlined.callLine, column: inlined.callColumn, functionFile: described.file, functionLine: described.line)
-        callsMade[Int(scope)] = true
     }
 
     /// Records the functions and inlined subroutines with code among the unit's DIEs (DWARF 5
