@@ -243,7 +243,8 @@ public final class KernelSymbolizer {
             grouped[next[Int(unit)]] = position
             next[Int(unit)] += 1
         }
-        let work = (0..<unitCount).filter { counts[$0 + 1] > counts[$0] }
+        // The largest units first, so that the threads finish together.
+        let work = (0..<unitCount).filter { counts[$0 + 1] > counts[$0] }.sorted { directory.units[$0].size > directory.units[$1].size }
         let workers = max(1, min(work.count, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 8))
 
         var frames = [[SymbolFrame]](repeating: [], count: pcs.count)

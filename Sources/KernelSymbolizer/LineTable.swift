@@ -101,8 +101,7 @@ struct LineTable {
         var collected = CollectedRows()
         // gcc's programs take about four bytes a row; the array grows where they take fewer.
         collected.rows.reserveCapacity((unitEnd - programStart) / 4)
-        var opcodes = program
-        try Self.run(&opcodes, machine, line: line, into: &collected)
+        try Self.run(program, machine, line: line, into: &collected)
         rows = collected.rows
         Self.sortLikeLibdw(&rows)
     }
@@ -112,8 +111,7 @@ struct LineTable {
     /// so no row is kept and none is sorted.
     func rows(covering pcs: [UInt64]) throws(DWARFError) -> [LineRow?] {
         var covering = CoveringRows(pcs)
-        var opcodes = program
-        try Self.run(&opcodes, machine, line: program.bytes, into: &covering)
+        try Self.run(program, machine, line: program.bytes, into: &covering)
         return covering.finish()
     }
 
@@ -165,7 +163,9 @@ struct LineTable {
     ///
     /// One loop with the registers in locals (no nested functions: a closure over them would
     /// cost an exclusivity check per row).
-    private static func run<Rows: LineRowConsumer>(_ reader: inout ByteReader, _ parameters: StateMachineParameters, line: SectionBytes, into rows: inout Rows) throws(DWARFError) {
+    private static func run<Rows: LineRowConsumer>(_ program: ByteReader, _ parameters: StateMachineParameters, line: SectionBytes, into rows: inout Rows) throws(DWARFError) {
+        // A local cursor, which the compiler keeps in registers.
+        var reader = program
         var address: UInt64 = 0
         var file: UInt32 = 1
         var column: UInt32 = 0
