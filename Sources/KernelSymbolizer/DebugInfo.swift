@@ -174,6 +174,9 @@ struct Abbreviation {
     var fixedSize: Int
     /// The position among its attributes of `DW_AT_sibling`, -1 when it has none.
     var sibling: Int
+    /// Whether `DW_AT_abstract_origin` is the only attribute that names it (a concrete inlined
+    /// subroutine's, usually): its name and declaration are then all its origin's.
+    var namedByOriginOnly: Bool
 }
 
 struct AttributeSpecification {
@@ -213,13 +216,20 @@ struct AbbreviationTable {
             // A declaration or an abstract instance has no address attribute: no code, nothing
             // inlined in it, so its subtree is skipped like any other.
             var hasCode = false
+            var hasOrigin = false
+            var hasOtherNaming = false
             while true {
                 let name = try reader.uleb()
                 let form = try reader.uleb()
                 let implicitConst = form == Form.implicitConst ? try reader.sleb() : 0
                 if name == 0 && form == 0 { break }
                 if name == Attribute.sibling { sibling = specifications.count - first }
-                if name == Attribute.lowPC || name == Attribute.highPC || name == Attribute.ranges { hasCode = true }
+                switch name {
+                case Attribute.lowPC, Attribute.highPC, Attribute.ranges: hasCode = true
+                case Attribute.abstractOrigin: hasOrigin = true
+                case Attribute.name, Attribute.linkageName, Attribute.declFile, Attribute.declLine, Attribute.specification: hasOtherNaming = true
+                default: break
+                }
                 let size = format.fixedSize(form)
                 if fixedSize >= 0, let size { fixedSize += size } else { fixedSize = -1 }
                 specifications.append(AttributeSpecification(name: name, form: form, implicitConst: implicitConst, size: size ?? -1))
@@ -231,7 +241,8 @@ struct AbbreviationTable {
                 default: .other
                 }
             let index = Int32(entries.count + 1)
-            entries.append(Abbreviation(tag: tag, kind: kind, hasChildren: hasChildren, attributes: first..<specifications.count, fixedSize: fixedSize, sibling: sibling))
+            entries.append(Abbreviation(tag: tag, kind: kind, hasChildren: hasChildren, attributes: first..<specifications.count, fixedSize: fixedSize, sibling: sibling,
+                namedByOriginOnly: hasOrigin && !hasOtherNaming))
             if code < 1 << 16 {
                 while Int(code) >= byCode.count { byCode.append(0) }
                 guard byCode[Int(code)] == 0 else { throw reader.error("abbreviation code \(code) defined twice", at: codeOffset) }

@@ -11,7 +11,7 @@ final class StringCache {
 
     // One per thread: no access can overlap another. The map holds indexes into `made`, so
     // that growing it moves no strings.
-    @exclusivity(unchecked) private var strings = IntegerMap<Int32>(capacity: 4096)
+    @exclusivity(unchecked) private var strings = IntegerMap<Int32>(capacity: 16384)
     @exclusivity(unchecked) private var made: [String] = []
     @exclusivity(unchecked) private var files: [FileKey: String] = [:]
 
@@ -61,6 +61,10 @@ struct UnitSymbols {
         var callFile: UInt64?
         var callLine: Int = 0
         var callColumn: Int = 0
+        /// When `DW_AT_abstract_origin` is the only attribute naming it: where that value is in
+        /// `.debug_info` (-1 otherwise) and its form, read when the scope is described.
+        var originValue = -1
+        var originForm: UInt64 = 0
     }
 
     private let directory: UnitDirectory
@@ -244,6 +248,10 @@ struct UnitSymbols {
                 default: scope.callColumn = value.unsigned.map { Int(clamping: $0) } ?? 0
                 }
             default:
+                if specification.name == Attribute.abstractOrigin, abbreviation.namedByOriginOnly {
+                    scope.originValue = reader.offset
+                    scope.originForm = specification.form
+                }
                 if specification.size >= 0 { try reader.skip(specification.size) } else { try skipForm(specification.form, &reader, format) }
             }
         }
@@ -592,7 +600,15 @@ struct UnitSymbols {
     /// `DW_AT_decl_line` — each through `DW_AT_abstract_origin` and `DW_AT_specification`; once.
     private mutating func describe(_ scope: Int32) throws(DWARFError) {
         guard !described[Int(scope)] else { return }
-        let found = try resolve(scopes[Int(scope)].offset)
+        let found: Resolved
+        if scopes[Int(scope)].originValue >= 0 {
+            // What naming the scope's own DIE would find: its origin's, read here as there.
+            var reader = directory.sections.info.reader(at: scopes[Int(scope)].originValue, end: unit.header.end)
+            let origin = try readForm(scopes[Int(scope)].originForm, implicitConst: 0, &reader, unit.header.format, unitOffset: unit.header.offset)
+            if case .reference(let target) = origin { found = try resolve(target, depth: 1) } else { found = Resolved() }
+        } else {
+            found = try resolve(scopes[Int(scope)].offset)
+        }
         let name = found.hasLinkageName ? found.linkageName ?? (found.hasName ? found.name : nil) : found.name
         descriptions[Int(scope)] = Description(
             name: name.map(strings.string),
