@@ -140,8 +140,7 @@ struct UnitSymbols {
 
     private mutating func frames(scope: Int32?, row: LineRow?) throws(DWARFError) -> [SymbolFrame] {
         guard row != nil || scope != nil else { return [] }
-        // What the frames name is read first; the frames are then made in place, each string
-        // copied once.
+        // What the frames name is read first.
         var depth = 1
         if let scope {
             try describe(scope)
@@ -152,19 +151,16 @@ struct UnitSymbols {
                 depth += 1
             }
         }
+        let innermost = SymbolFrame(
+            function: scope.flatMap { descriptions[Int($0)].name }, file: row.flatMap { fileName(Int($0.file)) } ?? "??",
+            line: row.map { Int(Int32(bitPattern: $0.line)) } ?? 0, column: row.map { Int(Int32(bitPattern: $0.column)) } ?? 0,
+            discriminator: row.map { Int($0.discriminator) } ?? 0, functionFile: scope.flatMap { descriptions[Int($0)].file },
+            functionLine: scope.map { descriptions[Int($0)].line } ?? 0)
+        // Most PCs have one frame: an array literal allocates it exactly.
+        guard depth > 1 else { return [innermost] }
         var frames: [SymbolFrame] = []
         frames.reserveCapacity(depth)
-        let file = row.flatMap { fileName(Int($0.file)) } ?? "??"
-        let line = row.map { Int(Int32(bitPattern: $0.line)) } ?? 0
-        let column = row.map { Int(Int32(bitPattern: $0.column)) } ?? 0
-        let discriminator = row.map { Int($0.discriminator) } ?? 0
-        if let scope {
-            frames.append(SymbolFrame(
-                function: descriptions[Int(scope)].name, file: file, line: line, column: column, discriminator: discriminator,
-                functionFile: descriptions[Int(scope)].file, functionLine: descriptions[Int(scope)].line))
-        } else {
-            frames.append(SymbolFrame(function: nil, file: file, line: line, column: column, discriminator: discriminator))
-        }
+        frames.append(innermost)
         // Each inlined scope's call, in the function it is inlined into: `DW_AT_call_file`,
         // `DW_AT_call_line` and `DW_AT_call_column`.
         var callee = scope ?? -1
