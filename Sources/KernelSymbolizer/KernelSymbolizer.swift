@@ -18,13 +18,14 @@ import Glibc
 /// - for a unit with PCs to look up: its abbreviations (§7.5.3), one walk over its DIEs for the
 ///   `DW_TAG_subprogram`s and `DW_TAG_inlined_subroutine`s with code (lexical blocks looked
 ///   through, every other subtree skipped by `DW_AT_sibling`), and its line program (§6.2, DWARF 2
-///   to 5 headers, `.debug_line_str`), whose rows are then binary-searched;
+///   to 5 headers, `.debug_line_str`), run once: a batch's PCs of the unit (sorted) are answered
+///   as its rows go by, a single lookup's rows are kept sorted and binary-searched;
 /// - names and declarations (`DW_AT_linkage_name`/`DW_AT_name`, `DW_AT_decl_file`/`decl_line`)
 ///   only for the scopes a PC falls in, through `DW_AT_abstract_origin` and `DW_AT_specification`,
 ///   and calls' `DW_AT_call_file`/`call_line`/`call_column` for inlined frames.
 ///
 /// ``frames(for:)`` groups PCs by unit, reads only the units they fall in, each once, and shares
-/// the units between two threads. Every read is bounds-checked: malformed DWARF is a
+/// the units, the largest first, between as many threads as there are processors (at most 8). Every read is bounds-checked: malformed DWARF is a
 /// ``SymbolizerError`` (`.badDebugInfo`) naming the section and offset, never a trap or a hang.
 ///
 /// Where binutils 2.40's addr2line differs, on purpose: the first rows of a DWARF 5 line sequence

@@ -11,7 +11,8 @@ struct LineRow {
 
 /// A unit's line-number program (DWARF 5 §6.2), versions 2 to 5: its header's file table and its
 /// rows, sorted by address the way libdw sorts them (at one address an end of sequence first,
-/// then the rows in program order), so the row of a PC is the last one at or below it.
+/// then the rows in program order), so the row of a PC is the last one at or below it; or, for a
+/// batch, that row of each of its PCs found as the program runs (``rows(covering:)``).
 struct LineTable {
     /// A file entry: its directory (nil when the directory is unknown, as for DWARF 4's directory 0
     /// of a unit without `DW_AT_comp_dir`) and its name, both in the mapped sections.
@@ -371,7 +372,7 @@ struct CoveringRows: LineRowConsumer {
         }
         pending = row
         pendingIndex = index
-        cursor = Self.firstIndex(in: pcs, notBelow: row.address)
+        cursor = pcs.firstIndex(notBelow: row.address)
     }
 
     /// Gives the pending row to the PCs from the cursor up to `end` (excluded) whose best row so
@@ -387,15 +388,6 @@ struct CoveringRows: LineRowConsumer {
         }
     }
 
-    private static func firstIndex(in pcs: [UInt64], notBelow address: UInt64) -> Int {
-        var low = 0
-        var high = pcs.count
-        while low < high {
-            let middle = (low + high) / 2
-            if pcs[middle] < address { low = middle + 1 } else { high = middle }
-        }
-        return low
-    }
 
     /// Each PC's row, once the program has run.
     mutating func finish() -> [LineRow?] {
@@ -424,5 +416,19 @@ struct CoveringRows: LineRowConsumer {
             }
         }
         return answers
+    }
+}
+
+extension [UInt64] {
+    /// In an array sorted lowest first, the index of the first element at or above `value`
+    /// (`count` when there is none).
+    func firstIndex(notBelow value: UInt64) -> Int {
+        var low = 0
+        var high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if self[middle] < value { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 }

@@ -41,7 +41,8 @@ final class StringCache {
 }
 
 /// One compilation unit read once for symbolization: its functions and inlined subroutines with
-/// their address ranges and nesting (one walk over its DIEs), and its line table, which is then
+/// their address ranges and nesting (one walk over its DIEs), and its line table: for a batch, the
+/// program run once for the batch's sorted PCs; for single lookups, its rows sorted and
 /// binary-searched. A value type, so that lookups in a batch pay no exclusivity checks.
 ///
 /// Names and declarations are read when a frame first needs them, following
@@ -336,12 +337,7 @@ struct UnitSymbols {
     private static func contains(_ batch: [UInt64]?, _ starts: ArraySlice<UInt64>, _ ends: ArraySlice<UInt64>) -> Bool {
         guard let batch else { return true }
         for (start, end) in zip(starts, ends) {
-            var low = 0
-            var high = batch.count
-            while low < high {
-                let middle = (low + high) / 2
-                if batch[middle] < start { low = middle + 1 } else { high = middle }
-            }
+            let low = batch.firstIndex(notBelow: start)
             if low < batch.count, batch[low] < end { return true }
         }
         return false
@@ -388,7 +384,7 @@ struct UnitSymbols {
         var best = [Int32](repeating: -1, count: pcs.count)
         var bestSize = [UInt64](repeating: .max, count: pcs.count)
         for range in functionRanges {
-            var position = Self.firstIndex(in: pcs, notBelow: range.start)
+            var position = pcs.firstIndex(notBelow: range.start)
             while position < pcs.count, pcs[position] < range.end {
                 consider(range.scope, size: range.end - range.start, best: &best[position], bestSize: &bestSize[position])
                 position += 1
@@ -418,7 +414,7 @@ struct UnitSymbols {
                 for range in scopes[Int(scope)].ranges {
                     let start = rangeStarts[range]
                     let end = rangeEnds[range]
-                    var position = Self.firstIndex(in: pcs, notBelow: start)
+                    var position = pcs.firstIndex(notBelow: start)
                     while position < pcs.count, pcs[position] < end {
                         let current = best[position]
                         if current == parent {
@@ -435,16 +431,6 @@ struct UnitSymbols {
             level = starts[depth]
         }
         return best
-    }
-
-    private static func firstIndex(in pcs: [UInt64], notBelow address: UInt64) -> Int {
-        var low = 0
-        var high = pcs.count
-        while low < high {
-            let middle = (low + high) / 2
-            if pcs[middle] < address { low = middle + 1 } else { high = middle }
-        }
-        return low
     }
 
     private func consider(_ scope: Int32, size: UInt64, best: inout Int32, bestSize: inout UInt64) {
