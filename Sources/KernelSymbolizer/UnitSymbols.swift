@@ -256,7 +256,7 @@ struct UnitSymbols {
         let lowAddress = try low.flatMap { value throws(DWARFError) in try unit.resolveAddress(value, sections: sections) }
         try unit.appendRanges(low: lowAddress, high: high, ranges: rangeList, sections: sections, starts: &rangeStarts, ends: &rangeEnds)
         // Declarations and abstract instances have no code, nor anything inlined in them.
-        guard rangeStarts.count > first, Self.contains(batch, rangeStarts[first...], rangeEnds[first...]) else {
+        guard rangeStarts.count > first, rangesContain(batch, first..<rangeStarts.count) else {
             rangeStarts.removeSubrange(first...)
             rangeEnds.removeSubrange(first...)
             if abbreviation.hasChildren { try skipChildren(&reader, sibling: sibling, die: dieOffset) }
@@ -276,7 +276,8 @@ struct UnitSymbols {
 
     /// Skips a DIE's attribute values; returns its `DW_AT_sibling` target, if it has one.
     @inline(__always)
-    private func skipAttributes(of index: Int, _ reader: inout ByteReader) throws(DWARFError) -> Int? {
+    /// `mutating` only so that a walk, itself mutating, passes `self` by reference rather than a copy.
+    private mutating func skipAttributes(of index: Int, _ reader: inout ByteReader) throws(DWARFError) -> Int? {
         let abbreviation = abbreviations.entries[index]
         if abbreviation.sibling < 0 {
             if abbreviation.fixedSize >= 0 {
@@ -304,7 +305,8 @@ struct UnitSymbols {
 
     /// Moves past the children of the DIE at `die`: to its sibling when it names one (which must
     /// lie past the DIE, inside the unit), else over each child.
-    private func skipChildren(_ reader: inout ByteReader, sibling: Int?, die: Int) throws(DWARFError) {
+    /// `mutating` only so that a walk, itself mutating, passes `self` by reference rather than a copy.
+    private mutating func skipChildren(_ reader: inout ByteReader, sibling: Int?, die: Int) throws(DWARFError) {
         if let sibling {
             guard sibling > die, sibling <= unit.header.end else { throw reader.error("DW_AT_sibling 0x\(String(sibling, radix: 16)) does not point forward inside the unit", at: die) }
             // A sibling before the children's end is malformed; reading on from it stays inside the unit.
@@ -333,12 +335,13 @@ struct UnitSymbols {
         }
     }
 
-    /// Whether the ranges contain a PC of the batch (any PC without one).
-    private static func contains(_ batch: [UInt64]?, _ starts: ArraySlice<UInt64>, _ ends: ArraySlice<UInt64>) -> Bool {
+    /// Whether the ranges (of `rangeStarts`/`rangeEnds`) contain a PC of the batch (any PC without one).
+    /// `mutating` only so that the walk, itself mutating, passes `self` by reference rather than a copy.
+    private mutating func rangesContain(_ batch: [UInt64]?, _ ranges: Range<Int>) -> Bool {
         guard let batch else { return true }
-        for (start, end) in zip(starts, ends) {
-            let low = batch.firstIndex(notBelow: start)
-            if low < batch.count, batch[low] < end { return true }
+        for range in ranges {
+            let low = batch.firstIndex(notBelow: rangeStarts[range])
+            if low < batch.count, batch[low] < rangeEnds[range] { return true }
         }
         return false
     }
@@ -564,7 +567,8 @@ struct UnitSymbols {
     }
 
     /// The text of string `value` read in its unit (this one when `unit` is nil); nil when empty.
-    private func string(_ value: AttributeValue?, in unitIndex: Int?) throws(DWARFError) -> UnsafePointer<CChar>? {
+    /// `mutating` only so that ``resolve(_:depth:)`` passes `self` by reference rather than a copy.
+    private mutating func string(_ value: AttributeValue?, in unitIndex: Int?) throws(DWARFError) -> UnsafePointer<CChar>? {
         guard let value else { return nil }
         let text: UnsafePointer<CChar>?
         if let unitIndex {
