@@ -125,8 +125,11 @@ struct ByteReader {
 
     @inline(__always)
     mutating func uleb() throws(DWARFError) -> UInt64 {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
+        // Most values (abbreviation codes, line-program operands) fit one byte.
+        let first = try u8()
+        if first < 0x80 { return UInt64(first) }
+        var result = UInt64(first & 0x7f)
+        var shift: UInt64 = 7
         while true {
             let byte = try u8()
             if shift < 64 { result |= UInt64(byte & 0x7f) << shift }

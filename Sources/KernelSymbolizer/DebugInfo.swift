@@ -158,7 +158,7 @@ func readForm(_ form: UInt64, implicitConst: Int64, _ reader: inout ByteReader, 
 /// One entry of an abbreviation table (DWARF 5 §7.5.3).
 struct Abbreviation {
     enum Kind: UInt8 {
-        /// A function or an inlined subroutine: a scope with code.
+        /// A function or an inlined subroutine with an address attribute: a scope with code.
         case scope
         /// Looked through: what it holds is inlined into the enclosing scope.
         case lexicalBlock
@@ -174,6 +174,9 @@ struct Abbreviation {
     var fixedSize: Int
     /// The position among its attributes of `DW_AT_sibling`, -1 when it has none.
     var sibling: Int
+    /// Whether `DW_AT_abstract_origin` is the only attribute that names it (a concrete inlined
+    /// subroutine's, usually): its name and declaration are then all its origin's.
+    var namedByOriginOnly: Bool
 }
 
 struct AttributeSpecification {
@@ -197,6 +200,10 @@ struct AbbreviationTable {
             throw DWARFError(section: .abbrev, offset: Int(clamping: offset), problem: "a unit's abbreviation table offset past the end of the section (\(abbrev.count) bytes)")
         }
         var reader = abbrev.reader(at: Int(offset))
+        // Room for a unit's usual table (gcc's: a few hundred entries), grown past it.
+        entries.reserveCapacity(256)
+        specifications.reserveCapacity(1024)
+        byCode.reserveCapacity(256)
         while true {
             let codeOffset = reader.offset
             let code = try reader.uleb()
@@ -206,26 +213,38 @@ struct AbbreviationTable {
             let first = specifications.count
             var fixedSize = 0
             var sibling = -1
+            // A declaration or an abstract instance has no address attribute: no code, nothing
+            // inlined in it, so its subtree is skipped like any other.
+            var hasCode = false
+            var hasOrigin = false
+            var hasOtherNaming = false
             while true {
                 let name = try reader.uleb()
                 let form = try reader.uleb()
                 let implicitConst = form == Form.implicitConst ? try reader.sleb() : 0
                 if name == 0 && form == 0 { break }
                 if name == Attribute.sibling { sibling = specifications.count - first }
+                switch name {
+                case Attribute.lowPC, Attribute.highPC, Attribute.ranges: hasCode = true
+                case Attribute.abstractOrigin: hasOrigin = true
+                case Attribute.name, Attribute.linkageName, Attribute.declFile, Attribute.declLine, Attribute.specification: hasOtherNaming = true
+                default: break
+                }
                 let size = format.fixedSize(form)
                 if fixedSize >= 0, let size { fixedSize += size } else { fixedSize = -1 }
                 specifications.append(AttributeSpecification(name: name, form: form, implicitConst: implicitConst, size: size ?? -1))
             }
             let kind: Abbreviation.Kind =
                 switch tag {
-                case Tag.subprogram, Tag.inlinedSubroutine: .scope
+                case Tag.subprogram, Tag.inlinedSubroutine: hasCode ? .scope : .other
                 case Tag.lexicalBlock: .lexicalBlock
                 default: .other
                 }
             let index = Int32(entries.count + 1)
-            entries.append(Abbreviation(tag: tag, kind: kind, hasChildren: hasChildren, attributes: first..<specifications.count, fixedSize: fixedSize, sibling: sibling))
+            entries.append(Abbreviation(tag: tag, kind: kind, hasChildren: hasChildren, attributes: first..<specifications.count, fixedSize: fixedSize, sibling: sibling,
+                namedByOriginOnly: hasOrigin && !hasOtherNaming))
             if code < 1 << 16 {
-                if Int(code) >= byCode.count { byCode.append(contentsOf: repeatElement(0, count: Int(code) + 1 - byCode.count)) }
+                while Int(code) >= byCode.count { byCode.append(0) }
                 guard byCode[Int(code)] == 0 else { throw reader.error("abbreviation code \(code) defined twice", at: codeOffset) }
                 byCode[Int(code)] = index
             } else {

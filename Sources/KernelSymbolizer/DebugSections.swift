@@ -84,6 +84,9 @@ struct CompileUnit {
     /// The unit DIE's own address ranges.
     var ranges: [(start: UInt64, end: UInt64)] = []
 
+    /// Its bytes in `.debug_info`: about what reading it for a batch costs.
+    var size: Int { header.end - header.offset }
+
     /// Reads the unit DIE of `header`.
     init(_ header: UnitHeader, sections: DebugSections) throws(DWARFError) {
         self.header = header

@@ -18,13 +18,14 @@ import Glibc
 /// - for a unit with PCs to look up: its abbreviations (§7.5.3), one walk over its DIEs for the
 ///   `DW_TAG_subprogram`s and `DW_TAG_inlined_subroutine`s with code (lexical blocks looked
 ///   through, every other subtree skipped by `DW_AT_sibling`), and its line program (§6.2, DWARF 2
-///   to 5 headers, `.debug_line_str`), whose rows are then binary-searched;
+///   to 5 headers, `.debug_line_str`), run once: a batch's PCs of the unit (sorted) are answered
+///   as its rows go by, a single lookup's rows are kept sorted and binary-searched;
 /// - names and declarations (`DW_AT_linkage_name`/`DW_AT_name`, `DW_AT_decl_file`/`decl_line`)
 ///   only for the scopes a PC falls in, through `DW_AT_abstract_origin` and `DW_AT_specification`,
 ///   and calls' `DW_AT_call_file`/`call_line`/`call_column` for inlined frames.
 ///
 /// ``frames(for:)`` groups PCs by unit, reads only the units they fall in, each once, and shares
-/// the units between two threads. Every read is bounds-checked: malformed DWARF is a
+/// the units, the largest first, between as many threads as there are processors (at most 8). Every read is bounds-checked: malformed DWARF is a
 /// ``SymbolizerError`` (`.badDebugInfo`) naming the section and offset, never a trap or a hang.
 ///
 /// Where binutils 2.40's addr2line differs, on purpose: the first rows of a DWARF 5 line sequence
@@ -230,8 +231,9 @@ public final class KernelSymbolizer {
         let unitCount = directory.units.count
         var unitOf = [Int32](repeating: -1, count: pcs.count)
         var counts = [Int](repeating: 0, count: unitCount + 1)
+        var segment = 0
         for (position, pc) in pcs.enumerated() where code.isCode(pc) {
-            guard let unit = directory.unit(at: pc) else { continue }
+            guard let unit = directory.unit(at: pc, hint: &segment) else { continue }
             unitOf[position] = Int32(unit)
             counts[unit + 1] += 1
         }
@@ -242,7 +244,8 @@ public final class KernelSymbolizer {
             grouped[next[Int(unit)]] = position
             next[Int(unit)] += 1
         }
-        let work = (0..<unitCount).filter { counts[$0 + 1] > counts[$0] }
+        // The largest units first, so that the threads finish together.
+        let work = (0..<unitCount).filter { counts[$0 + 1] > counts[$0] }.sorted { directory.units[$0].size > directory.units[$1].size }
         let workers = max(1, min(work.count, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 8))
 
         var frames = [[SymbolFrame]](repeating: [], count: pcs.count)
@@ -285,8 +288,13 @@ public final class KernelSymbolizer {
                 let unit = work[item]
                 let positions = grouped[counts[unit]..<counts[unit + 1]]
                 do throws(DWARFError) {
-                    var symbols = try UnitSymbols(directory: symbolizer.directory, unit: unit, batch: positions.map { pcs[$0] }.sorted(), strings: strings)
-                    for position in positions { output[position] = try symbolizer.frames(at: pcs[position], in: &symbols) }
+                    // The unit's PCs sorted, each with its place in the batch.
+                    let order = positions.sorted { pcs[$0] < pcs[$1] }
+                    let sorted = order.map { pcs[$0] }
+                    var symbols = try UnitSymbols(directory: symbolizer.directory, unit: unit, batch: sorted, strings: strings)
+                    try symbols.frames(ofBatch: sorted) { index, frames in
+                        output[order[index]] = symbolizer.completed(frames, at: sorted[index])
+                    }
                 } catch {
                     if errors[worker] == nil { errors[worker] = error }
                     if strict { return }
@@ -309,7 +317,13 @@ public final class KernelSymbolizer {
     /// addr2line does for assembly. A PC outside the executable sections has none.
     private func frames(at pc: UInt64, in unit: inout UnitSymbols) throws(DWARFError) -> [SymbolFrame] {
         guard code.isCode(pc) else { return [] }
-        var frames = try unit.frames(at: pc)
+        return completed(try unit.frames(at: pc), at: pc)
+    }
+
+    /// A unit's frames of a PC of code, with the symbol table's function where the DWARF names
+    /// none.
+    private func completed(_ unitFrames: [SymbolFrame], at pc: UInt64) -> [SymbolFrame] {
+        var frames = unitFrames
         if frames.isEmpty { return symbolTableFrames(at: pc) }
         if frames[0].function == nil { frames[0].function = code.function(at: pc)?.name }
         return frames

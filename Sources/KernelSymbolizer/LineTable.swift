@@ -11,7 +11,8 @@ struct LineRow {
 
 /// A unit's line-number program (DWARF 5 §6.2), versions 2 to 5: its header's file table and its
 /// rows, sorted by address the way libdw sorts them (at one address an end of sequence first,
-/// then the rows in program order), so the row of a PC is the last one at or below it.
+/// then the rows in program order), so the row of a PC is the last one at or below it; or, for a
+/// batch, that row of each of its PCs found as the program runs (``rows(covering:)``).
 struct LineTable {
     /// A file entry: its directory (nil when the directory is unknown, as for DWARF 4's directory 0
     /// of a unit without `DW_AT_comp_dir`) and its name, both in the mapped sections.
@@ -22,10 +23,15 @@ struct LineTable {
 
     private(set) var files: [FileEntry] = []
     private(set) var rows: [LineRow] = []
+    /// Where the program's opcodes are and how its state machine reads them, for
+    /// ``rows(covering:)``.
+    private var program: ByteReader
+    private var machine: StateMachineParameters
 
     /// Reads the program at `offset` of `.debug_line`. `compilationDirectory` is the unit's
     /// `DW_AT_comp_dir`, directory 0 before DWARF 5 (§6.2.4 item 11). With `rows: false` only the
-    /// file table is read (for a declaration's file in another unit).
+    /// file table is read (for a declaration's file in another unit, or for a batch that asks
+    /// ``rows(covering:)`` instead).
     init(sections: DebugSections, offset: UInt64, compilationDirectory: UnsafePointer<CChar>?, rows readRows: Bool = true) throws(DWARFError) {
         let line = sections.line
         guard offset < UInt64(line.count) else {
@@ -86,15 +92,28 @@ struct LineTable {
                 files.append(FileEntry(directory: directory < directories.count ? directories[directory] : nil, name: name))
             }
         }
-        guard readRows else { return }
         guard programStart <= unitEnd else { throw reader.error("the line program starts past its end") }
-        var program = line.reader(at: programStart, end: unitEnd)
-        let machine = StateMachineParameters(
+        program = line.reader(at: programStart, end: unitEnd)
+        machine = StateMachineParameters(
             minimumInstructionLength: minimumInstructionLength, maximumOperations: maximumOperations, lineBase: lineBase,
             lineRange: lineRange, opcodeBase: opcodeBase, standardLengths: standardLengths, addressSize: addressSize,
             isDWARF5: version >= 5)
-        rows = try Self.run(&program, machine, line: line)
+        guard readRows else { return }
+        var collected = CollectedRows()
+        // gcc's programs take about four bytes a row; the array grows where they take fewer.
+        collected.rows.reserveCapacity((unitEnd - programStart) / 4)
+        try Self.run(program, machine, line: line, into: &collected)
+        rows = collected.rows
         Self.sortLikeLibdw(&rows)
+    }
+
+    /// The row covering each of `pcs` (sorted, lowest first), as ``row(at:)`` would find it in
+    /// the sorted rows, or nil: the program is run once and each PC is answered as its rows go by,
+    /// so no row is kept and none is sorted.
+    func rows(covering pcs: [UInt64]) throws(DWARFError) -> [LineRow?] {
+        var covering = CoveringRows(pcs)
+        try Self.run(program, machine, line: program.bytes, into: &covering)
+        return covering.finish()
     }
 
     private struct StateMachineParameters {
@@ -141,14 +160,13 @@ struct LineTable {
         return result
     }
 
-    /// Runs the line-number program (§6.2.5) and returns its rows in program order.
+    /// Runs the line-number program (§6.2.5), giving its rows to `rows` in program order.
     ///
     /// One loop with the registers in locals (no nested functions: a closure over them would
     /// cost an exclusivity check per row).
-    private static func run(_ reader: inout ByteReader, _ parameters: StateMachineParameters, line: SectionBytes) throws(DWARFError) -> [LineRow] {
-        var rows: [LineRow] = []
-        // gcc's programs take about four bytes a row; the array grows where they take fewer.
-        rows.reserveCapacity((reader.end - reader.offset) / 4)
+    private static func run<Rows: LineRowConsumer>(_ program: ByteReader, _ parameters: StateMachineParameters, line: SectionBytes, into rows: inout Rows) throws(DWARFError) {
+        // A local cursor, which the compiler keeps in registers.
+        var reader = program
         var address: UInt64 = 0
         var file: UInt32 = 1
         var column: UInt32 = 0
@@ -218,7 +236,7 @@ struct LineTable {
                 }
             }
             guard emit else { continue }
-            rows.append(LineRow(
+            rows.consume(LineRow(
                 address: address, file: file, line: UInt32(truncatingIfNeeded: lineRegister), column: column, discriminator: discriminator,
                 endSequence: endSequence))
             discriminator = 0
@@ -230,7 +248,6 @@ struct LineTable {
                 operationIndex = 0
             }
         }
-        return rows
     }
 
     /// Orders rows by address; at one address an end of sequence comes before other rows, which
@@ -280,4 +297,138 @@ struct LineTable {
 enum LineContent {
     static let path: UInt64 = 1
     static let directoryIndex: UInt64 = 2
+}
+
+/// What receives a line program's rows, in program order.
+protocol LineRowConsumer {
+    mutating func consume(_ row: LineRow)
+}
+
+/// Keeps every row, for sorting.
+struct CollectedRows: LineRowConsumer {
+    var rows: [LineRow] = []
+
+    @inline(__always)
+    mutating func consume(_ row: LineRow) { rows.append(row) }
+}
+
+/// Answers sorted PCs as a line program's rows go by, with the answers the sorted rows give: the
+/// row of a PC is, among the rows at the highest address at or below it, the last in program
+/// order that does not end a sequence (libdw's order puts the end first), and none when every
+/// row there ends a sequence.
+///
+/// A row that is followed in its sequence by a row at a higher address covers at most the PCs
+/// between the two, found by a cursor that moves forward with the sequence; any other row (an
+/// end of sequence, a row at an end's address, a row followed by a lower address) may cover
+/// every PC above it, and is weighed against each PC's answer once the program has run.
+struct CoveringRows: LineRowConsumer {
+    private let pcs: [UInt64]
+    /// Per PC, the best row so far among those whose reach is bounded, and its program index
+    /// (-1: none yet).
+    private var found: [LineRow]
+    private var foundIndex: [Int]
+    /// Rows whose reach is not bounded, with their program index.
+    private var open: [(row: LineRow, index: Int)] = []
+    /// The last row that does not end a sequence, while no row of its sequence has followed it.
+    private var pending = LineRow(address: 0, file: 0, line: 0, column: 0, discriminator: 0, endSequence: true)
+    private var pendingIndex = -1
+    /// The first PC at or above the pending row's address.
+    private var cursor = 0
+    private var count = 0
+
+    init(_ pcs: [UInt64]) {
+        self.pcs = pcs
+        found = Array(repeating: pending, count: pcs.count)
+        foundIndex = Array(repeating: -1, count: pcs.count)
+    }
+
+    @inline(__always)
+    mutating func consume(_ row: LineRow) {
+        let index = count
+        count += 1
+        if pendingIndex >= 0 {
+            if row.address > pending.address {
+                cover(below: row.address)
+                if row.endSequence {
+                    pendingIndex = -1
+                } else {
+                    // The cursor is already at the first PC at or above the row.
+                    pending = row
+                    pendingIndex = index
+                    return
+                }
+            } else if row.address == pending.address && !row.endSequence {
+                pending = row
+                pendingIndex = index
+                return
+            } else {
+                open.append((pending, pendingIndex))
+                pendingIndex = -1
+            }
+        }
+        if row.endSequence {
+            open.append((row, index))
+            return
+        }
+        pending = row
+        pendingIndex = index
+        cursor = pcs.firstIndex(notBelow: row.address)
+    }
+
+    /// Gives the pending row to the PCs from the cursor up to `end` (excluded) whose best row so
+    /// far is not higher.
+    @inline(__always)
+    private mutating func cover(below end: UInt64) {
+        while cursor < pcs.count, pcs[cursor] < end {
+            if foundIndex[cursor] < 0 || found[cursor].address <= pending.address {
+                found[cursor] = pending
+                foundIndex[cursor] = pendingIndex
+            }
+            cursor += 1
+        }
+    }
+
+
+    /// Each PC's row, once the program has run.
+    mutating func finish() -> [LineRow?] {
+        if pendingIndex >= 0 { open.append((pending, pendingIndex)) }
+        // In libdw's order: by address, an end of sequence first, then program order.
+        open.sort { ($0.row.address, $0.row.endSequence ? 0 : 1, $0.index) < ($1.row.address, $1.row.endSequence ? 0 : 1, $1.index) }
+        var next = 0
+        var last = -1
+        var answers: [LineRow?] = []
+        answers.reserveCapacity(pcs.count)
+        for (position, pc) in pcs.enumerated() {
+            while next < open.count, open[next].row.address <= pc {
+                last = next
+                next += 1
+            }
+            let bounded: LineRow? = foundIndex[position] >= 0 ? found[position] : nil
+            guard last >= 0 else {
+                answers.append(bounded)
+                continue
+            }
+            let other = open[last]
+            if let bounded, bounded.address > other.row.address || (bounded.address == other.row.address && (other.row.endSequence || foundIndex[position] > other.index)) {
+                answers.append(bounded)
+            } else {
+                answers.append(other.row.endSequence ? nil : other.row)
+            }
+        }
+        return answers
+    }
+}
+
+extension [UInt64] {
+    /// In an array sorted lowest first, the index of the first element at or above `value`
+    /// (`count` when there is none).
+    func firstIndex(notBelow value: UInt64) -> Int {
+        var low = 0
+        var high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if self[middle] < value { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
 }

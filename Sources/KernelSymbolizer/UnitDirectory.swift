@@ -6,12 +6,11 @@ final class UnitDirectory: @unchecked Sendable {
     let sections: DebugSections
     /// Every unit, in `.debug_info` order.
     let units: [CompileUnit]
-    /// Address ranges sorted by start, with the unit each belongs to.
-    private let starts: [UInt64]
-    private let ends: [UInt64]
-    private let owners: [Int32]
-    /// The largest end among ranges `0...i`: a backward scan stops once no earlier range can reach.
-    private let reach: [UInt64]
+    /// The addresses of compilation units as disjoint segments sorted by start, each with the
+    /// first unit (in `.debug_info` order) whose ranges cover it; addresses of no unit have none.
+    private let segmentStarts: [UInt64]
+    private let segmentEnds: [UInt64]
+    private let segmentUnits: [Int32]
 
     init(sections: DebugSections) throws(DWARFError) {
         self.sections = sections
@@ -25,32 +24,68 @@ final class UnitDirectory: @unchecked Sendable {
             units.append(unit)
         }
         self.units = units
+        // Between two consecutive range boundaries the same ranges cover every address, so each
+        // such piece has one owner; neighbouring pieces of one owner are merged.
         ranges.sort { $0.start < $1.start }
-        starts = ranges.map(\.start)
-        ends = ranges.map(\.end)
-        owners = ranges.map(\.unit)
+        var reach: [UInt64] = []
         var farthest: UInt64 = 0
-        reach = ranges.map { range in
+        for range in ranges {
             farthest = max(farthest, range.end)
-            return farthest
+            reach.append(farthest)
         }
+        let boundaries = Array(Set(ranges.flatMap { [$0.start, $0.end] })).sorted()
+        var segmentStarts: [UInt64] = []
+        var segmentEnds: [UInt64] = []
+        var segmentUnits: [Int32] = []
+        for (index, start) in boundaries.enumerated().dropLast() {
+            // The first unit among the ranges that contain `start`: a backward scan from the last
+            // range starting at or below it, which stops once no earlier range reaches it.
+            var low = 0
+            var high = ranges.count
+            while low < high {
+                let middle = (low + high) / 2
+                if ranges[middle].start <= start { low = middle + 1 } else { high = middle }
+            }
+            var owner: Int32?
+            var candidate = low - 1
+            while candidate >= 0, reach[candidate] > start {
+                if ranges[candidate].end > start { owner = min(owner ?? ranges[candidate].unit, ranges[candidate].unit) }
+                candidate -= 1
+            }
+            guard let owner else { continue }
+            let end = boundaries[index + 1]
+            if let last = segmentEnds.last, last == start, segmentUnits.last == owner {
+                segmentEnds[segmentEnds.count - 1] = end
+            } else {
+                segmentStarts.append(start)
+                segmentEnds.append(end)
+                segmentUnits.append(owner)
+            }
+        }
+        self.segmentStarts = segmentStarts
+        self.segmentEnds = segmentEnds
+        self.segmentUnits = segmentUnits
     }
 
     /// The first compilation unit (in `.debug_info` order) whose ranges contain `pc`.
     func unit(at pc: UInt64) -> Int? {
+        var hint = 0
+        return unit(at: pc, hint: &hint)
+    }
+
+    /// ``unit(at:)``, looking first in the segment `hint` names, and leaving there the segment
+    /// `pc` is in: PCs of one unit often come one after another.
+    func unit(at pc: UInt64, hint: inout Int) -> Int? {
+        if hint < segmentStarts.count, segmentStarts[hint] <= pc, pc < segmentEnds[hint] { return Int(segmentUnits[hint]) }
         var low = 0
-        var high = starts.count
+        var high = segmentStarts.count
         while low < high {
             let middle = (low + high) / 2
-            if starts[middle] <= pc { low = middle + 1 } else { high = middle }
+            if segmentStarts[middle] <= pc { low = middle + 1 } else { high = middle }
         }
-        var found: Int32?
-        var index = low - 1
-        while index >= 0, reach[index] > pc {
-            if ends[index] > pc { found = min(found ?? owners[index], owners[index]) }
-            index -= 1
-        }
-        return found.map(Int.init)
+        guard low > 0, pc < segmentEnds[low - 1] else { return nil }
+        hint = low - 1
+        return Int(segmentUnits[low - 1])
     }
 
     /// The unit whose DIEs include `offset` of `.debug_info`.

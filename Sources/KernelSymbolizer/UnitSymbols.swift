@@ -9,15 +9,19 @@ final class StringCache {
         var compilationDirectory: UnsafePointer<CChar>?
     }
 
-    private var strings = IntegerMap<String>(capacity: 4096)
-    private var files: [FileKey: String] = [:]
+    // One per thread: no access can overlap another. The map holds indexes into `made`, so
+    // that growing it moves no strings.
+    @exclusivity(unchecked) private var strings = IntegerMap<Int32>(capacity: 16384)
+    @exclusivity(unchecked) private var made: [String] = []
+    @exclusivity(unchecked) private var files: [FileKey: String] = [:]
 
     func string(_ text: UnsafePointer<CChar>) -> String {
         let key = Int(bitPattern: UInt(bitPattern: text))
-        if let known = strings[key] { return known }
-        let made = String(cString: text)
-        strings[key] = made
-        return made
+        if let known = strings[key] { return made[Int(known)] }
+        let string = String(cString: text)
+        strings[key] = Int32(made.count)
+        made.append(string)
+        return string
     }
 
     /// `directory/name` (the name alone when absolute or its directory unknown), joined with the
@@ -37,7 +41,8 @@ final class StringCache {
 }
 
 /// One compilation unit read once for symbolization: its functions and inlined subroutines with
-/// their address ranges and nesting (one walk over its DIEs), and its line table, which is then
+/// their address ranges and nesting (one walk over its DIEs), and its line table: for a batch, the
+/// program run once for the batch's sorted PCs; for single lookups, its rows sorted and
 /// binary-searched. A value type, so that lookups in a batch pay no exclusivity checks.
 ///
 /// Names and declarations are read when a frame first needs them, following
@@ -57,6 +62,10 @@ struct UnitSymbols {
         var callFile: UInt64?
         var callLine: Int = 0
         var callColumn: Int = 0
+        /// When `DW_AT_abstract_origin` is the only attribute naming it: where that value is in
+        /// `.debug_info` (-1 otherwise) and its form, read when the scope is described.
+        var originValue = -1
+        var originForm: UInt64 = 0
     }
 
     private let directory: UnitDirectory
@@ -69,10 +78,9 @@ struct UnitSymbols {
     private var fileNamesRead: [Bool]
     /// Plain values only, so that recording one copies a few words.
     private var scopes: [Scope] = []
-    /// What a scope's frames say, by scope, once read: its name and declaration.
-    private var described: [(name: String?, file: String?, line: Int)?] = []
-    /// For an inlined scope, the frame of its call in its parent, once built.
-    private var calls: [SymbolFrame?] = []
+    /// What a scope's frames say, by scope, once read (`described`): its name and declaration.
+    private var descriptions: [Description] = []
+    private var described: [Bool] = []
     private var rangeStarts: [UInt64] = []
     private var rangeEnds: [UInt64] = []
     /// The ranges of every function (the scopes a lookup starts from), sorted by start, and the
@@ -81,12 +89,12 @@ struct UnitSymbols {
     private var functionReach: [UInt64] = []
     /// What each DIE read for naming resolved to, by offset (abstract origins are shared by
     /// every inlined copy).
-    private var resolved: [Int: Resolved] = [:]
+    private var resolved = IntegerMap<Resolved>()
     /// Units other than this one that a reference led to: their abbreviations and file tables.
     private var foreign: [Int: (abbreviations: AbbreviationTable, files: [LineTable.FileEntry])] = [:]
 
     /// Reads unit `index` of `directory`; with `batch` (sorted PCs), only the scopes that contain
-    /// one of them.
+    /// one of them, and not the line table's rows: answer them with ``frames(ofBatch:_:)``.
     init(directory: UnitDirectory, unit index: Int, batch: [UInt64]? = nil, strings: StringCache) throws(DWARFError) {
         self.directory = directory
         self.strings = strings
@@ -95,14 +103,14 @@ struct UnitSymbols {
         let sections = directory.sections
         abbreviations = try AbbreviationTable(sections.abbrev, offset: unit.header.abbreviationOffset, format: unit.header.format)
         if let program = unit.lineProgram {
-            lines = try LineTable(sections: sections, offset: program, compilationDirectory: unit.compilationDirectory)
+            lines = try LineTable(sections: sections, offset: program, compilationDirectory: unit.compilationDirectory, rows: batch == nil)
         }
         fileNames = Array(repeating: nil, count: lines?.files.count ?? 0)
         fileNamesRead = Array(repeating: false, count: fileNames.count)
         try collectScopes(batch: batch)
-        described = Array(repeating: nil, count: scopes.count)
-        calls = Array(repeating: nil, count: scopes.count)
-        resolved.reserveCapacity(scopes.count)
+        descriptions = Array(repeating: Description(), count: scopes.count)
+        described = Array(repeating: false, count: scopes.count)
+        resolved = IntegerMap(capacity: scopes.count)
         functionRanges.sort { $0.start < $1.start }
         var farthest: UInt64 = 0
         functionReach = functionRanges.map { range in
@@ -116,51 +124,57 @@ struct UnitSymbols {
     /// neither a line nor a function there. The innermost function is `nil` when no DWARF
     /// function covers `pc` (assembly).
     mutating func frames(at pc: UInt64) throws(DWARFError) -> [SymbolFrame] {
-        let scope = innermostScope(at: pc)
-        let row = lines?.row(at: pc)
+        try frames(scope: innermostScope(at: pc), row: lines.flatMap { lines in lines.row(at: pc).map { lines.rows[$0] } })
+    }
+
+    /// ``frames(at:)`` for each PC of the batch the unit was read for (sorted, lowest first),
+    /// given to `body` with its position in the batch: the line program runs once for all of
+    /// them, and the scopes are chosen level by level for all of them.
+    mutating func frames(ofBatch pcs: [UInt64], _ body: (Int, [SymbolFrame]) -> Void) throws(DWARFError) {
+        let rows = try lines?.rows(covering: pcs)
+        let innermost = innermostScopes(of: pcs)
+        for position in pcs.indices {
+            let scope = innermost[position]
+            body(position, try frames(scope: scope >= 0 ? scope : nil, row: rows?[position] ?? nil))
+        }
+    }
+
+    private mutating func frames(scope: Int32?, row: LineRow?) throws(DWARFError) -> [SymbolFrame] {
         guard row != nil || scope != nil else { return [] }
-        var innermost = SymbolFrame(function: nil, file: "??", line: 0)
-        if let scope {
-            let described = try describe(scope)
-            innermost.function = described.name
-            innermost.functionFile = described.file
-            innermost.functionLine = described.line
-        }
-        if let row, let lines {
-            let values = lines.rows[row]
-            if let name = fileName(Int(values.file)) { innermost.file = name }
-            innermost.line = Int(Int32(bitPattern: values.line))
-            innermost.column = Int(Int32(bitPattern: values.column))
-            innermost.discriminator = Int(values.discriminator)
-        }
+        // What the frames name is read first.
         var depth = 1
-        var outer = scope ?? -1
-        while outer >= 0, scopes[Int(outer)].parent >= 0 {
-            depth += 1
-            outer = scopes[Int(outer)].parent
+        if let scope {
+            try describe(scope)
+            var callee = scope
+            while scopes[Int(callee)].parent >= 0 {
+                callee = scopes[Int(callee)].parent
+                try describe(callee)
+                depth += 1
+            }
         }
+        let innermost = SymbolFrame(
+            function: scope.flatMap { descriptions[Int($0)].name }, file: row.flatMap { fileName(Int($0.file)) } ?? "??",
+            line: row.map { Int(Int32(bitPattern: $0.line)) } ?? 0, column: row.map { Int(Int32(bitPattern: $0.column)) } ?? 0,
+            discriminator: row.map { Int($0.discriminator) } ?? 0, functionFile: scope.flatMap { descriptions[Int($0)].file },
+            functionLine: scope.map { descriptions[Int($0)].line } ?? 0)
+        // Most PCs have one frame: an array literal allocates it exactly.
+        guard depth > 1 else { return [innermost] }
         var frames: [SymbolFrame] = []
         frames.reserveCapacity(depth)
         frames.append(innermost)
+        // Each inlined scope's call, in the function it is inlined into: `DW_AT_call_file`,
+        // `DW_AT_call_line` and `DW_AT_call_column`.
         var callee = scope ?? -1
-        while callee >= 0, scopes[Int(callee)].parent >= 0 {
-            frames.append(try call(of: callee))
-            callee = scopes[Int(callee)].parent
+        while callee >= 0 {
+            let inlined = scopes[Int(callee)]
+            guard inlined.parent >= 0 else { break }
+            let caller = Int(inlined.parent)
+            frames.append(SymbolFrame(
+                function: descriptions[caller].name, file: inlined.callFile.flatMap { fileName(Int(clamping: $0)) } ?? "??",
+                line: inlined.callLine, column: inlined.callColumn, functionFile: descriptions[caller].file, functionLine: descriptions[caller].line))
+            callee = inlined.parent
         }
         return frames
-    }
-
-    /// The frame of an inlined scope's call: the function it is inlined into, at the call's
-    /// `DW_AT_call_file`, `DW_AT_call_line` and `DW_AT_call_column`.
-    private mutating func call(of scope: Int32) throws(DWARFError) -> SymbolFrame {
-        if let known = calls[Int(scope)] { return known }
-        let inlined = scopes[Int(scope)]
-        let described = try describe(inlined.parent)
-        let frame = SymbolFrame(
-            function: described.name, file: inlined.callFile.flatMap { fileName(Int(clamping: $0)) } ?? "??",
-            line: inlined.callLine, column: inlined.callColumn, functionFile: described.file, functionLine: described.line)
-        calls[Int(scope)] = frame
-        return frame
     }
 
     /// Records the functions and inlined subroutines with code among the unit's DIEs (DWARF 5
@@ -231,6 +245,10 @@ struct UnitSymbols {
                 default: scope.callColumn = value.unsigned.map { Int(clamping: $0) } ?? 0
                 }
             default:
+                if specification.name == Attribute.abstractOrigin, abbreviation.namedByOriginOnly {
+                    scope.originValue = reader.offset
+                    scope.originForm = specification.form
+                }
                 if specification.size >= 0 { try reader.skip(specification.size) } else { try skipForm(specification.form, &reader, format) }
             }
         }
@@ -238,7 +256,7 @@ struct UnitSymbols {
         let lowAddress = try low.flatMap { value throws(DWARFError) in try unit.resolveAddress(value, sections: sections) }
         try unit.appendRanges(low: lowAddress, high: high, ranges: rangeList, sections: sections, starts: &rangeStarts, ends: &rangeEnds)
         // Declarations and abstract instances have no code, nor anything inlined in them.
-        guard rangeStarts.count > first, Self.contains(batch, rangeStarts[first...], rangeEnds[first...]) else {
+        guard rangeStarts.count > first, rangesContain(batch, first..<rangeStarts.count) else {
             rangeStarts.removeSubrange(first...)
             rangeEnds.removeSubrange(first...)
             if abbreviation.hasChildren { try skipChildren(&reader, sibling: sibling, die: dieOffset) }
@@ -258,7 +276,8 @@ struct UnitSymbols {
 
     /// Skips a DIE's attribute values; returns its `DW_AT_sibling` target, if it has one.
     @inline(__always)
-    private func skipAttributes(of index: Int, _ reader: inout ByteReader) throws(DWARFError) -> Int? {
+    /// `mutating` only so that a walk, itself mutating, passes `self` by reference rather than a copy.
+    private mutating func skipAttributes(of index: Int, _ reader: inout ByteReader) throws(DWARFError) -> Int? {
         let abbreviation = abbreviations.entries[index]
         if abbreviation.sibling < 0 {
             if abbreviation.fixedSize >= 0 {
@@ -286,7 +305,8 @@ struct UnitSymbols {
 
     /// Moves past the children of the DIE at `die`: to its sibling when it names one (which must
     /// lie past the DIE, inside the unit), else over each child.
-    private func skipChildren(_ reader: inout ByteReader, sibling: Int?, die: Int) throws(DWARFError) {
+    /// `mutating` only so that a walk, itself mutating, passes `self` by reference rather than a copy.
+    private mutating func skipChildren(_ reader: inout ByteReader, sibling: Int?, die: Int) throws(DWARFError) {
         if let sibling {
             guard sibling > die, sibling <= unit.header.end else { throw reader.error("DW_AT_sibling 0x\(String(sibling, radix: 16)) does not point forward inside the unit", at: die) }
             // A sibling before the children's end is malformed; reading on from it stays inside the unit.
@@ -315,17 +335,13 @@ struct UnitSymbols {
         }
     }
 
-    /// Whether the ranges contain a PC of the batch (any PC without one).
-    private static func contains(_ batch: [UInt64]?, _ starts: ArraySlice<UInt64>, _ ends: ArraySlice<UInt64>) -> Bool {
+    /// Whether the ranges (of `rangeStarts`/`rangeEnds`) contain a PC of the batch (any PC without one).
+    /// `mutating` only so that the walk, itself mutating, passes `self` by reference rather than a copy.
+    private mutating func rangesContain(_ batch: [UInt64]?, _ ranges: Range<Int>) -> Bool {
         guard let batch else { return true }
-        for (start, end) in zip(starts, ends) {
-            var low = 0
-            var high = batch.count
-            while low < high {
-                let middle = (low + high) / 2
-                if batch[middle] < start { low = middle + 1 } else { high = middle }
-            }
-            if low < batch.count, batch[low] < end { return true }
+        for range in ranges {
+            let low = batch.firstIndex(notBelow: rangeStarts[range])
+            if low < batch.count, batch[low] < rangeEnds[range] { return true }
         }
         return false
     }
@@ -364,6 +380,62 @@ struct UnitSymbols {
         }
     }
 
+    /// ``innermostScope(at:)`` of each of `pcs` (sorted), -1 for none: the functions first, then
+    /// each level of inlined scopes for the PCs whose scope at the level above is their parent,
+    /// each scope's ranges finding their PCs by binary search.
+    private func innermostScopes(of pcs: [UInt64]) -> [Int32] {
+        var best = [Int32](repeating: -1, count: pcs.count)
+        var bestSize = [UInt64](repeating: .max, count: pcs.count)
+        for range in functionRanges {
+            var position = pcs.firstIndex(notBelow: range.start)
+            while position < pcs.count, pcs[position] < range.end {
+                consider(range.scope, size: range.end - range.start, best: &best[position], bestSize: &bestSize[position])
+                position += 1
+            }
+        }
+        // The inlined scopes by depth (a parent comes before its children in `scopes`).
+        var depths = [Int32](repeating: 0, count: scopes.count)
+        var deepest: Int32 = 0
+        for index in scopes.indices where scopes[index].parent >= 0 {
+            depths[index] = depths[Int(scopes[index].parent)] + 1
+            deepest = max(deepest, depths[index])
+        }
+        guard deepest > 0 else { return best }
+        var starts = [Int](repeating: 0, count: Int(deepest) + 2)
+        for depth in depths { starts[Int(depth) + 1] += 1 }
+        for depth in 0...Int(deepest) { starts[depth + 1] += starts[depth] }
+        var byDepth = [Int32](repeating: 0, count: scopes.count)
+        for index in scopes.indices {
+            byDepth[starts[Int(depths[index])]] = Int32(index)
+            starts[Int(depths[index])] += 1
+        }
+        // `starts[d]` now ends depth d; depth 0 (the functions) is done.
+        var level = starts[0]
+        for depth in 1...Int(deepest) {
+            for scope in byDepth[level..<starts[depth]] {
+                let parent = scopes[Int(scope)].parent
+                for range in scopes[Int(scope)].ranges {
+                    let start = rangeStarts[range]
+                    let end = rangeEnds[range]
+                    var position = pcs.firstIndex(notBelow: start)
+                    while position < pcs.count, pcs[position] < end {
+                        let current = best[position]
+                        if current == parent {
+                            // The first of the parent's children to contain the PC.
+                            best[position] = scope
+                            bestSize[position] = end - start
+                        } else if current >= 0, Int(depths[Int(current)]) == depth, scopes[Int(current)].parent == parent {
+                            consider(scope, size: end - start, best: &best[position], bestSize: &bestSize[position])
+                        }
+                        position += 1
+                    }
+                }
+            }
+            level = starts[depth]
+        }
+        return best
+    }
+
     private func consider(_ scope: Int32, size: UInt64, best: inout Int32, bestSize: inout UInt64) {
         if size < bestSize || (size == bestSize && scope > best) {
             best = scope
@@ -383,15 +455,29 @@ struct UnitSymbols {
 
     /// What a DIE and those its `DW_AT_abstract_origin` (else `DW_AT_specification`) lead to say,
     /// each attribute taken from the first DIE along that chain that has it (libdw's
-    /// `dwarf_attr_integrate`, which follows nine DIEs at most).
+    /// `dwarf_attr_integrate`, which follows nine DIEs at most): places in the mapped sections,
+    /// made into strings only for the scopes a frame names.
     private struct Resolved {
-        var linkageName: String?
+        var linkageName: UnsafePointer<CChar>?
         var hasLinkageName = false
-        var name: String?
+        var name: UnsafePointer<CChar>?
         var hasName = false
-        var declFile: String?
-        var hasDeclFile = false
+        var declFile: DeclaredFile?
         var declLine: Int?
+    }
+
+    /// A `DW_AT_decl_file`: an entry of this unit's file table, or of another unit's (a
+    /// `DW_FORM_ref_addr` led there).
+    private enum DeclaredFile {
+        case entry(Int)
+        case foreign(directory: UnsafePointer<CChar>?, name: UnsafePointer<CChar>)
+    }
+
+    /// A scope's name and declaration, as its frames print them.
+    private struct Description {
+        var name: String?
+        var file: String?
+        var line = 0
     }
 
     /// The scopes' own DIEs are read once each (their results are kept in the scope); the DIEs
@@ -411,15 +497,14 @@ struct UnitSymbols {
         }
         if let line = own.declLine { result.declLine = line <= UInt64(Int32.max) ? Int(line) : 0 }
         if let index = own.declFile {
-            result.hasDeclFile = true
             if let other = own.unit {
                 // Named in the other unit's file table, joined with this unit's compilation directory (libdw's reading).
                 let files = try foreignUnit(other).files
-                if index < UInt64(files.count), let name = files[Int(index)].name {
-                    result.declFile = strings.fileName(directory: files[Int(index)].directory, name: name, compilationDirectory: unit.compilationDirectory)
-                }
+                if index < UInt64(files.count), let name = files[Int(index)].name { result.declFile = .foreign(directory: files[Int(index)].directory, name: name) }
+            } else if let files = lines?.files, index < UInt64(files.count), files[Int(index)].name != nil {
+                result.declFile = .entry(Int(index))
             } else {
-                result.declFile = fileName(Int(clamping: index))
+                result.declFile = nil
             }
         }
         if depth > 0 { resolved[offset] = result }
@@ -429,29 +514,30 @@ struct UnitSymbols {
     /// Reads the naming attributes of the DIE at `offset`, in this unit or another (`unit` then
     /// names it in the directory).
     private mutating func readNaming(at offset: Int) throws(DWARFError) -> Naming {
-        let sections = directory.sections
-        var owner: CompileUnit = unit
-        var ownerIndex: Int?
-        var table = abbreviations
-        if offset < unit.header.dieOffset || offset >= unit.header.end {
-            guard let index = directory.unit(containing: offset) else {
-                throw DWARFError(section: .info, offset: offset, problem: "a reference to a DIE outside every unit")
-            }
-            owner = directory.units[index]
-            ownerIndex = index
-            table = try foreignUnit(index).abbreviations
+        guard offset < unit.header.dieOffset || offset >= unit.header.end else {
+            return try Self.readNaming(at: offset, sections: directory.sections, abbreviations, unit.header, unit: nil)
         }
-        var reader = sections.info.reader(at: offset, end: owner.header.end)
+        guard let index = directory.unit(containing: offset) else {
+            throw DWARFError(section: .info, offset: offset, problem: "a reference to a DIE outside every unit")
+        }
+        let table = try foreignUnit(index).abbreviations
+        return try Self.readNaming(at: offset, sections: directory.sections, table, directory.units[index].header, unit: index)
+    }
+
+    private static func readNaming(at offset: Int, sections: DebugSections, _ table: AbbreviationTable, _ header: UnitHeader, unit ownerIndex: Int?) throws(DWARFError)
+        -> Naming
+    {
+        var reader = sections.info.reader(at: offset, end: header.end)
         let code = try reader.uleb()
         guard code != 0, let index = table.index(of: code) else { throw reader.error("a reference to a DIE with abbreviation code \(code), not in its unit's table", at: offset) }
         var naming = Naming(unit: ownerIndex)
         var origin: Int?
         var specification: Int?
-        let format = owner.header.format
+        let format = header.format
         for attribute in table.specifications[table.entries[index].attributes] {
             switch attribute.name {
             case Attribute.name, Attribute.linkageName, Attribute.declFile, Attribute.declLine, Attribute.abstractOrigin, Attribute.specification:
-                let value = try readForm(attribute.form, implicitConst: attribute.implicitConst, &reader, format, unitOffset: owner.header.offset)
+                let value = try readForm(attribute.form, implicitConst: attribute.implicitConst, &reader, format, unitOffset: header.offset)
                 switch attribute.name {
                 case Attribute.name: naming.name = value
                 case Attribute.linkageName: naming.linkageName = value
@@ -480,25 +566,46 @@ struct UnitSymbols {
         return (table, files)
     }
 
-    /// The string of `value` read in its unit (this one when `unit` is nil).
-    private func string(_ value: AttributeValue?, in unitIndex: Int?) throws(DWARFError) -> String? {
+    /// The text of string `value` read in its unit (this one when `unit` is nil); nil when empty.
+    /// `mutating` only so that ``resolve(_:depth:)`` passes `self` by reference rather than a copy.
+    private mutating func string(_ value: AttributeValue?, in unitIndex: Int?) throws(DWARFError) -> UnsafePointer<CChar>? {
         guard let value else { return nil }
-        let owner = unitIndex.map { directory.units[$0] } ?? unit
-        guard let text = try owner.resolveString(value, sections: directory.sections), text.pointee != 0 else { return nil }
-        return strings.string(text)
+        let text: UnsafePointer<CChar>?
+        if let unitIndex {
+            text = try directory.units[unitIndex].resolveString(value, sections: directory.sections)
+        } else {
+            text = try unit.resolveString(value, sections: directory.sections)
+        }
+        guard let text, text.pointee != 0 else { return nil }
+        return text
     }
 
-    /// The scope's `DW_AT_linkage_name`, else its `DW_AT_name` (what addr2line prints for C), and
-    /// where its function is defined: `DW_AT_decl_file` (in the file table of the unit of the DIE
-    /// that has it, a relative name joined with this unit's compilation directory) and
-    /// `DW_AT_decl_line` — each through `DW_AT_abstract_origin` and `DW_AT_specification`.
-    private mutating func describe(_ scope: Int32) throws(DWARFError) -> (name: String?, file: String?, line: Int) {
-        if let known = described[Int(scope)] { return known }
-        let found = try resolve(scopes[Int(scope)].offset)
+    /// Reads the scope's `DW_AT_linkage_name`, else its `DW_AT_name` (what addr2line prints for
+    /// C), and where its function is defined: `DW_AT_decl_file` (in the file table of the unit of
+    /// the DIE that has it, a relative name joined with this unit's compilation directory) and
+    /// `DW_AT_decl_line` — each through `DW_AT_abstract_origin` and `DW_AT_specification`; once.
+    private mutating func describe(_ scope: Int32) throws(DWARFError) {
+        guard !described[Int(scope)] else { return }
+        let found: Resolved
+        if scopes[Int(scope)].originValue >= 0 {
+            // What naming the scope's own DIE would find: its origin's, read here as there.
+            var reader = directory.sections.info.reader(at: scopes[Int(scope)].originValue, end: unit.header.end)
+            let origin = try readForm(scopes[Int(scope)].originForm, implicitConst: 0, &reader, unit.header.format, unitOffset: unit.header.offset)
+            if case .reference(let target) = origin { found = try resolve(target, depth: 1) } else { found = Resolved() }
+        } else {
+            found = try resolve(scopes[Int(scope)].offset)
+        }
         let name = found.hasLinkageName ? found.linkageName ?? (found.hasName ? found.name : nil) : found.name
-        let description = (name: name, file: found.declFile, line: found.declLine ?? 0)
-        described[Int(scope)] = description
-        return description
+        descriptions[Int(scope)] = Description(
+            name: name.map(strings.string),
+            file: found.declFile.flatMap { file in
+                switch file {
+                case .entry(let index): fileName(index)
+                case .foreign(let directory, let name): strings.fileName(directory: directory, name: name, compilationDirectory: unit.compilationDirectory)
+                }
+            },
+            line: found.declLine ?? 0)
+        described[Int(scope)] = true
     }
 
     /// File `index` of the line table, joined with the compilation directory when relative, as

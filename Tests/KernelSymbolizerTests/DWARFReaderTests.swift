@@ -64,9 +64,31 @@ import Testing
         for length: UInt8 in [0, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 1] { bytes.u8(length) }
     }
 
+    /// A program whose rows libdw's order must rearrange: a sequence written inside another's
+    /// addresses, an address set back inside a sequence, a row at its sequence's end address, and
+    /// rows at the address where another sequence ends.
+    static func tangledProgram(into bytes: inout Bytes) {
+        func setAddress(_ address: UInt64) { bytes.u8(0); bytes.uleb(9); bytes.u8(2); bytes.u64(address) }
+        func advance(_ delta: UInt64) { bytes.u8(2); bytes.uleb(delta) }
+        func line(_ delta: Int64) { bytes.u8(3); bytes.sleb(delta) }
+        func copy() { bytes.u8(1) }
+        func end() { bytes.u8(0); bytes.uleb(1); bytes.u8(1) }
+        // [0x1000, 0x1040): lines 2 and 3, then back to 0x1008 for line 4, on to 0x1030 (line 5).
+        setAddress(0x1000); line(1); copy(); advance(0x10); line(1); copy()
+        setAddress(0x1008); line(1); copy(); advance(0x28); line(1); copy(); advance(0x10); end()
+        // [0x1010, 0x1020) inside it: line 20, and line 21 at its end address.
+        setAddress(0x1010); line(19); copy(); advance(0x10); end()
+        setAddress(0x1020); line(20); copy(); end()
+        // [0x0ff0, 0x1000) ends where the first begins; [0x1040, 0x1050) begins where it ends.
+        setAddress(0x0ff0); line(30); copy(); advance(0x10); end()
+        setAddress(0x1040); line(40); copy(); copy(); advance(0x10); end()
+        // A sequence the program ends in, without its end: line 50 from 0x2000 on.
+        setAddress(0x2000); line(49); copy()
+    }
+
     /// A DWARF 4 line program: include directory "include", files "a.c" (directory 0, the unit's)
     /// and "b.h" (directory 1).
-    static func version4() -> [UInt8] {
+    static func version4(program body: (inout Bytes) -> Void = program) -> [UInt8] {
         var header = Bytes()
         header.u8(1)  // minimum_instruction_length
         header.u8(1)  // maximum_operations_per_instruction
@@ -79,7 +101,7 @@ import Testing
         header.string("a.c"); header.uleb(0); header.uleb(0); header.uleb(0)
         header.string("b.h"); header.uleb(1); header.uleb(0); header.uleb(0)
         header.u8(0)
-        return wrap(version: 4, header: header, extra: [])
+        return wrap(version: 4, header: header, extra: [], program: body)
     }
 
     /// A DWARF 5 line program: directories "/src" and "include" (`DW_FORM_line_strp`), files
@@ -105,9 +127,9 @@ import Testing
     }
 
     /// unit_length, version, (DWARF 5: address_size, segment_selector_size), header_length, header, program.
-    static func wrap(version: UInt16, header: Bytes, extra: [UInt8]) -> [UInt8] {
+    static func wrap(version: UInt16, header: Bytes, extra: [UInt8], program body: (inout Bytes) -> Void = program) -> [UInt8] {
         var program = Bytes()
-        Self.program(into: &program)
+        body(&program)
         var body = Bytes()
         body.u16(version)
         body.data += extra
@@ -198,6 +220,62 @@ import Testing
             }
         }
         #expect(failures > 100, "truncations must be reported")
+    }
+
+    /// A batch's rows, found as the program runs without keeping or sorting rows, are the rows
+    /// the sorted table gives each PC: on both programs, on a tangled one, and on every truncation
+    /// and single-byte corruption of them that reads.
+    @Test func batchRowsAreTheSortedTablesRows() throws {
+        var lineStr = Bytes()
+        let programs = [Self.version4(), Self.version5(lineStr: &lineStr), Self.version4(program: Self.tangledProgram)]
+        func fields(_ row: LineRow) -> [UInt64] {
+            [row.address, UInt64(row.file), UInt64(row.line), UInt64(row.column), UInt64(row.discriminator), row.endSequence ? 1 : 0]
+        }
+        var compared = 0
+        for program in programs {
+            var variants = [program] + (0..<program.count).map { Array(program[..<$0]) }
+            for position in program.indices {
+                for value: UInt8 in [0x00, 0xff, 0x80, 0x01, 0x10] {
+                    var corrupt = program
+                    corrupt[position] = value
+                    variants.append(corrupt)
+                }
+            }
+            for variant in variants {
+                Self.withSections(line: variant, lineStr: lineStr.data) { sections in
+                    guard let table = try? LineTable(sections: sections, offset: 0, compilationDirectory: nil) else { return }
+                    var pcs: Set<UInt64> = [0, 1, .max - 1, .max]
+                    for row in table.rows { pcs.formUnion([row.address &- 1, row.address, row.address &+ 1]) }
+                    // A PC asked twice has one answer twice.
+                    let sorted = pcs.sorted()
+                    let batch = [sorted[0]] + sorted
+                    do throws(DWARFError) {
+                        let found = try table.rows(covering: batch)
+                        #expect(found.count == batch.count)
+                        for (pc, row) in zip(batch, found) {
+                            let expected = table.row(at: pc).map { table.rows[$0] }
+                            #expect(row.map(fields) == expected.map(fields), "PC 0x\(String(pc, radix: 16))")
+                        }
+                        compared += 1
+                    } catch {
+                        Issue.record("the rows were read, the batch failed: \(error.message)")
+                    }
+                }
+            }
+        }
+        #expect(compared > 300)
+    }
+
+    /// The tangled program's rows in libdw's order, so that the batch test above compares against
+    /// rows that really were rearranged.
+    @Test func tangledProgramIsRearranged() throws {
+        try Self.withSections(line: Self.version4(program: Self.tangledProgram)) { sections in
+            let table = try LineTable(sections: sections, offset: 0, compilationDirectory: nil)
+            let line = { (pc: UInt64) in table.row(at: pc).map { table.rows[$0].line } }
+            #expect(line(0x0ff8) == 31 && line(0x1000) == 2 && line(0x1008) == 4 && line(0x100f) == 4)
+            #expect(line(0x1010) == 20 && line(0x101f) == 20 && line(0x1020) == 21 && line(0x102f) == 21)
+            #expect(line(0x1030) == 5 && line(0x1040) == 41 && line(0x104f) == 41 && line(0x1050) == nil && line(0x2100) == 50)
+        }
     }
 
     @Test func lineRangeZeroIsAnErrorNotADivisionTrap() throws {
