@@ -147,17 +147,15 @@ public struct VirtualMachine: Sendable {
             if !commandStarted {
                 commandStarted = FileManager.default.fileExists(atPath: jobPath + "/started")
                 if !commandStarted && Date() > bootDeadline {
-                    process.terminate()
-                    process.waitUntilExit()
+                    Self.stop(process)
                     throw VirtualMachineError(description:
                         "the guest is hung: it did not start the command within \(Int(bootTimeoutSeconds)) s of booting; it last printed:\n\(tail(jobPath + "/console.log"))")
                 }
             }
             if Date() > deadline {
-                process.terminate()
-                process.waitUntilExit()
+                Self.stop(process)
                 throw VirtualMachineError(description:
-                    "the guest did not finish within \(Int(timeoutSeconds)) s; it last printed:\n\(tail(jobPath + "/console.log"))")
+                    "the guest did not finish within \(Int(timeoutSeconds)) s (give it longer with --guest-timeout); the command last wrote to its standard output:\n\(tail(jobPath + "/stdout"))\nand to its standard error:\n\(tail(jobPath + "/stderr"))\nthe console last printed:\n\(tail(jobPath + "/console.log"))")
             }
             usleep(50_000)
         }
@@ -171,6 +169,17 @@ public struct VirtualMachine: Sendable {
             standardOutput: FileManager.default.contents(atPath: jobPath + "/stdout") ?? Data(),
             standardError: FileManager.default.contents(atPath: jobPath + "/stderr") ?? Data(),
             exitStatus: status, seconds: seconds)
+    }
+
+    /// Ends QEMU: SIGTERM, then SIGKILL if it is still running 10 s later. QEMU does not always act
+    /// on SIGTERM: a TCG guest stopped at its run timeout once kept QEMU running, SIGTERM pending,
+    /// for over 20 minutes, and a wait for it alone would have hung kcovctl with it.
+    static func stop(_ process: Process) {
+        process.terminate()
+        let patience = Date().addingTimeInterval(10)
+        while process.isRunning && Date() < patience { usleep(50_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
     }
 
     /// Removes the job folders (`job-PID-N`) in `directory` whose process no longer exists: what

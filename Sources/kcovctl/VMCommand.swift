@@ -68,6 +68,11 @@ struct GuestOptions: ParsableArguments {
         help: "Seconds the guest may take to boot and start the command before it is reported as hung (default 300).")
     var bootTimeout: Int?
 
+    @Option(
+        name: .customLong("guest-timeout"), parsing: .unconditional,
+        help: "Seconds the whole guest run (boot and command) may take before it is stopped and its last output shown (default 1800).")
+    var guestTimeout: Int?
+
     @Option(help: "Which test kernel to boot: 6.12 (the default) or 6.1 (`kcovctl vm build --source`).", transform: kernelSource)
     var source: KernelSource?
 
@@ -92,14 +97,17 @@ struct GuestOptions: ParsableArguments {
     var kernelConfig: String?
 
     /// Whether any of these options was given (they apply only to commands run in a guest).
-    var given: Bool { kvm || bootTimeout != nil || source != nil || kaslr || kernel != nil || vmlinux != nil || kernelConfig != nil }
+    var given: Bool { kvm || bootTimeout != nil || guestTimeout != nil || source != nil || kaslr || kernel != nil || vmlinux != nil || kernelConfig != nil }
 
     /// The usage error for guest options given without `--vm`.
-    static let onlyWithVM = "--kvm, --boot-timeout, --source, --kaslr, --kernel, --vmlinux and --kernel-config only apply with --vm"
+    static let onlyWithVM = "--kvm, --boot-timeout, --guest-timeout, --source, --kaslr, --kernel, --vmlinux and --kernel-config only apply with --vm"
 
     func validate() throws {
         if let bootTimeout, !(1...86_400).contains(bootTimeout) {
             throw ValidationError("--boot-timeout must be between 1 and 86400 seconds, not \(bootTimeout)")
+        }
+        if let guestTimeout, !(1...604_800).contains(guestTimeout) {
+            throw ValidationError("--guest-timeout must be between 1 and 604800 seconds (a week), not \(guestTimeout)")
         }
         if kernel != nil && source != nil {
             throw ValidationError("--source picks one of the project's test kernels and --kernel boots your own: give one of them")
@@ -149,7 +157,7 @@ struct GuestLauncher {
         }
         let machine = VirtualMachine(
             kernelImage: kernelImage, workDirectory: TestKernelBuilder.defaultCacheDirectory + "/vm",
-            accelerator: options.kvm ? .kvm : .tcg, bootTimeoutSeconds: Double(options.bootTimeout ?? 300),
+            accelerator: options.kvm ? .kvm : .tcg, timeoutSeconds: Double(options.guestTimeout ?? 1800), bootTimeoutSeconds: Double(options.bootTimeout ?? 300),
             randomizeBase: options.kaslr)
         return try machine.run(command)
     }

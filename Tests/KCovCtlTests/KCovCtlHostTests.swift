@@ -17,6 +17,8 @@ import Testing
         ["trace", "--boot-timeout", "5", "--", "true"],
         ["conformance", "--backend", "linux", "--model", "--kvm"],
         ["vm", "run", "--boot-timeout", "0", "--", "true"],
+        ["vm", "run", "--guest-timeout", "0", "--", "true"],
+        ["trace", "--guest-timeout", "60", "--", "true"],
         ["vm", "run"],
     ])
     func usageErrorsExit64(arguments: [String]) throws {
@@ -209,6 +211,16 @@ import Testing
         #expect(result.status == 1)
         #expect(result.errors.contains("the guest is hung: it did not start the command within 1 s of booting; it last printed:"), "\(result.errors)")
         #expect(Date().timeIntervalSince(started) < 120, "the boot timeout, not the run's, ended it")
+    }
+
+    @Test("A guest run past --guest-timeout is stopped, with what the command last wrote", .timeLimit(.minutes(20)))
+    func aGuestPastItsTimeoutIsStoppedWithItsOutput() throws {
+        let started = Date()
+        let result = try runKcovctl(["vm", "run", "--guest-timeout", "150", "--", "sh", "-c", "echo step-one; echo step-two >&2; exec sleep 100000"])
+        #expect(result.status == 1)
+        #expect(result.errors.contains("the guest did not finish within 150 s (give it longer with --guest-timeout)"), "\(result.errors)")
+        #expect(result.errors.contains("standard output:\nstep-one") && result.errors.contains("standard error:\nstep-two"), "\(result.errors)")
+        #expect(Date().timeIntervalSince(started) < 600, "the guest timeout ended it")
     }
 
     @Test("kprobe: every function of a shared name is probed at its own address; the report keeps static functions of one name apart by file and counts clones under their origin",
