@@ -33,6 +33,12 @@ public final class ModuleCoverage {
     /// Where module `index` (in name order) is placed: far from any kernel text, 4 GiB apart.
     static func base(of index: Int) -> UInt64 { 0xffff_f000_0000_0000 &+ UInt64(index) << 32 }
 
+    /// The index in ``modules`` of the module whose space (its ``Module/base`` and the 4 GiB
+    /// after it) holds `pc`, a PC ``mapped(_:)`` placed; nil for a PC of the vmlinux.
+    public func module(containing pc: UInt64) -> Int? {
+        modules.indices.first { pc >= modules[$0].base && pc - modules[$0].base < 1 << 32 }
+    }
+
     /// Reads each `.ko`; `paths` maps module names to files. A name is taken as the kernel
     /// spells it in `/proc/modules` (`-` becomes `_`). Throws ``KernelImageError`` or
     /// ``SymbolizerError`` for a file that is not a readable module with DWARF, and

@@ -165,7 +165,7 @@ struct ReportCommand: ParsableCommand {
         // recorded it is looked up where it moved, and each trace's records are matched on the PCs
         // it recorded.
         var place = location
-        if case .pc(let pc) = location, let index = inputs.indices.first(where: { recorded[$0].contains(pc) }), let at = recorded[index].firstIndex(of: pc) {
+        if case .pc(let pc) = location, let (index, at) = recorded.indices.lazy.compactMap({ index in recorded[index].firstIndex(of: pc).map { (index, $0) } }).first {
             place = .pc(inputs[index].pcs[at])
         }
         let pcs = CoverageAttribution.pcs(at: place, in: map)

@@ -60,7 +60,7 @@ struct SymbolizeCommand: ParsableCommand {
             let symbolizer = try KernelSymbolizer(vmlinux: vmlinux)
             // Module PCs move to where their .ko's symbolizer answers (Docs/modules.md); others stay.
             var lookups = addresses
-            var given: [ModuleCoverage.Module] = []
+            var placed: ModuleCoverage?
             let asked = !module.isEmpty || modules != nil
             if asked, input?.kernel == nil {
                 throw CoverageInputError(
@@ -68,16 +68,16 @@ struct SymbolizeCommand: ParsableCommand {
                     "has no kernel layout (rawcover, or a trace from a kcovctl before trace format 3), so its module PCs cannot be placed: trace again with `kcovctl trace --format json`")
             }
             if let input, let layout = input.kernel, asked || !layout.modules.isEmpty {
-                let placed = try ModuleCoverage(
+                let given = try ModuleCoverage(
                     paths: try ModuleArguments(module: module, folder: modules).paths(loaded: Set(layout.modules.map(\.name))),
                     vmlinux: try KernelImage(path: vmlinux))
-                let (mapped, unmapped) = try placed.mapped(input)
+                let (mapped, unmapped) = try given.mapped(input)
                 lookups = mapped.pcs
-                given = placed.modules
+                placed = given
                 noteUnmappedModules(unmapped)
             }
             if returnAddresses { lookups = lookups.map { $0 &- 1 } }
-            frames = try Self.frames(of: lookups, vmlinux: symbolizer, modules: given)
+            frames = try Self.frames(of: lookups, vmlinux: symbolizer, modules: placed)
         } catch {
             throw fail(error)
         }
@@ -107,18 +107,16 @@ struct SymbolizeCommand: ParsableCommand {
         }
     }
 
-    /// Each PC's frames, from the module whose space (``ModuleCoverage/Module/base`` and the
-    /// 4 GiB after it) holds it, else from the vmlinux: one batch per symbolizer.
-    private static func frames(of pcs: [UInt64], vmlinux: KernelSymbolizer, modules: [ModuleCoverage.Module]) throws(SymbolizerError) -> [[SymbolFrame]] {
-        var owner = [Int](repeating: -1, count: pcs.count)
-        for (index, module) in modules.enumerated() {
-            for (position, pc) in pcs.enumerated() where pc >= module.base && pc - module.base < 1 << 32 { owner[position] = index }
-        }
+    /// Each PC's frames, from the module whose space holds it (``ModuleCoverage/module(containing:)``),
+    /// else from the vmlinux: one batch per symbolizer.
+    private static func frames(of pcs: [UInt64], vmlinux: KernelSymbolizer, modules: ModuleCoverage?) throws(SymbolizerError) -> [[SymbolFrame]] {
+        let owner = pcs.map { pc in modules?.module(containing: pc) ?? -1 }
         var frames = [[SymbolFrame]](repeating: [], count: pcs.count)
-        for index in -1..<modules.count {
+        for index in -1..<(modules?.modules.count ?? 0) {
             let positions = owner.indices.filter { owner[$0] == index }
             guard !positions.isEmpty else { continue }
-            let answers = try (index < 0 ? vmlinux : modules[index].symbolizer).checkedFrames(for: positions.map { pcs[$0] })
+            let symbolizer = index < 0 ? vmlinux : modules!.modules[index].symbolizer
+            let answers = try symbolizer.checkedFrames(for: positions.map { pcs[$0] })
             for (position, answer) in zip(positions, answers) { frames[position] = answer }
         }
         return frames
