@@ -33,14 +33,20 @@ enum DebugSection: Int, CaseIterable, Sendable {
 /// The bytes of one debug section, little-endian, valid while the symbolizer that mapped them is
 /// alive. Empty when the file has no such section.
 struct SectionBytes: @unchecked Sendable {
-    var base: UnsafeRawPointer?
-    var count: Int
+    let base: UnsafeRawPointer?
+    let count: Int
     var section: DebugSection
+    /// Whether the last byte is a NUL, so that every string in the section ends inside it (the
+    /// usual case for `.debug_str` and `.debug_line_str`, which then need no search per string).
+    private var endsWithNUL: Bool
 
     init(_ section: DebugSection, base: UnsafeRawPointer? = nil, count: Int = 0) {
         self.section = section
-        self.base = count > 0 ? base : nil
-        self.count = base == nil ? 0 : count
+        let base = count > 0 ? base : nil
+        let count = base == nil ? 0 : count
+        self.base = base
+        self.count = count
+        endsWithNUL = base.map { $0.load(fromByteOffset: count - 1, as: UInt8.self) == 0 } ?? false
     }
 
     func reader(at offset: Int, end: Int? = nil) -> ByteReader {

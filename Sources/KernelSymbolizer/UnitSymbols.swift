@@ -78,9 +78,11 @@ struct UnitSymbols {
     private var fileNamesRead: [Bool]
     /// Plain values only, so that recording one copies a few words.
     private var scopes: [Scope] = []
-    /// What a scope's frames say, by scope, once read (`described`): its name and declaration.
+    /// What the scopes' frames say, in the order they were read: name and declaration.
     private var descriptions: [Description] = []
-    private var described: [Bool] = []
+    /// By scope, its entry in `descriptions`; -1 until it is read. (Numbers only, so that making
+    /// the table for every scope of the unit costs a fill, not a string per scope.)
+    private var descriptionOf: [Int32] = []
     private var rangeStarts: [UInt64] = []
     private var rangeEnds: [UInt64] = []
     /// The ranges of every function (the scopes a lookup starts from), sorted by start, and the
@@ -108,8 +110,7 @@ struct UnitSymbols {
         fileNames = Array(repeating: nil, count: lines?.files.count ?? 0)
         fileNamesRead = Array(repeating: false, count: fileNames.count)
         try collectScopes(batch: batch)
-        descriptions = Array(repeating: Description(), count: scopes.count)
-        described = Array(repeating: false, count: scopes.count)
+        descriptionOf = Array(repeating: -1, count: scopes.count)
         resolved = IntegerMap(capacity: scopes.count)
         functionRanges.sort { $0.start < $1.start }
         var farthest: UInt64 = 0
@@ -153,10 +154,10 @@ struct UnitSymbols {
             }
         }
         let innermost = SymbolFrame(
-            function: scope.flatMap { descriptions[Int($0)].name }, file: row.flatMap { fileName(Int($0.file)) } ?? "??",
+            function: scope.flatMap { descriptions[Int(descriptionOf[Int($0)])].name }, file: row.flatMap { fileName(Int($0.file)) } ?? "??",
             line: row.map { Int(Int32(bitPattern: $0.line)) } ?? 0, column: row.map { Int(Int32(bitPattern: $0.column)) } ?? 0,
-            discriminator: row.map { Int($0.discriminator) } ?? 0, functionFile: scope.flatMap { descriptions[Int($0)].file },
-            functionLine: scope.map { descriptions[Int($0)].line } ?? 0)
+            discriminator: row.map { Int($0.discriminator) } ?? 0, functionFile: scope.flatMap { descriptions[Int(descriptionOf[Int($0)])].file },
+            functionLine: scope.map { descriptions[Int(descriptionOf[Int($0)])].line } ?? 0)
         // Most PCs have one frame: an array literal allocates it exactly.
         guard depth > 1 else { return [innermost] }
         var frames: [SymbolFrame] = []
@@ -168,7 +169,7 @@ struct UnitSymbols {
         while callee >= 0 {
             let inlined = scopes[Int(callee)]
             guard inlined.parent >= 0 else { break }
-            let caller = Int(inlined.parent)
+            let caller = Int(descriptionOf[Int(inlined.parent)])  // the caller's description
             frames.append(SymbolFrame(
                 function: descriptions[caller].name, file: inlined.callFile.flatMap { fileName(Int(clamping: $0)) } ?? "??",
                 line: inlined.callLine, column: inlined.callColumn, functionFile: descriptions[caller].file, functionLine: descriptions[caller].line))
@@ -231,7 +232,9 @@ struct UnitSymbols {
         var rangeList: AttributeValue?
         var sibling: Int?
         var scope = Scope(offset: dieOffset, parent: parent, ranges: 0..<0)
-        for specification in abbreviations.specifications[abbreviation.attributes] {
+        // By index: a slice of the specifications would retain and release their array per DIE.
+        for attribute in abbreviation.attributes {
+            let specification = abbreviations.specifications[attribute]
             switch specification.name {
             case Attribute.lowPC, Attribute.highPC, Attribute.ranges, Attribute.sibling, Attribute.callFile, Attribute.callLine, Attribute.callColumn:
                 let value = try readForm(specification.form, implicitConst: specification.implicitConst, &reader, format, unitOffset: unitOffset)
@@ -284,14 +287,16 @@ struct UnitSymbols {
                 try reader.skip(abbreviation.fixedSize)
                 return nil
             }
-            for specification in abbreviations.specifications[abbreviation.attributes] {
+            for attribute in abbreviation.attributes {
+                let specification = abbreviations.specifications[attribute]
                 if specification.size >= 0 { try reader.skip(specification.size) } else { try skipForm(specification.form, &reader, unit.header.format) }
             }
             return nil
         }
         var sibling: Int?
-        for (position, specification) in abbreviations.specifications[abbreviation.attributes].enumerated() {
-            if position == abbreviation.sibling {
+        for attribute in abbreviation.attributes {
+            let specification = abbreviations.specifications[attribute]
+            if attribute - abbreviation.attributes.lowerBound == abbreviation.sibling {
                 let value = try readForm(specification.form, implicitConst: specification.implicitConst, &reader, unit.header.format, unitOffset: unit.header.offset)
                 if case .reference(let target) = value { sibling = target }
             } else if specification.size >= 0 {
@@ -585,7 +590,7 @@ struct UnitSymbols {
     /// the DIE that has it, a relative name joined with this unit's compilation directory) and
     /// `DW_AT_decl_line` — each through `DW_AT_abstract_origin` and `DW_AT_specification`; once.
     private mutating func describe(_ scope: Int32) throws(DWARFError) {
-        guard !described[Int(scope)] else { return }
+        guard descriptionOf[Int(scope)] < 0 else { return }
         let found: Resolved
         if scopes[Int(scope)].originValue >= 0 {
             // What naming the scope's own DIE would find: its origin's, read here as there.
@@ -596,7 +601,7 @@ struct UnitSymbols {
             found = try resolve(scopes[Int(scope)].offset)
         }
         let name = found.hasLinkageName ? found.linkageName ?? (found.hasName ? found.name : nil) : found.name
-        descriptions[Int(scope)] = Description(
+        let description = Description(
             name: name.map(strings.string),
             file: found.declFile.flatMap { file in
                 switch file {
@@ -605,7 +610,8 @@ struct UnitSymbols {
                 }
             },
             line: found.declLine ?? 0)
-        described[Int(scope)] = true
+        descriptionOf[Int(scope)] = Int32(descriptions.count)
+        descriptions.append(description)
     }
 
     /// File `index` of the line table, joined with the compilation directory when relative, as

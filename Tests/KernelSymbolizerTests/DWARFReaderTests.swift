@@ -311,6 +311,25 @@ import Testing
         }
     }
 
+    /// A string section that ends in a NUL needs no search per string; one whose last string
+    /// runs to its end is an error for that string only, naming its offset.
+    @Test func stringsEndInsideTheirSection() throws {
+        try Array("main\0kcov".utf8).withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws in
+            let section = SectionBytes(.str, base: raw.baseAddress, count: raw.count)
+            #expect(String(cString: try section.string(at: 0)) == "main")
+            #expect(String(cString: try section.string(at: 2)) == "in")
+            let error = try #require(throws: DWARFError.self) { try section.string(at: 5) }
+            #expect(error.section == .str && error.offset == 5 && error.problem.contains("terminating NUL"))
+            #expect(throws: DWARFError.self) { try section.string(at: 10) }
+        }
+        try Array("main\0kcov\0".utf8).withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws in
+            let section = SectionBytes(.str, base: raw.baseAddress, count: raw.count)
+            #expect(String(cString: try section.string(at: 5)) == "kcov")
+            #expect(String(cString: try section.string(at: 9)) == "")
+            #expect(throws: DWARFError.self) { try section.string(at: 10) }
+        }
+    }
+
     @Test func abbreviationTables() throws {
         var table = Bytes()
         // 1: compile unit with children: name (strp), producer (string).

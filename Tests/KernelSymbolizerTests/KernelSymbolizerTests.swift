@@ -84,4 +84,19 @@ import Testing
         #expect(range.startLine == innermost.line && range.endLine == innermost.line && range.startLine > 0)
         #expect(range.startColumn == innermost.column && range.endColumn == innermost.column)
     }
+
+    /// A frame keeps its numbers in 32 bits, as DWARF's line-table registers are: each reads back
+    /// what was set, a discriminator up to `UInt32.max` included, and a value past 32 bits is
+    /// clamped rather than wrapped.
+    @Test func frameNumbersReadBackAsSet() {
+        var frame = SymbolFrame(function: "f", file: "a.c", line: 7, column: 3, discriminator: 0xffff_ffff, functionFile: "a.c", functionLine: 5)
+        #expect(frame.line == 7 && frame.column == 3 && frame.discriminator == 0xffff_ffff && frame.functionLine == 5)
+        frame.line = 1 << 40
+        frame.column = -2
+        frame.discriminator = 4
+        frame.functionLine = Int(Int32.max)
+        #expect(frame.line == Int(Int32.max) && frame.column == -2 && frame.discriminator == 4 && frame.functionLine == Int(Int32.max))
+        #expect(frame == SymbolFrame(function: "f", file: "a.c", line: 1 << 40, column: -2, discriminator: 4, functionFile: "a.c", functionLine: Int(Int32.max)))
+        #expect(frame != SymbolFrame(function: "f", file: "a.c", line: 1 << 40, column: -2, discriminator: 5, functionFile: "a.c", functionLine: Int(Int32.max)))
+    }
 }

@@ -9,7 +9,8 @@ import LinuxBackend
 import TraceFile
 
 // Each benchmark times the project's path and the baseline tool on the same vmlinux in this run
-// (best of 3 each), checks they found about the same thing, and prints the ratio (baseline / ours).
+// (best of 3 each, or of rounds that alternate the two), checks they found about the same thing,
+// and prints the ratio (baseline / ours).
 
 /// Wall-clock seconds of `body`, best of `repeats`.
 func best<T>(of repeats: Int, _ body: () throws -> T) rethrows -> (seconds: Double, result: T) {
@@ -378,9 +379,10 @@ func main() throws {
     // 2. Symbolizing every coverable PC's call site, inlined frames included: one batch each; then
     // every answer compared with addr2line's, each difference cross-checked with llvm-symbolizer.
     let sites = scan.result.pc.all.map { $0 - CoverablePCs.callLength }
-    let ours = try best(of: 3) { try KernelSymbolizer(vmlinux: path).checkedFrames(for: sites) }
+    // The two in turn, five rounds, so that a change of the machine's load falls on both sides.
     let input = Data(sites.map { String($0, radix: 16) }.joined(separator: "\n").utf8 + [0x0a])
-    let addr2line = try best(of: 3) { try shell("addr2line -afi -e '\(path)'", input: input) }
+    let (ours, addr2line) = try alternating(
+        rounds: 5, { try KernelSymbolizer(vmlinux: path).checkedFrames(for: sites) }, { try shell("addr2line -afi -e '\(path)'", input: input) })
     let differences = try compare(
         vmlinux: path, pcs: sites, ours: ours.result.map(printed), addr2line: try parseGNU(String(decoding: addr2line.result, as: UTF8.self)))
     report(
