@@ -118,7 +118,7 @@ let package = Package(
         .target(name: "TestKernel", resources: [.copy("TestModule")], swiftSettings: swiftSettings),
         // Whether a user's kernel can run the guest, checked in seconds before booting it (Docs/guest-kernels.md):
         // the bzImage's x86 boot header and payload, its embedded config (or a .config), the vmlinux that matches it.
-        .target(name: "KernelPreflight", dependencies: ["CoverageAPI", "CElfutils"], swiftSettings: swiftSettings),
+        .target(name: "KernelPreflight", dependencies: ["CoverageAPI", "CElfutils", "RelocatableObject"], swiftSettings: swiftSettings),
         // Boots a kernel under QEMU with the host root over 9p and runs one command in the guest.
         .target(name: "VirtualMachine", swiftSettings: swiftSettings),
         // For tests only (no product): the built kcovctl, programs run with their output captured, and

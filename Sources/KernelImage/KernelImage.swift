@@ -113,16 +113,8 @@ public final class KernelImage {
 
     /// The file bytes of the first section named `name` (such as `.note.gnu.build-id`), if it has any.
     public func contents(ofSection name: String) -> [UInt8]? {
-        var names = 0
-        guard elf_getshdrstrndx(elf, &names) == 0 else { return nil }
-        var section = elf_nextscn(elf, nil)
-        while let current = section {
-            section = elf_nextscn(elf, current)
-            var header = GElf_Shdr()
-            guard gelf_getshdr(current, &header) != nil, header.sh_type != UInt32(SHT_NOBITS),
-                  let raw = elf_strptr(elf, names, Int(header.sh_name)), String(cString: raw) == name,
-                  let data = elf_getdata(current, nil), let buffer = data.pointee.d_buf
-            else { continue }
+        for section in ELFSections(elf) where section.header.sh_type != UInt32(SHT_NOBITS) && section.isNamed(name) {
+            guard let data = elf_getdata(section.handle, nil), let buffer = data.pointee.d_buf else { continue }
             return [UInt8](UnsafeRawBufferPointer(start: buffer, count: Int(data.pointee.d_size)))
         }
         return nil
@@ -162,42 +154,29 @@ public final class KernelImage {
         guard !tableOverflow, !endOverflow, tableEnd <= fileSize else {
             throw KernelImageError(path: path, "\(truncated): its section headers end past the end of the file; copy the vmlinux again")
         }
-        var section = elf_nextscn(elf, nil)
-        while let current = section {
-            section = elf_nextscn(elf, current)
-            var sectionHeader = GElf_Shdr()
-            guard gelf_getshdr(current, &sectionHeader) != nil, sectionHeader.sh_type != UInt32(SHT_NOBITS) else { continue }
-            let (end, overflow) = sectionHeader.sh_offset.addingReportingOverflow(sectionHeader.sh_size)
+        for section in ELFSections(elf) where section.header.sh_type != UInt32(SHT_NOBITS) {
+            let (end, overflow) = section.header.sh_offset.addingReportingOverflow(section.header.sh_size)
             guard !overflow, end <= fileSize else {
-                throw KernelImageError(path: path, "\(truncated): section \(sectionName(elf, sectionHeader)) ends past the end of the file; copy the vmlinux again")
+                throw KernelImageError(path: path, "\(truncated): section \(section.nameText) ends past the end of the file; copy the vmlinux again")
             }
         }
     }
 
-    private static func sectionName(_ elf: OpaquePointer, _ header: GElf_Shdr) -> String {
-        var names = 0
-        guard elf_getshdrstrndx(elf, &names) == 0, let name = elf_strptr(elf, names, Int(header.sh_name)) else { return "" }
-        return String(cString: name)
-    }
-
     private static func readSections(_ elf: OpaquePointer, path: String, relocated: RelocatedObject?) throws(KernelImageError) -> [ExecutableSection] {
         var sections: [ExecutableSection] = []
-        var section = elf_nextscn(elf, nil)
-        while let current = section {
-            defer { section = elf_nextscn(elf, current) }
-            var header = GElf_Shdr()
-            guard gelf_getshdr(current, &header) != nil else { continue }
+        for section in ELFSections(elf) {
+            let header = section.header
             guard header.sh_type == UInt32(SHT_PROGBITS), header.sh_flags & UInt64(SHF_EXECINSTR) != 0, header.sh_size > 0 else { continue }
-            let index = elf_ndxscn(current)
+            let index = section.index
             if let relocated, let bytes = relocated.bytes(ofSection: index), let address = relocated.sectionAddresses[index] {
-                sections.append(ExecutableSection(name: sectionName(elf, header), address: address, bytes: bytes))
+                sections.append(ExecutableSection(name: section.nameText, address: address, bytes: bytes))
                 continue
             }
-            guard let data = elf_getdata(current, nil), let buffer = data.pointee.d_buf else {
-                throw KernelImageError(path: path, "cannot read section \(sectionName(elf, header)): \(libelfMessage())")
+            guard let data = elf_getdata(section.handle, nil), let buffer = data.pointee.d_buf else {
+                throw KernelImageError(path: path, "cannot read section \(section.nameText): \(libelfMessage())")
             }
             sections.append(ExecutableSection(
-                name: sectionName(elf, header), address: relocated?.sectionAddresses[index] ?? header.sh_addr,
+                name: section.nameText, address: relocated?.sectionAddresses[index] ?? header.sh_addr,
                 bytes: UnsafeRawBufferPointer(start: buffer, count: Int(data.pointee.d_size))))
         }
         guard !sections.isEmpty else {
@@ -209,25 +188,17 @@ public final class KernelImage {
     private static func readAllocatedSections(_ elf: OpaquePointer, relocated: RelocatedObject?) -> [String: (address: UInt64, size: UInt64)] {
         if let relocated { return relocated.sections.mapValues { ($0.address, $0.size) } }
         var sections: [String: (address: UInt64, size: UInt64)] = [:]
-        var section = elf_nextscn(elf, nil)
-        while let current = section {
-            section = elf_nextscn(elf, current)
-            var header = GElf_Shdr()
-            guard gelf_getshdr(current, &header) != nil, header.sh_flags & UInt64(SHF_ALLOC) != 0 else { continue }
-            let name = sectionName(elf, header)
-            if sections[name] == nil { sections[name] = (header.sh_addr, header.sh_size) }
+        for section in ELFSections(elf) where section.header.sh_flags & UInt64(SHF_ALLOC) != 0 {
+            let name = section.nameText
+            if sections[name] == nil { sections[name] = (section.header.sh_addr, section.header.sh_size) }
         }
         return sections
     }
 
     private static func readFunctions(_ elf: OpaquePointer, path: String, relocated: RelocatedObject?) throws(KernelImageError) -> ([FunctionSymbol], [String]) {
-        var section = elf_nextscn(elf, nil)
-        while let current = section {
-            section = elf_nextscn(elf, current)
-            var header = GElf_Shdr()
-            guard gelf_getshdr(current, &header) != nil, header.sh_type == UInt32(SHT_SYMTAB), header.sh_entsize > 0,
-                  let data = elf_getdata(current, nil)
-            else { continue }
+        for section in ELFSections(elf) {
+            let header = section.header
+            guard header.sh_type == UInt32(SHT_SYMTAB), header.sh_entsize > 0, let data = elf_getdata(section.handle, nil) else { continue }
             var functions: [FunctionSymbol] = []
             var oversized: [String] = []
             let count = Int32(clamping: header.sh_size / header.sh_entsize)

@@ -1,5 +1,6 @@
 import CElfutils
 import Foundation
+import RelocatableObject
 
 /// What the preflight reads from a kernel's ELF image, the vmlinux or the bzImage's decompressed
 /// payload, through libelf: its build id, its `linux_banner` (with a symbol table), and the
@@ -34,17 +35,14 @@ struct KernelELF {
         hasSymbolTable = false
         allocatedRanges = []
         var symbolTable: (section: OpaquePointer, header: GElf_Shdr)?
-        var section = elf_nextscn(elf, nil)
-        while let current = section {
-            section = elf_nextscn(elf, current)
-            var sectionHeader = GElf_Shdr()
-            guard gelf_getshdr(current, &sectionHeader) != nil else { continue }
+        for section in ELFSections(elf) {
+            let sectionHeader = section.header
             // sh_type is any 32-bit value in a bad file: compared as read, never narrowed.
             switch sectionHeader.sh_type {
             case UInt32(SHT_SYMTAB):
-                symbolTable = (current, sectionHeader)
+                symbolTable = (section.handle, sectionHeader)
             case UInt32(SHT_NOTE) where buildID == nil:
-                buildID = Self.buildID(in: current)
+                buildID = Self.buildID(in: section.handle)
             case UInt32(SHT_PROGBITS) where sectionHeader.sh_flags & UInt64(SHF_ALLOC) != 0:
                 let (end, overflow) = sectionHeader.sh_offset.addingReportingOverflow(sectionHeader.sh_size)
                 if !overflow, end <= UInt64(raw.count) {

@@ -28,18 +28,15 @@ struct CodeMap {
     /// Reads `elf`'s code sections and symbols; for a relocatable object, at `relocated`'s layout.
     init(_ elf: OpaquePointer, relocated: RelocatedObject? = nil) {
         var symbolTable: (section: OpaquePointer, header: GElf_Shdr)?
-        var section = elf_nextscn(elf, nil)
-        while let current = section {
-            section = elf_nextscn(elf, current)
-            var header = GElf_Shdr()
-            guard gelf_getshdr(current, &header) != nil else { continue }
+        for section in ELFSections(elf) {
+            let header = section.header
             let code = UInt64(SHF_ALLOC | SHF_EXECINSTR)
             if header.sh_flags & code == code, header.sh_size > 0 {
-                let start = relocated?.sectionAddresses[elf_ndxscn(current)] ?? header.sh_addr
-                sections.append(Section(start: start, end: saturatingEnd(start, header.sh_size), index: elf_ndxscn(current)))
+                let start = relocated?.sectionAddresses[section.index] ?? header.sh_addr
+                sections.append(Section(start: start, end: saturatingEnd(start, header.sh_size), index: section.index))
             }
             if header.sh_type == UInt32(SHT_SYMTAB) || (header.sh_type == UInt32(SHT_DYNSYM) && symbolTable == nil) {
-                symbolTable = (current, header)
+                symbolTable = (section.handle, header)
             }
         }
         sections.sort { $0.start < $1.start }

@@ -27,23 +27,19 @@ struct DebugSections: @unchecked Sendable {
     /// relocatable object (a module's `.ko`), the sections its relocations touch are read from
     /// `relocated`'s copies, where the relocations are applied.
     init(elf: OpaquePointer, relocated: RelocatedObject? = nil) throws(DWARFError) {
-        var names = 0
-        guard elf_getshdrstrndx(elf, &names) == 0 else { return }
-        var section = elf_nextscn(elf, nil)
-        while let current = section {
-            section = elf_nextscn(elf, current)
-            var header = GElf_Shdr()
-            guard gelf_getshdr(current, &header) != nil, let rawName = elf_strptr(elf, names, Int(header.sh_name)) else { continue }
+        for section in ELFSections(elf) {
+            let header = section.header
+            guard let rawName = section.name else { continue }
             var name = String(cString: rawName)
             let gnuCompressed = name.hasPrefix(".zdebug_")
             if gnuCompressed { name = ".debug_" + name.dropFirst(".zdebug_".count) }
             guard let kind = DebugSection.allCases.first(where: { $0.name == name }), header.sh_type != UInt32(SHT_NOBITS), header.sh_size > 0 else { continue }
-            if let copy = relocated?.bytes(ofSection: elf_ndxscn(current)) {
+            if let copy = relocated?.bytes(ofSection: section.index) {
                 set(SectionBytes(kind, base: copy.baseAddress, count: copy.count))
                 continue
             }
-            if gnuCompressed { _ = elf_compress_gnu(current, 0, 0) } else if header.sh_flags & UInt64(SHF_COMPRESSED) != 0 { _ = elf_compress(current, 0, 0) }
-            guard let data = elf_getdata(current, nil), let buffer = data.pointee.d_buf else {
+            if gnuCompressed { _ = elf_compress_gnu(section.handle, 0, 0) } else if header.sh_flags & UInt64(SHF_COMPRESSED) != 0 { _ = elf_compress(section.handle, 0, 0) }
+            guard let data = elf_getdata(section.handle, nil), let buffer = data.pointee.d_buf else {
                 throw DWARFError(
                     section: kind, offset: 0,
                     problem: "libelf cannot read the section (\(elf_errmsg(-1).map { String(cString: $0) } ?? "unknown error")): the file is truncated or corrupt")

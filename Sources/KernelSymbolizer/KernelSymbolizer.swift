@@ -126,16 +126,7 @@ public final class KernelSymbolizer {
     }
 
     private static func hasDebugInfo(_ elf: OpaquePointer) -> Bool {
-        var names = 0
-        guard elf_getshdrstrndx(elf, &names) == 0 else { return false }
-        var section = elf_nextscn(elf, nil)
-        while let current = section {
-            section = elf_nextscn(elf, current)
-            var header = GElf_Shdr()
-            guard gelf_getshdr(current, &header) != nil, header.sh_size > 0, let name = elf_strptr(elf, names, Int(header.sh_name)) else { continue }
-            if strcmp(name, ".debug_info") == 0 || strcmp(name, ".zdebug_info") == 0 { return true }
-        }
-        return false
+        ELFSections(elf).contains { $0.header.sh_size > 0 && ($0.isNamed(".debug_info") || $0.isNamed(".zdebug_info")) }
     }
 
     /// `ELFCOMPRESS_ZSTD`, the gABI's number for zstd-compressed sections (`objcopy
@@ -147,20 +138,12 @@ public final class KernelSymbolizer {
     /// costs nothing extra), and says what to do about the first one libelf cannot decompress:
     /// zstd with an elfutils older than 0.189, or an unknown algorithm. `nil` when all can be read.
     private static func undecompressableDebugSection(_ elf: OpaquePointer) -> String? {
-        var names = 0
-        guard elf_getshdrstrndx(elf, &names) == 0 else { return nil }
-        var section = elf_nextscn(elf, nil)
-        while let current = section {
-            section = elf_nextscn(elf, current)
-            var header = GElf_Shdr()
-            guard gelf_getshdr(current, &header) != nil, header.sh_flags & UInt64(SHF_COMPRESSED) != 0,
-                  let rawName = elf_strptr(elf, names, Int(header.sh_name))
-            else { continue }
-            let name = String(cString: rawName)
+        for section in ELFSections(elf) where section.header.sh_flags & UInt64(SHF_COMPRESSED) != 0 {
+            let name = section.nameText
             guard name.hasPrefix(".debug_") else { continue }
             var compression = GElf_Chdr()
-            let algorithm = gelf_getchdr(current, &compression) != nil ? compression.ch_type : 0
-            guard elf_compress(current, 0, 0) < 0 else { continue }
+            let algorithm = gelf_getchdr(section.handle, &compression) != nil ? compression.ch_type : 0
+            guard elf_compress(section.handle, 0, 0) < 0 else { continue }
             let reason = libelfMessage()
             let elfutils = dwfl_version(nil).map { String(cString: $0) } ?? "this"
             if algorithm == zstdCompression {

@@ -54,19 +54,14 @@ public final class RelocatedObject {
             throw RelocationError("not a relocatable object (ET_REL)")
         }
         self.base = base
-        var headers: [Int: GElf_Shdr] = [:]
+        var byIndex: [Int: ELFSection] = [:]
         var cursor = base
         var addresses: [Int: UInt64] = [:]
         var sections: [String: (index: Int, address: UInt64, size: UInt64)] = [:]
-        var names = 0
-        _ = elf_getshdrstrndx(elf, &names)
-        var section = elf_nextscn(elf, nil)
-        while let current = section {
-            section = elf_nextscn(elf, current)
-            var sectionHeader = GElf_Shdr()
-            guard gelf_getshdr(current, &sectionHeader) != nil else { continue }
-            let index = elf_ndxscn(current)
-            headers[index] = sectionHeader
+        for section in ELFSections(elf) {
+            let sectionHeader = section.header
+            let index = section.index
+            byIndex[index] = section
             guard sectionHeader.sh_flags & UInt64(SHF_ALLOC) != 0 else { continue }
             let alignment = max(sectionHeader.sh_addralign, 1)
             let (aligned, overflow) = Self.align(cursor, alignment)
@@ -74,7 +69,7 @@ public final class RelocatedObject {
             guard !overflow, !endOverflow else { throw RelocationError("section sizes or alignments run past the address space: a corrupt object") }
             addresses[index] = aligned
             cursor = end
-            if let name = elf_strptr(elf, names, Int(sectionHeader.sh_name)).map({ String(cString: $0) }), sections[name] == nil {
+            if let name = section.name.map({ String(cString: $0) }), sections[name] == nil {
                 sections[name] = (index, aligned, sectionHeader.sh_size)
             }
         }
@@ -118,20 +113,18 @@ public final class RelocatedObject {
         var copies: [Int: UnsafeMutableRawBufferPointer] = [:]
         var skipped = 0
         do throws(RelocationError) {
-            section = elf_nextscn(elf, nil)
-            while let current = section {
-                section = elf_nextscn(elf, current)
-                var relocationHeader = GElf_Shdr()
-                guard gelf_getshdr(current, &relocationHeader) != nil, relocationHeader.sh_type == UInt32(SHT_RELA),
-                      relocationHeader.sh_entsize > 0
-                else { continue }
+            for relocationSection in ELFSections(elf) {
+                let relocationHeader = relocationSection.header
+                guard relocationHeader.sh_type == UInt32(SHT_RELA), relocationHeader.sh_entsize > 0 else { continue }
                 let target = Int(relocationHeader.sh_info)
-                guard let targetHeader = headers[target], targetHeader.sh_type != UInt32(SHT_NOBITS), let targetSection = elf_getscn(elf, target) else { continue }
-                let targetName = elf_strptr(elf, names, Int(targetHeader.sh_name)).map { String(cString: $0) } ?? "section \(target)"
+                guard let targetEntry = byIndex[target], targetEntry.header.sh_type != UInt32(SHT_NOBITS) else { continue }
+                let targetHeader = targetEntry.header
+                let targetSection = targetEntry.handle
+                let targetName = targetEntry.name.map { String(cString: $0) } ?? "section \(target)"
                 let isCode = targetHeader.sh_flags & UInt64(SHF_EXECINSTR) != 0
                 guard isCode || targetName.hasPrefix(".debug_") else { continue }
                 if targetHeader.sh_flags & UInt64(SHF_COMPRESSED) != 0 { _ = elf_compress(targetSection, 0, 0) }
-                guard let targetData = elf_getdata(targetSection, nil), let relocations = elf_getdata(current, nil) else {
+                guard let targetData = elf_getdata(targetSection, nil), let relocations = elf_getdata(relocationSection.handle, nil) else {
                     throw RelocationError("cannot read \(targetName) or its relocations: \(elf_errmsg(-1).map { String(cString: $0) } ?? "libelf error")")
                 }
                 let bytes: UnsafeMutableRawBufferPointer
@@ -196,13 +189,7 @@ public final class RelocatedObject {
     }
 
     private static func symbolTable(_ elf: OpaquePointer) -> (OpaquePointer, GElf_Shdr)? {
-        var section = elf_nextscn(elf, nil)
-        while let current = section {
-            section = elf_nextscn(elf, current)
-            var header = GElf_Shdr()
-            if gelf_getshdr(current, &header) != nil, header.sh_type == UInt32(SHT_SYMTAB) { return (current, header) }
-        }
-        return nil
+        ELFSections(elf).first { $0.header.sh_type == UInt32(SHT_SYMTAB) }.map { ($0.handle, $0.header) }
     }
 
     private static func align(_ value: UInt64, _ alignment: UInt64) -> (UInt64, Bool) {
