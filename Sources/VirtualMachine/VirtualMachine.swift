@@ -13,7 +13,26 @@ public struct GuestResult: Sendable {
 
 /// Why a guest run failed (as opposed to the command failing inside it).
 public struct VirtualMachineError: Error, CustomStringConvertible {
+    /// Which failure, for a caller that adds its own advice (a command line names its options).
+    public enum Kind: Sendable, Equatable {
+        /// A host tool (QEMU, setpriv) or the kernel image is missing.
+        case setup
+        /// The guest did not start the command within ``VirtualMachine/bootTimeoutSeconds``.
+        case bootTimedOut
+        /// The command did not finish within ``VirtualMachine/timeoutSeconds``.
+        case timedOut
+        /// QEMU ended without the command's exit status (the guest crashed or QEMU failed).
+        case noStatus
+    }
+
+    public var kind: Kind
+    /// What failed and what the guest last printed.
     public var description: String
+
+    public init(_ kind: Kind, _ description: String) {
+        self.kind = kind
+        self.description = description
+    }
 }
 
 /// Boots a kernel under QEMU with the host's root shared read-only over 9p and runs one command in
@@ -69,7 +88,7 @@ public struct VirtualMachine: Sendable {
         for directory in ["/usr/bin", "/bin"] where FileManager.default.isExecutableFile(atPath: directory + "/setpriv") {
             return directory + "/setpriv"
         }
-        throw VirtualMachineError(description: "setpriv is not installed: run Scripts/setup.sh (apt-get install util-linux)")
+        throw VirtualMachineError(.setup, "setpriv is not installed: run Scripts/setup.sh (apt-get install util-linux)")
     }
 
     /// Finds `qemu-system-x86_64` on `PATH`.
@@ -79,7 +98,7 @@ public struct VirtualMachine: Sendable {
             let candidate = "\(directory)/qemu-system-x86_64"
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
-        throw VirtualMachineError(description: "qemu-system-x86_64 is not installed: run Scripts/setup.sh (apt-get install qemu-system-x86)")
+        throw VirtualMachineError(.setup, "qemu-system-x86_64 is not installed: run Scripts/setup.sh (apt-get install qemu-system-x86)")
     }
 
     /// Runs `command` (a program and its arguments) in a fresh guest and returns its output and status.
@@ -101,7 +120,7 @@ public struct VirtualMachine: Sendable {
         precondition(!command.isEmpty, "a guest command needs a program")
         let qemu = try Self.qemuPath()
         guard FileManager.default.fileExists(atPath: kernelImage) else {
-            throw VirtualMachineError(description: "no kernel image at \(kernelImage): run `kcovctl vm build`")
+            throw VirtualMachineError(.setup, "no kernel image at \(kernelImage): pass the bzImage of a built kernel")
         }
         try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
         Self.removeAbandonedJobFolders(in: workDirectory)
@@ -148,21 +167,21 @@ public struct VirtualMachine: Sendable {
                 commandStarted = FileManager.default.fileExists(atPath: jobPath + "/started")
                 if !commandStarted && Date() > bootDeadline {
                     Self.stop(process)
-                    throw VirtualMachineError(description:
+                    throw VirtualMachineError(.bootTimedOut,
                         "the guest is hung: it did not start the command within \(Int(bootTimeoutSeconds)) s of booting; it last printed:\n\(tail(jobPath + "/console.log"))")
                 }
             }
             if Date() > deadline {
                 Self.stop(process)
-                throw VirtualMachineError(description:
-                    "the guest did not finish within \(Int(timeoutSeconds)) s (give it longer with --guest-timeout); the command last wrote to its standard output:\n\(tail(jobPath + "/stdout"))\nand to its standard error:\n\(tail(jobPath + "/stderr"))\nthe console last printed:\n\(tail(jobPath + "/console.log"))")
+                throw VirtualMachineError(.timedOut,
+                    "the guest did not finish within \(Int(timeoutSeconds)) s; the command last wrote to its standard output:\n\(tail(jobPath + "/stdout"))\nand to its standard error:\n\(tail(jobPath + "/stderr"))\nthe console last printed:\n\(tail(jobPath + "/console.log"))")
             }
             usleep(50_000)
         }
         let seconds = Date().timeIntervalSince(started)
         guard let statusText = try? String(contentsOfFile: jobPath + "/status", encoding: .utf8),
               let status = Int32(statusText.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw VirtualMachineError(description:
+            throw VirtualMachineError(.noStatus,
                 "the guest ended without running the command (QEMU status \(process.terminationStatus)); QEMU said: \(tail(qemuLog)); console:\n\(tail(jobPath + "/console.log"))")
         }
         return GuestResult(

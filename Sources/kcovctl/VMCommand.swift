@@ -159,7 +159,16 @@ struct GuestLauncher {
             kernelImage: kernelImage, workDirectory: TestKernelBuilder.defaultCacheDirectory + "/vm",
             accelerator: options.kvm ? .kvm : .tcg, timeoutSeconds: Double(options.guestTimeout ?? 1800), bootTimeoutSeconds: Double(options.bootTimeout ?? 300),
             randomizeBase: options.kaslr)
-        return try machine.run(command)
+        do {
+            return try machine.run(command)
+        } catch let error as VirtualMachineError {
+            // The library names no options: say which one gives the guest longer.
+            switch error.kind {
+            case .timedOut: throw VirtualMachineError(error.kind, error.description + "\ngive the command longer with --guest-timeout SECONDS")
+            case .bootTimedOut: throw VirtualMachineError(error.kind, error.description + "\ngive the boot longer with --boot-timeout SECONDS")
+            case .setup, .noStatus: throw error
+            }
+        }
     }
 
     /// Runs the preflight on `--kernel` (Docs/guest-kernels.md) and returns the kernel's absolute path.

@@ -76,9 +76,18 @@ struct RealKernelProtectionTests {
         let beforeReset = try collector.withPCs { Array($0) }
         #expect(!beforeReset.isEmpty, "the kernel writes through its own mapping (the fork and wait)")
         #expect(!beforeReset.contains(0x8000_7000_c000_8), "the child's stray write did not land")
-        try collector.reset()
-        let empty = try collector.withPCs { $0.count }
-        #expect(empty == 0, "the collector's own reset opens the buffer to this thread")
+        // The collector's own reset opens the buffer to this thread: the count reads back 0. An
+        // interrupt between the reset and the read can add PCs of the return to user space, which
+        // runs in this thread's context (Docs/kcov-linux.md, "Which code is recorded": the soak
+        // once saw 33), so up to five resets are tried; a reset that wrote nothing would leave
+        // the count at the fork's thousands every time.
+        var afterResets: [Int] = []
+        for _ in 0..<5 where afterResets.last != 0 {
+            try collector.reset()
+            afterResets.append(try collector.withPCs { $0.count })
+        }
+        #expect(afterResets.last == 0, "counts read right after each reset: \(afterResets)")
+        #expect(afterResets.allSatisfy { $0 < beforeReset.count }, "counts read right after each reset: \(afterResets)")
         backend.probe()
         let probe = try collector.withPCs { Array($0) }
         #expect(!probe.isEmpty)
