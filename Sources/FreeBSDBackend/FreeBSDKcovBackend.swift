@@ -17,25 +17,24 @@ import Musl
 /// READY (no buffer yet, already enabled, or closing: `.invalidState`), and its EINVAL with a valid
 /// mode always means the calling thread already has an fd (`.busy`).
 public struct FreeBSDKcovBackend: KcovDriver {
-    package let kernel: any KernelInterface
+    /// `/dev/kcov` and the kernel it is reached through.
+    package let device: KcovDeviceNode
+    package var kernel: any KernelInterface { device.kernel }
     /// Where the kcov device is.
-    public let devicePath: String
-    /// The backend talks to the host's own kernel, so the host must be FreeBSD.
-    let onHostKernel: Bool
+    public var devicePath: String { device.path }
 
     /// The host kernel's kcov at `devicePath` (only usable on FreeBSD; see ``availability()``).
     public init(devicePath: String = FreeBSDKcovABI.devicePath) {
-        self.kernel = SystemKernel()
-        self.devicePath = devicePath
-        self.onHostKernel = true
+        device = .host(path: devicePath, system: FreeBSDKcovABI.systemName, kernelNeeded: Self.kernelNeeded)
     }
 
     /// A backend over any implementation of the seam, such as the FreeBSD reference model.
     package init(kernel: any KernelInterface, devicePath: String = FreeBSDKcovABI.devicePath) {
-        self.kernel = kernel
-        self.devicePath = devicePath
-        self.onHostKernel = false
+        device = KcovDeviceNode(kernel: kernel, path: devicePath, system: FreeBSDKcovABI.systemName, kernelNeeded: Self.kernelNeeded)
     }
+
+    /// The kernel to run on, said on a host of another system.
+    static let kernelNeeded = "a FreeBSD kernel with options COVERAGE and options KCOV"
 
     public var name: String { "freebsd" }
 
@@ -59,27 +58,13 @@ public struct FreeBSDKcovBackend: KcovDriver {
     public var pageSize: Int { Int(sysconf(Int32(_SC_PAGESIZE))) }
 
     public func availability() -> Availability {
-        if let system = foreignHostSystem {
-            return Availability(available: false, reason: notFreeBSDReason(system))
-        }
-        return kernel.availability(of: devicePath, reason: "\(devicePath) opened read-write", explain: openError)
-    }
-
-    /// The host's system name when this backend is on the host's kernel and that is not FreeBSD.
-    var foreignHostSystem: String? {
-        guard onHostKernel, let system = SystemKernel.hostSystemName(), system != FreeBSDKcovABI.systemName else { return nil }
-        return system
-    }
-
-    func notFreeBSDReason(_ system: String) -> String {
-        "\(FreeBSDKcovABI.devicePath) is FreeBSD's kcov(4) and this host runs \(system), not FreeBSD: run on a FreeBSD kernel with options COVERAGE and options KCOV (or check the reference model with --model)"
+        device.availability(explain: openError)
     }
 
     // MARK: Device
 
     public func openDevice() throws(CoverageError) -> Int32 {
-        if let system = foreignHostSystem { throw CoverageError(.deviceMissing, notFreeBSDReason(system)) }
-        return try kernel.openDevice(devicePath, explain: openError)
+        try device.open(explain: openError)
     }
 
     /// Why opening the device failed, with what to do about it.

@@ -19,25 +19,24 @@ import Musl
 /// which changes nothing: the driver checks "enabled" (EBUSY) before the size (EINVAL), so the
 /// answer says whether this fd is the enabled one.
 public struct NetBSDKcovBackend: KcovDriver {
-    package let kernel: any KernelInterface
+    /// `/dev/kcov` and the kernel it is reached through.
+    package let device: KcovDeviceNode
+    package var kernel: any KernelInterface { device.kernel }
     /// Where the kcov device is.
-    public let devicePath: String
-    /// The backend talks to the host's own kernel, so the host must be NetBSD.
-    let onHostKernel: Bool
+    public var devicePath: String { device.path }
 
     /// The host kernel's kcov at `devicePath` (only usable on NetBSD; see ``availability()``).
     public init(devicePath: String = NetBSDKcovABI.devicePath) {
-        self.kernel = SystemKernel()
-        self.devicePath = devicePath
-        self.onHostKernel = true
+        device = .host(path: devicePath, system: NetBSDKcovABI.systemName, kernelNeeded: Self.kernelNeeded)
     }
 
     /// A backend over any implementation of the seam, such as the NetBSD reference model.
     package init(kernel: any KernelInterface, devicePath: String = NetBSDKcovABI.devicePath) {
-        self.kernel = kernel
-        self.devicePath = devicePath
-        self.onHostKernel = false
+        device = KcovDeviceNode(kernel: kernel, path: devicePath, system: NetBSDKcovABI.systemName, kernelNeeded: Self.kernelNeeded)
     }
+
+    /// The kernel to run on, said on a host of another system.
+    static let kernelNeeded = "a NetBSD kernel with options KCOV"
 
     public var name: String { "netbsd" }
 
@@ -65,26 +64,13 @@ public struct NetBSDKcovBackend: KcovDriver {
     public var pageSize: Int { Int(sysconf(Int32(_SC_PAGESIZE))) }
 
     public func availability() -> Availability {
-        if let system = foreignHostSystem {
-            return Availability(available: false, reason: notNetBSDReason(system))
-        }
-        return kernel.availability(of: devicePath, reason: "\(devicePath) opened read-write", explain: openError)
-    }
-
-    /// The host's system name when this backend is on the host's kernel and that is not NetBSD.
-    var foreignHostSystem: String? {
-        guard onHostKernel, let system = SystemKernel.hostSystemName(), system != NetBSDKcovABI.systemName else { return nil }
-        return system
-    }
-
-    func notNetBSDReason(_ system: String) -> String {
-        "\(NetBSDKcovABI.devicePath) is NetBSD's kcov(4) and this host runs \(system), not NetBSD: run on a NetBSD kernel with options KCOV (or check the reference model with --model)"
+        device.availability(explain: openError)
     }
 
     // MARK: Device
 
     public func openDevice() throws(CoverageError) -> Int32 {
-        try kernel.openDevice(devicePath, explain: openError)
+        try device.open(explain: openError)
     }
 
     /// Why opening the device failed, with what to do about it.
@@ -92,9 +78,7 @@ public struct NetBSDKcovBackend: KcovDriver {
         .system("open(\(devicePath))", errno: code) {
             switch $0 {
             case ENOENT:
-                (.deviceMissing,
-                 foreignHostSystem.map(notNetBSDReason)
-                    ?? "\(devicePath) does not exist: create it with `cd /dev && sh MAKEDEV kcov`, on a kernel built with options KCOV")
+                (.deviceMissing, "\(devicePath) does not exist: create it with `cd /dev && sh MAKEDEV kcov`, on a kernel built with options KCOV")
             case ENXIO, ENODEV:
                 (.deviceMissing,
                  "\(devicePath) has no driver: this is a kernel without options KCOV; build one with `options KCOV` and `makeoptions KCOV=1`")

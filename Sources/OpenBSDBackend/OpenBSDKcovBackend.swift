@@ -22,11 +22,11 @@ import Musl
 /// KIOENABLE fails with ENXIO when the fd is not READY (this thread's own fd), and succeeds when
 /// it is (the thread's binding is elsewhere), in which case that thread disables it again at once.
 public struct OpenBSDKcovBackend: KcovDriver {
-    package let kernel: any KernelInterface
+    /// `/dev/kcov` and the kernel it is reached through.
+    package let device: KcovDeviceNode
+    package var kernel: any KernelInterface { device.kernel }
     /// Where the kcov device is.
-    public let devicePath: String
-    /// The backend talks to the host's own kernel, so the host must be OpenBSD.
-    let onHostKernel: Bool
+    public var devicePath: String { device.path }
     /// Descriptors attached to the process's kernel tasks through this backend (its copies share
     /// them). OpenBSD keeps an attachment until the descriptor is closed and has no detach, so a
     /// second ``enableRemote(_:mode:_:)`` on the same descriptor (after KIODISABLE, or after a
@@ -36,17 +36,16 @@ public struct OpenBSDKcovBackend: KcovDriver {
 
     /// The host kernel's kcov at `devicePath` (only usable on OpenBSD; see ``availability()``).
     public init(devicePath: String = OpenBSDKcovABI.devicePath) {
-        self.kernel = SystemKernel()
-        self.devicePath = devicePath
-        self.onHostKernel = true
+        device = .host(path: devicePath, system: OpenBSDKcovABI.systemName, kernelNeeded: Self.kernelNeeded)
     }
 
     /// A backend over any implementation of the seam, such as the OpenBSD reference model.
     package init(kernel: any KernelInterface, devicePath: String = OpenBSDKcovABI.devicePath) {
-        self.kernel = kernel
-        self.devicePath = devicePath
-        self.onHostKernel = false
+        device = KcovDeviceNode(kernel: kernel, path: devicePath, system: OpenBSDKcovABI.systemName, kernelNeeded: Self.kernelNeeded)
     }
+
+    /// The kernel to run on, said on a host of another system.
+    static let kernelNeeded = "an OpenBSD kernel with pseudo-device kcov"
 
     public var name: String { "openbsd" }
 
@@ -73,27 +72,13 @@ public struct OpenBSDKcovBackend: KcovDriver {
     public var pageSize: Int { Int(sysconf(Int32(_SC_PAGESIZE))) }
 
     public func availability() -> Availability {
-        if let system = foreignHostSystem {
-            return Availability(available: false, reason: notOpenBSDReason(system))
-        }
-        return kernel.availability(of: devicePath, reason: "\(devicePath) opened read-write", explain: openError)
-    }
-
-    /// The host's system name when this backend is on the host's kernel and that is not OpenBSD.
-    var foreignHostSystem: String? {
-        guard onHostKernel, let system = SystemKernel.hostSystemName(), system != OpenBSDKcovABI.systemName else { return nil }
-        return system
-    }
-
-    func notOpenBSDReason(_ system: String) -> String {
-        "\(OpenBSDKcovABI.devicePath) is OpenBSD's kcov(4) and this host runs \(system), not OpenBSD: run on an OpenBSD kernel with pseudo-device kcov (or check the reference model with --model)"
+        device.availability(explain: openError)
     }
 
     // MARK: Device
 
     public func openDevice() throws(CoverageError) -> Int32 {
-        if let system = foreignHostSystem { throw CoverageError(.deviceMissing, notOpenBSDReason(system)) }
-        return try kernel.openDevice(devicePath, explain: openError)
+        try device.open(explain: openError)
     }
 
     /// Why opening the device failed, with what to do about it.

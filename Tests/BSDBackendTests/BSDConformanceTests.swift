@@ -77,12 +77,19 @@ import Testing
     }
 
     /// On a real kernel the checks that need a simulated fork, descriptor passing or kernel task
-    /// are not applicable rather than failed; here the host backend is not even OpenBSD.
+    /// are not applicable rather than failed; here the host backend is not even a BSD. Each BSD
+    /// backend on the host's kernel refuses before it opens anything, naming its system and the
+    /// kernel to run on instead.
     @Test func hostBackendsReportUnavailableOnLinux() {
-        for backend in [FreeBSDKcovBackend(), OpenBSDKcovBackend()] as [any KcovDriver] {
+        let backends: [(backend: any KcovDriver, system: String, kernel: String)] = [
+            (NetBSDKcovBackend(), "NetBSD", "options KCOV"), (FreeBSDKcovBackend(), "FreeBSD", "options COVERAGE and options KCOV"),
+            (OpenBSDKcovBackend(), "OpenBSD", "pseudo-device kcov"),
+        ]
+        for (backend, system, kernel) in backends {
             let availability = backend.availability()
             #expect(!availability.available)
-            #expect(availability.reason.contains("this host runs Linux"), "\(availability.reason)")
+            #expect(availability.reason.contains("/dev/kcov is \(system)'s kcov(4) and this host runs Linux, not \(system)"), "\(availability.reason)")
+            #expect(availability.reason.contains(kernel), "\(availability.reason)")
             let error = #expect(throws: CoverageError.self) { _ = try backend.openDevice() }
             #expect(error?.code == .deviceMissing && error?.syscall == nil, "refused before any open: \(String(describing: error))")
         }
