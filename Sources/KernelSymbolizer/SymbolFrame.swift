@@ -1,5 +1,6 @@
 /// One frame of a PC's source location: a function and the line in it. A PC inside inlined code
-/// has several, innermost first.
+/// has several, innermost first. Lines, columns and discriminators are kept in 32 bits, as DWARF's
+/// line-table registers are; a larger value set here is clamped.
 public struct SymbolFrame: Sendable, Hashable, CustomStringConvertible {
     /// The function (for the innermost frame, the inlined function the PC is in); `nil` when
     /// neither the DWARF nor the symbol table names it.
@@ -34,7 +35,7 @@ public struct SymbolFrame: Sendable, Hashable, CustomStringConvertible {
         set { numbers[3] = Int32(clamping: newValue) }
     }
     /// ``line``, ``column``, ``discriminator`` and ``functionLine`` in 32 bits each, the width of
-    /// DWARF's line-table registers (§6.2.2), as one vector: so a frame is seven machine words,
+    /// DWARF's line-table registers (§6.2.2; a value set past it is clamped), as one vector: so a frame is seven machine words,
     /// which Swift moves in registers. With four more words, making a frame and putting it in an
     /// array copied and destroyed it (three string retains and releases) for every frame of a
     /// batch, 7% of symbolizing a whole kernel.
