@@ -38,7 +38,7 @@ struct SectionBytes: @unchecked Sendable {
     var section: DebugSection
     /// Whether the last byte is a NUL, so that every string in the section ends inside it (the
     /// usual case for `.debug_str` and `.debug_line_str`, which then need no search per string).
-    private var endsWithNUL: Bool
+    private let endsWithNUL: Bool
 
     init(_ section: DebugSection, base: UnsafeRawPointer? = nil, count: Int = 0) {
         self.section = section
