@@ -24,34 +24,35 @@ struct RealKernelCollectionTests {
 
     @Test func sameSyscallGivesTheSameTraceTwice() throws {
         var session = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 16)
-        // A first round can also record page faults of fresh stack and buffer pages.
-        _ = try session.collect { backend.probe() }
-        let first = try session.collect { backend.probe() }
-        let second = try session.collect { backend.probe() }
-        #expect(Set(first.pcs) == Set(second.pcs), "read(-1) takes one short path")
+        // read(-1) takes one short path: two collections in a row record it alone within a few
+        // rounds, though any one round may also record a page fault or an interrupt's return.
+        let path = try repeatedPath { try session.collect { backend.probe() }.pcs }
+        #expect(path != nil, "no two collections in a row recorded the same PCs in 8 rounds")
+        #expect(path.map { !$0.isEmpty } == true)
     }
 
     /// syzkaller's pattern through the front door: opened, sized and mapped on this thread, taken
     /// and enabled by a worker, which records its own probe's path, the same as this thread's.
     @Test func aCollectorHandedToAWorkerRecordsTheWorkersSyscall() throws {
+        // Each side's path is what two collections in a row agree on: one collection can also
+        // hold an interrupt's return to user space (a soak run once saw 1,157 PCs beside the probe's 11 here).
         var own = try CoverageCollector(backend: backend, mode: .pc, bufferWords: 1 << 16)
-        _ = try own.collect { backend.probe() }
-        let expected = Set(try own.collect { backend.probe() }.pcs)
+        let expected = try #require(try repeatedPath { try own.collect { backend.probe() }.pcs }, "this thread's probe path repeats")
         let driver = backend
         let handoff = try CollectorHandoff(CoverageCollector(backend: driver, mode: .pc, bufferWords: 1 << 16))
-        let result = Mutex<(pcs: Set<UInt64>, tid: Int32)?>(nil)
+        let result = Mutex<(pcs: Set<UInt64>?, tid: Int32)?>(nil)
         let done = DispatchSemaphore(value: 0)
         Thread {
             defer { done.signal() }
             guard var collector = handoff.take() else { return }
-            _ = try? collector.collect { driver.probe() }
-            let pcs = (try? collector.collect { driver.probe() }.pcs).map(Set.init) ?? []
-            result.withLock { $0 = (pcs, driver.currentThreadID()) }
+            let pcs = try? repeatedPath { try collector.collect { driver.probe() }.pcs }
+            result.withLock { $0 = (pcs ?? nil, driver.currentThreadID()) }
         }.start()
         done.wait()
         let worker = try #require(result.withLock { $0 })
         #expect(worker.tid != backend.currentThreadID())
-        #expect(worker.pcs == expected, "the worker's read(-1) took another path: \(worker.pcs.symmetricDifference(expected).count) PCs differ")
+        let workerPath = try #require(worker.pcs, "the worker's probe path repeats")
+        #expect(workerPath == expected, "the worker's read(-1) took another path: \(workerPath.symmetricDifference(expected).count) PCs differ")
     }
 
     @Test func comparisonModeYieldsDecodableRecords() throws {
