@@ -81,10 +81,10 @@ func readProcFile(_ path: String) throws -> String {
 
 /// The PCs a round of `collect` records once two rounds in a row record the same set, trying at
 /// most `rounds` rounds; nil when no two in a row agree. A single round can record more than the
-/// code it runs: the first touches fresh stack and buffer pages, and the return to user space after
-/// an interrupt, and preemption, record PCs in the thread's context at any moment
-/// (Docs/kcov-linux.md, "Which code is recorded"). The conformance check `collect.same-path-twice`
-/// waits for its path the same way.
+/// code it runs: a page fault of the thread's user code (fresh stack and buffer pages, a page of the
+/// program read over 9p), the return to user space after an interrupt, and preemption all record
+/// PCs in the thread's context (Docs/kcov-linux.md, "Which code is recorded"). The conformance
+/// check `collect.same-path-twice` waits for its path the same way.
 func repeatedPath(rounds: Int = 8, _ collect: () throws -> [UInt64]) rethrows -> Set<UInt64>? {
     var previous: Set<UInt64>?
     for _ in 0..<rounds {
