@@ -47,7 +47,7 @@ struct RealKernelCollectionTests {
             defer { done.signal() }
             guard var collector = handoff.take() else { return }
             let pcs = try? repeatedPath { try collector.collect { driver.probe() }.pcs }
-            result.withLock { $0 = (pcs ?? nil, driver.currentThreadID()) }
+            result.withLock { $0 = (pcs, driver.currentThreadID()) }
         }.start()
         done.wait()
         let worker = try #require(result.withLock { $0 })

@@ -58,11 +58,11 @@ struct RealKernelSignalTests {
                                 if pass == 0 {
                                     outcome.newFirstPass += fresh.count
                                 } else {
-                                    // Edges inside the syscall's own code: both PCs in it. The
-                                    // return to user space after an interrupt, and preemption,
-                                    // add PCs at any time (Docs/kcov-linux.md, "Which code is
-                                    // recorded"), and an edge from one of them into the syscall's
-                                    // code is new (the soak once saw one).
+                                    // Edges inside the syscall's own code: both PCs in it. A
+                                    // page fault, the return to user space after an interrupt,
+                                    // and preemption add PCs at any time (Docs/kcov-linux.md,
+                                    // "Which code is recorded"), and an edge from one of them into
+                                    // the syscall's code is new (the soak once saw one).
                                     outcome.newSecondPassInOwnCode += pcs.indices.dropFirst().count { index in
                                         inOwn(pcs[index]) && inOwn(pcs[index - 1])
                                             && fresh.contains(EdgeSignal.signal(pcs[index], after: pcs[index - 1]))
